@@ -1,0 +1,575 @@
+//! Configuration: the YAML schema ([`raw`]), parsed once into validated types ([`Config`]) whose
+//! fields cannot hold invalid values. Errors name the file, the field path and the reason.
+//!
+//! This module reads the config file and the secrets it points at; it does no other I/O.
+
+pub mod duration;
+pub mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use raw::{RawConfig, RawKeys, RawProvider, RawSecret, RawSource};
+
+/// A config file that cannot be used: which file, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {reason}")]
+pub struct ConfigError {
+    /// The file that was read.
+    pub file: String,
+    /// The field path, e.g. `providers[0].keys.refresh_interval`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener addresses.
+    pub listen: Listen,
+    /// Identity providers; a token's `iss` selects one exactly.
+    pub providers: Vec<Provider>,
+    /// The realm named in `WWW-Authenticate`.
+    pub realm: String,
+    /// Tokens longer than this are refused before decoding.
+    pub max_token_bytes: usize,
+    /// Grace period for in-flight checks at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Envoy ext_authz gRPC and gRPC health.
+    pub grpc: SocketAddr,
+    /// `/healthz`, `/readyz`.
+    pub http: SocketAddr,
+}
+
+/// One identity provider, validated.
+#[derive(Clone)]
+pub struct Provider {
+    /// Unique name, used in logs, metrics and `/readyz`.
+    pub name: String,
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Where the keys come from.
+    pub key_source: KeySource,
+    /// Accepted audiences; empty means no `aud` check.
+    pub audiences: Vec<String>,
+    /// Allowed algorithms; a key must also support the token's algorithm.
+    pub algorithms: Vec<Algorithm>,
+    /// Symmetric tolerance for `exp`, `nbf` and `iat`.
+    pub clock_skew: Duration,
+    /// Accepted header `typ` values (lower-cased, without `application/`); empty means any.
+    pub token_types: Vec<String>,
+    /// Claims that must be present.
+    pub required_claims: Vec<String>,
+    /// Whether `exp` must be present.
+    pub require_exp: bool,
+    /// Longest allowed token lifetime.
+    pub max_lifetime: Option<Duration>,
+    /// Where to look for the token, in order.
+    pub sources: Vec<Source>,
+    /// Claim path → upstream header (lower-case).
+    pub claims_to_headers: Vec<(String, String)>,
+    /// Header that receives the base64url payload.
+    pub payload_header: Option<String>,
+    /// Whether the token's header goes upstream.
+    pub forward_token: bool,
+    /// Key-set lifecycle.
+    pub keys: KeySettings,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("key_source", &self.key_source)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a provider's keys come from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A JWKS URL.
+    JwksUri(String),
+    /// OIDC discovery from the issuer.
+    Discovery,
+    /// A local JWKS file, reloaded when it changes.
+    JwksFile(PathBuf),
+    /// A shared secret for HS* tokens.
+    HmacSecret(Secret),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::JwksUri(u) => write!(f, "JwksUri({u})"),
+            Self::Discovery => write!(f, "Discovery"),
+            Self::JwksFile(p) => write!(f, "JwksFile({})", p.display()),
+            Self::HmacSecret(_) => write!(f, "HmacSecret(<redacted>)"),
+        }
+    }
+}
+
+/// Secret bytes that never appear in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One place to look for a token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A header (lower-case name) with a scheme prefix matched case-insensitively.
+    Header {
+        /// Header name, lower-case.
+        name: String,
+        /// Scheme prefix such as `Bearer `; empty for the whole value.
+        prefix: String,
+    },
+    /// A cookie.
+    Cookie(String),
+    /// A query parameter.
+    Query(String),
+}
+
+/// Key-set lifecycle settings.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySettings {
+    /// Background refresh period (upper bound for `Cache-Control: max-age`).
+    pub refresh_interval: Duration,
+    /// At most one unknown-`kid` refetch per this window.
+    pub min_refetch_interval: Duration,
+    /// How long the last good keys keep serving while fetches fail.
+    pub max_stale: Duration,
+    /// Bound on one fetch.
+    pub fetch_timeout: Duration,
+    /// Bound on how long a request waits for a refetch.
+    pub refetch_wait: Duration,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            refresh_interval: Duration::from_secs(300),
+            min_refetch_interval: Duration::from_secs(30),
+            max_stale: Duration::from_secs(86_400),
+            fetch_timeout: Duration::from_secs(5),
+            refetch_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Every algorithm jwtgate verifies, as spelled in JOSE.
+pub const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+];
+
+/// Minimum HMAC secret length for an algorithm: its hash output (RFC 7518 §3.2).
+pub fn hmac_min_secret(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            field: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &file, base)
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut field = None;
+        let raw: RawConfig = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                field = Some(e.path().to_string());
+                e.into_inner()
+            })
+        })
+        .map_err(|e| ConfigError {
+            file: file.into(),
+            field: match field.as_deref() {
+                None => "(yaml)".into(),
+                Some(".") => "(top level)".into(),
+                Some(path) => path.into(),
+            },
+            reason: e.to_string().trim().into(),
+        })?;
+        Validator { file, base }.config(raw)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen = Listen {
+            grpc: self.addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9001")?,
+            http: self.addr("listen.http", raw.listen.http, "127.0.0.1:9002")?,
+        };
+        if raw.providers.is_empty() {
+            return Err(self.err("providers", "at least one provider is required"));
+        }
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        let (mut names, mut issuers) = (HashSet::new(), HashSet::new());
+        for (i, p) in raw.providers.into_iter().enumerate() {
+            let field = format!("providers[{i}]");
+            let p = self.provider(&field, p)?;
+            if !names.insert(p.name.clone()) {
+                return Err(self.err(format!("{field}.name"), format!("`{}` is used twice", p.name)));
+            }
+            if !issuers.insert(p.issuer.clone()) {
+                return Err(self.err(
+                    format!("{field}.issuer"),
+                    format!("`{}` is used by two providers; `iss` must select one", p.issuer),
+                ));
+            }
+            providers.push(p);
+        }
+        let max_token_bytes = raw.max_token_bytes.unwrap_or(8192);
+        if !(256..=1 << 20).contains(&max_token_bytes) {
+            return Err(self.err("max_token_bytes", "must be between 256 and 1048576"));
+        }
+        let realm = raw.realm.unwrap_or_else(|| "jwtgate".into());
+        if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            return Err(self.err("realm", "must be non-empty without quotes, backslashes or control characters"));
+        }
+        Ok(Config {
+            listen,
+            providers,
+            realm,
+            max_token_bytes,
+            shutdown_grace: raw.shutdown_grace.unwrap_or(Duration::from_secs(10)),
+        })
+    }
+
+    fn addr(&self, field: &str, raw: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+        let text = raw.as_deref().unwrap_or(default);
+        text.parse()
+            .map_err(|_| self.err(field, format!("`{text}` is not an IP:port address")))
+    }
+
+    fn provider(&self, field: &str, p: RawProvider) -> Result<Provider, ConfigError> {
+        let name = p
+            .name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| self.err(format!("{field}.name"), "is required"))?;
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            return Err(self.err(format!("{field}.name"), "use letters, digits, `-`, `_` and `.` only"));
+        }
+        let issuer = p
+            .issuer
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| self.err(format!("{field}.issuer"), "is required"))?;
+        let key_source = self.key_source(field, &issuer, p.jwks_uri, p.discovery, p.jwks_file, p.hmac_secret)?;
+        let algorithms = self.algorithms(field, &key_source, p.algorithms)?;
+        let clock_skew = p.clock_skew.unwrap_or(Duration::from_secs(60));
+        if clock_skew > Duration::from_secs(600) {
+            return Err(self.err(format!("{field}.clock_skew"), "must be at most 10m"));
+        }
+        let audiences = p.audiences.unwrap_or_default();
+        if audiences.iter().any(String::is_empty) {
+            return Err(self.err(format!("{field}.audiences"), "an audience cannot be empty"));
+        }
+        let token_types = p
+            .token_types
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| normalize_typ(&t))
+            .collect::<Vec<_>>();
+        if token_types.iter().any(String::is_empty) {
+            return Err(self.err(format!("{field}.token_types"), "a type cannot be empty"));
+        }
+        let required_claims = p.required_claims.unwrap_or_default();
+        if required_claims.iter().any(String::is_empty) {
+            return Err(self.err(format!("{field}.required_claims"), "a claim name cannot be empty"));
+        }
+        let sources = self.sources(field, p.sources)?;
+        let mut claims_to_headers = Vec::new();
+        for (claim, header) in p.claims_to_headers.unwrap_or_default() {
+            let f = format!("{field}.claims_to_headers.{claim}");
+            if claim.is_empty() || claim.split('.').any(str::is_empty) {
+                return Err(self.err(f, "a claim path is dot-separated names, like `sub` or `realm_access.roles`"));
+            }
+            claims_to_headers.push((claim, self.header_name(&f, &header)?));
+        }
+        let payload_header = p
+            .payload_header
+            .map(|h| self.header_name(&format!("{field}.payload_header"), &h))
+            .transpose()?;
+        let keys = self.keys(&format!("{field}.keys"), p.keys)?;
+        if let Some(lifetime) = p.max_lifetime
+            && lifetime.is_zero()
+        {
+            return Err(self.err(format!("{field}.max_lifetime"), "must be more than 0s"));
+        }
+        Ok(Provider {
+            name,
+            issuer,
+            key_source,
+            audiences,
+            algorithms,
+            clock_skew,
+            token_types,
+            required_claims,
+            require_exp: p.require_exp.unwrap_or(true),
+            max_lifetime: p.max_lifetime,
+            sources,
+            claims_to_headers,
+            payload_header,
+            forward_token: p.forward_token.unwrap_or(true),
+            keys,
+        })
+    }
+
+    fn key_source(
+        &self,
+        field: &str,
+        issuer: &str,
+        jwks_uri: Option<String>,
+        discovery: Option<bool>,
+        jwks_file: Option<PathBuf>,
+        hmac_secret: Option<RawSecret>,
+    ) -> Result<KeySource, ConfigError> {
+        let discovery = discovery.unwrap_or(false);
+        let count = [jwks_uri.is_some(), discovery, jwks_file.is_some(), hmac_secret.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if count != 1 {
+            return Err(self.err(
+                field,
+                format!(
+                    "exactly one key source is required (jwks_uri, discovery: true, jwks_file or hmac_secret); found {count}"
+                ),
+            ));
+        }
+        if let Some(uri) = jwks_uri {
+            check_http_url(&uri).map_err(|r| self.err(format!("{field}.jwks_uri"), r))?;
+            return Ok(KeySource::JwksUri(uri));
+        }
+        if discovery {
+            check_http_url(issuer).map_err(|r| {
+                self.err(format!("{field}.discovery"), format!("needs an http(s) issuer: {r}"))
+            })?;
+            return Ok(KeySource::Discovery);
+        }
+        if let Some(path) = jwks_file {
+            let path = self.base.join(path);
+            if !path.is_file() {
+                return Err(self.err(format!("{field}.jwks_file"), format!("{} is not a readable file", path.display())));
+            }
+            return Ok(KeySource::JwksFile(path));
+        }
+        let secret = hmac_secret.ok_or_else(|| self.err(field, "no key source"))?;
+        let f = format!("{field}.hmac_secret");
+        let bytes = match (secret.env, secret.file) {
+            (Some(var), None) => std::env::var(&var)
+                .map_err(|_| self.err(format!("{f}.env"), format!("environment variable {var} is not set")))?
+                .into_bytes(),
+            (None, Some(path)) => {
+                let path = self.base.join(path);
+                let mut bytes = std::fs::read(&path)
+                    .map_err(|e| self.err(format!("{f}.file"), format!("cannot read {}: {e}", path.display())))?;
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                bytes
+            }
+            _ => return Err(self.err(f, "give exactly one of `env` or `file`")),
+        };
+        if bytes.len() < 32 {
+            return Err(self.err(f, format!("secret is {} bytes; HMAC needs at least 32 (the hash output)", bytes.len())));
+        }
+        Ok(KeySource::HmacSecret(Secret(bytes)))
+    }
+
+    fn algorithms(&self, field: &str, source: &KeySource, raw: Option<Vec<String>>) -> Result<Vec<Algorithm>, ConfigError> {
+        let field = format!("{field}.algorithms");
+        let secret_len = match source {
+            KeySource::HmacSecret(s) => Some(s.expose().len()),
+            _ => None,
+        };
+        let Some(names) = raw else {
+            return Ok(ALGORITHMS
+                .iter()
+                .copied()
+                .filter(|a| match secret_len {
+                    Some(len) => a.family() == AlgorithmFamily::Hmac && len >= hmac_min_secret(*a),
+                    None => a.family() != AlgorithmFamily::Hmac,
+                })
+                .collect());
+        };
+        if names.is_empty() {
+            return Err(self.err(field, "cannot be empty"));
+        }
+        let mut out = Vec::new();
+        for name in names {
+            let alg = Algorithm::from_str(&name)
+                .ok()
+                .filter(|a| ALGORITHMS.contains(a))
+                .ok_or_else(|| {
+                    self.err(
+                        &field,
+                        format!("`{name}` is not supported; use RS256/384/512, PS256/384/512, ES256, ES384, EdDSA or HS256/384/512"),
+                    )
+                })?;
+            match (alg.family() == AlgorithmFamily::Hmac, secret_len) {
+                (true, None) => {
+                    return Err(self.err(&field, format!("{name} needs `hmac_secret`; HMAC keys are never taken from a JWKS")));
+                }
+                (false, Some(_)) => {
+                    return Err(self.err(&field, format!("{name} cannot be verified with `hmac_secret`")));
+                }
+                (true, Some(len)) if len < hmac_min_secret(alg) => {
+                    return Err(self.err(
+                        &field,
+                        format!("{name} needs a secret of at least {} bytes; this one has {len}", hmac_min_secret(alg)),
+                    ));
+                }
+                _ => {}
+            }
+            if !out.contains(&alg) {
+                out.push(alg);
+            }
+        }
+        Ok(out)
+    }
+
+    fn sources(&self, field: &str, raw: Option<Vec<RawSource>>) -> Result<Vec<Source>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(vec![Source::Header {
+                name: "authorization".into(),
+                prefix: "Bearer ".into(),
+            }]);
+        };
+        if raw.is_empty() {
+            return Err(self.err(format!("{field}.sources"), "cannot be empty"));
+        }
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let f = format!("{field}.sources[{i}]");
+                match (s.header, s.cookie, s.query) {
+                    (Some(h), None, None) => Ok(Source::Header {
+                        name: self.header_name(&format!("{f}.header"), &h)?,
+                        prefix: s.prefix.unwrap_or_else(|| "Bearer ".into()),
+                    }),
+                    (None, Some(c), None) if s.prefix.is_none() && valid_token(&c) => Ok(Source::Cookie(c)),
+                    (None, None, Some(q)) if s.prefix.is_none() && !q.is_empty() => Ok(Source::Query(q)),
+                    (None, Some(_), None) | (None, None, Some(_)) if s.prefix.is_some() => {
+                        Err(self.err(f, "`prefix` goes only with `header`"))
+                    }
+                    (None, Some(_), None) => Err(self.err(format!("{f}.cookie"), "not a valid cookie name")),
+                    (None, None, Some(_)) => Err(self.err(format!("{f}.query"), "cannot be empty")),
+                    _ => Err(self.err(f, "give exactly one of `header`, `cookie` or `query`")),
+                }
+            })
+            .collect()
+    }
+
+    fn header_name(&self, field: &str, name: &str) -> Result<String, ConfigError> {
+        let lower = name.to_ascii_lowercase();
+        if !valid_token(&lower) {
+            return Err(self.err(field, format!("`{name}` is not a valid HTTP header name")));
+        }
+        if ["host", "content-length", "transfer-encoding", "connection", "te", "upgrade"].contains(&lower.as_str()) {
+            return Err(self.err(field, format!("`{name}` cannot carry identity")));
+        }
+        Ok(lower)
+    }
+
+    fn keys(&self, field: &str, raw: RawKeys) -> Result<KeySettings, ConfigError> {
+        let d = KeySettings::default();
+        let k = KeySettings {
+            refresh_interval: raw.refresh_interval.unwrap_or(d.refresh_interval),
+            min_refetch_interval: raw.min_refetch_interval.unwrap_or(d.min_refetch_interval),
+            max_stale: raw.max_stale.unwrap_or(d.max_stale),
+            fetch_timeout: raw.fetch_timeout.unwrap_or(d.fetch_timeout),
+            refetch_wait: raw.refetch_wait.unwrap_or(d.refetch_wait),
+        };
+        let check = |name: &str, ok: bool, why: &str| {
+            if ok { Ok(()) } else { Err(self.err(format!("{field}.{name}"), why)) }
+        };
+        check("refresh_interval", k.refresh_interval >= Duration::from_secs(1), "must be at least 1s")?;
+        check("min_refetch_interval", k.min_refetch_interval >= Duration::from_millis(100), "must be at least 100ms")?;
+        check("fetch_timeout", !k.fetch_timeout.is_zero() && k.fetch_timeout <= Duration::from_secs(60), "must be between 1ms and 60s")?;
+        check("refetch_wait", k.refetch_wait <= Duration::from_secs(1), "must be at most 1s (Envoy's ext_authz timeout defaults to 200ms)")?;
+        check("max_stale", k.max_stale >= k.refresh_interval, "must be at least refresh_interval")?;
+        Ok(k)
+    }
+}
+
+/// `application/at+jwt` and `AT+JWT` both mean `at+jwt` (RFC 7515 §4.1.9).
+pub fn normalize_typ(typ: &str) -> String {
+    let lower = typ.trim().to_ascii_lowercase();
+    lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+}
+
+fn valid_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_http_url(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(()),
+        _ => Err(format!("`{text}` must be an http(s) URL with a host")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

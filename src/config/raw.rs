@@ -1,0 +1,129 @@
+//! The YAML schema exactly as users write it. Every struct refuses unknown fields; nothing here is
+//! validated yet — [`super::validate`] turns these into the types the rest of jwtgate uses.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration::serde_text;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Default: grpc `127.0.0.1:9001`, http `127.0.0.1:9002`.
+    #[serde(default)]
+    pub listen: RawListen,
+    /// At least one.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    /// Default: `jwtgate`.
+    pub realm: Option<String>,
+    /// Default: 8192. Tokens longer than this are refused before any decoding.
+    pub max_token_bytes: Option<usize>,
+    /// Default: 10s. How long in-flight checks may take to finish after SIGTERM.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// Listener addresses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    /// Default: `127.0.0.1:9001`.
+    pub grpc: Option<String>,
+    /// Default: `127.0.0.1:9002`.
+    pub http: Option<String>,
+}
+
+/// One identity provider (token issuer).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Required, unique.
+    pub name: Option<String>,
+    /// Required, unique; compared exactly with the token's `iss`.
+    pub issuer: Option<String>,
+    /// Key source: a JWKS URL.
+    pub jwks_uri: Option<String>,
+    /// Key source: OIDC discovery from `{issuer}/.well-known/openid-configuration`.
+    pub discovery: Option<bool>,
+    /// Key source: a local JWKS file, reloaded when it changes.
+    pub jwks_file: Option<PathBuf>,
+    /// Key source: a shared secret for legacy HS256/384/512 tokens.
+    pub hmac_secret: Option<RawSecret>,
+    /// Default: none (no `aud` check). Otherwise the token's `aud` must contain one.
+    pub audiences: Option<Vec<String>>,
+    /// Default: every asymmetric algorithm the keys support, or HS* with `hmac_secret`.
+    pub algorithms: Option<Vec<String>>,
+    /// Default: 60s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub clock_skew: Option<Duration>,
+    /// Default: any `typ`. Otherwise the header `typ` must be one of these (e.g. `at+jwt`).
+    pub token_types: Option<Vec<String>>,
+    /// Default: none. Claims that must be present.
+    pub required_claims: Option<Vec<String>>,
+    /// Default: true.
+    pub require_exp: Option<bool>,
+    /// Default: none. Longest allowed `exp - iat` (or `exp - now` without `iat`).
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub max_lifetime: Option<Duration>,
+    /// Default: `[{header: authorization, prefix: "Bearer "}]`.
+    pub sources: Option<Vec<RawSource>>,
+    /// Default: none. Claim (dot path) → upstream header.
+    pub claims_to_headers: Option<BTreeMap<String, String>>,
+    /// Default: none. Header that receives the base64url payload.
+    pub payload_header: Option<String>,
+    /// Default: true. `false` strips the token's header before the request goes upstream.
+    pub forward_token: Option<bool>,
+    /// Key-set lifecycle settings.
+    #[serde(default)]
+    pub keys: RawKeys,
+}
+
+/// Where a shared secret comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    /// Environment variable holding the secret.
+    pub env: Option<String>,
+    /// File holding the secret (one trailing newline is ignored).
+    pub file: Option<PathBuf>,
+}
+
+/// One place to look for the token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Header name.
+    pub header: Option<String>,
+    /// With `header`: the scheme prefix, matched case-insensitively. Default: `"Bearer "`.
+    pub prefix: Option<String>,
+    /// Cookie name.
+    pub cookie: Option<String>,
+    /// Query parameter name (opt-in; RFC 6750 discourages it).
+    pub query: Option<String>,
+}
+
+/// Key-set lifecycle settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    /// Default: 5m.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub refresh_interval: Option<Duration>,
+    /// Default: 30s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub min_refetch_interval: Option<Duration>,
+    /// Default: 24h.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub max_stale: Option<Duration>,
+    /// Default: 5s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub fetch_timeout: Option<Duration>,
+    /// Default: 100ms. Longest a request waits for an unknown-`kid` refetch.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub refetch_wait: Option<Duration>,
+}

@@ -1,0 +1,160 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.yaml", Path::new("."))
+}
+
+fn err(text: &str) -> ConfigError {
+    parse(text).expect_err("config should be refused")
+}
+
+const MINIMAL: &str = r#"
+providers:
+  - name: corp
+    issuer: "https://idp.example.com/"
+    jwks_uri: "https://idp.example.com/keys"
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.listen.grpc.to_string(), "127.0.0.1:9001");
+    assert_eq!(c.listen.http.to_string(), "127.0.0.1:9002");
+    assert_eq!(c.max_token_bytes, 8192);
+    let p = &c.providers[0];
+    assert_eq!(p.clock_skew, Duration::from_secs(60));
+    assert!(p.require_exp);
+    assert!(p.forward_token);
+    assert_eq!(p.keys.refresh_interval, Duration::from_secs(300));
+    assert_eq!(p.keys.min_refetch_interval, Duration::from_secs(30));
+    assert_eq!(p.keys.max_stale, Duration::from_secs(86_400));
+    assert_eq!(p.keys.fetch_timeout, Duration::from_secs(5));
+    assert_eq!(
+        p.sources,
+        vec![Source::Header { name: "authorization".into(), prefix: "Bearer ".into() }]
+    );
+    assert!(p.algorithms.iter().all(|a| a.family() != AlgorithmFamily::Hmac));
+    assert_eq!(p.algorithms.len(), 9);
+}
+
+#[test]
+fn issue_example_parses() {
+    let c = parse(
+        r#"
+listen: { grpc: "127.0.0.1:9001", http: "127.0.0.1:9002" }
+providers:
+  - name: corp
+    issuer: "https://idp.example.com/"
+    jwks_uri: "https://idp.example.com/keys"
+    audiences: ["api"]
+    algorithms: ["RS256", "ES256"]
+    clock_skew: 60s
+    sources: [{ header: authorization, prefix: "Bearer " }]
+    claims_to_headers: { sub: x-jwt-sub }
+    keys: { refresh_interval: 5m, min_refetch_interval: 30s, max_stale: 24h, fetch_timeout: 5s }
+"#,
+    )
+    .unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+    assert_eq!(p.claims_to_headers, vec![("sub".to_string(), "x-jwt-sub".to_string())]);
+}
+
+#[test]
+fn unknown_field_is_named_with_its_path() {
+    let e = err(&format!("{MINIMAL}    audience: [api]\n"));
+    assert_eq!(e.file, "test.yaml");
+    assert_eq!(e.field, "providers[0].audience");
+    assert!(e.reason.contains("unknown field `audience`"), "{e}");
+}
+
+#[test]
+fn bad_duration_names_field_and_reason() {
+    let e = err(&format!("{MINIMAL}    keys: {{ refresh_interval: 5 }}\n"));
+    assert_eq!(e.field, "providers[0].keys.refresh_interval", "{e}");
+    assert!(e.reason.contains("no unit"), "{e}");
+}
+
+#[test]
+fn two_key_sources_are_refused() {
+    let e = err(&format!("{MINIMAL}    discovery: true\n"));
+    assert_eq!(e.field, "providers[0]");
+    assert!(e.reason.contains("exactly one key source"), "{e}");
+}
+
+#[test]
+fn hmac_algorithm_without_secret_is_refused() {
+    let e = err(&format!("{MINIMAL}    algorithms: [HS256]\n"));
+    assert_eq!(e.field, "providers[0].algorithms");
+    assert!(e.reason.contains("needs `hmac_secret`"), "{e}");
+}
+
+#[test]
+fn alg_none_is_not_an_algorithm() {
+    let e = err(&format!("{MINIMAL}    algorithms: [none]\n"));
+    assert!(e.reason.contains("`none` is not supported"), "{e}");
+}
+
+#[test]
+fn short_hmac_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), "short\n").unwrap();
+    let e = Config::parse(
+        "providers:\n  - name: l\n    issuer: legacy\n    hmac_secret: { file: s }\n",
+        "t.yaml",
+        dir.path(),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "providers[0].hmac_secret");
+    assert!(e.reason.contains("at least 32"), "{e}");
+}
+
+#[test]
+fn hmac_defaults_follow_secret_length() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), "x".repeat(48)).unwrap();
+    let c = Config::parse(
+        "providers:\n  - name: l\n    issuer: legacy\n    hmac_secret: { file: s }\n",
+        "t.yaml",
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(c.providers[0].algorithms, vec![Algorithm::HS256, Algorithm::HS384]);
+    let e = Config::parse(
+        "providers:\n  - name: l\n    issuer: legacy\n    hmac_secret: { file: s }\n    algorithms: [HS512]\n",
+        "t.yaml",
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(e.reason.contains("at least 64 bytes"), "{e}");
+}
+
+#[test]
+fn duplicate_issuers_are_refused() {
+    let e = err(&format!("{MINIMAL}  - name: other\n    issuer: \"https://idp.example.com/\"\n    jwks_uri: \"https://x/\"\n"));
+    assert_eq!(e.field, "providers[1].issuer");
+}
+
+#[test]
+fn yaml_syntax_error_is_reported() {
+    let e = err("providers: [\n");
+    assert_eq!(e.file, "test.yaml");
+    assert!(!e.reason.is_empty());
+}
+
+#[test]
+fn missing_providers_is_refused() {
+    let e = err("listen: { grpc: \"127.0.0.1:1\" }\n");
+    assert_eq!(e.field, "providers");
+}
+
+#[test]
+fn bad_listen_address_is_refused() {
+    let e = err(&format!("listen: {{ grpc: nowhere }}\n{MINIMAL}"));
+    assert_eq!(e.field, "listen.grpc");
+}
+
+#[test]
+fn typ_is_normalized() {
+    assert_eq!(normalize_typ("application/AT+JWT"), "at+jwt");
+}
