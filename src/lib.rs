@@ -9,11 +9,11 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
-//pub mod gate;
-//pub mod jws;
-//pub mod keys;
+pub mod gate;
+pub mod jws;
+pub mod keys;
 //pub mod mint;
-//pub mod rejection;
+pub mod rejection;
 //pub mod server;
-//pub mod token;
-//pub mod verify;
+pub mod token;
+pub mod verify;

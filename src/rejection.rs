@@ -1,0 +1,189 @@
+//! Why a request was refused: one enum, with one method each for the HTTP status, the gRPC code,
+//! the RFC 6750 error code, the safe public reason and the metrics label, so that the gRPC door,
+//! the HTTP door, the logs and the metrics can never disagree.
+
+use std::borrow::Cow;
+
+/// Every reason jwtgate refuses a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// No token in any configured source.
+    #[error("missing token")]
+    MissingToken,
+    /// Longer than `max_token_bytes`; refused before decoding.
+    #[error("token too large")]
+    TooLarge,
+    /// Not a compact JWS (structure, base64url, UTF-8, JSON, types).
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// Five segments: a JWE.
+    #[error("encrypted tokens (JWE) are not accepted")]
+    Encrypted,
+    /// `alg: none` in any spelling.
+    #[error("unsigned tokens (alg none) are not accepted")]
+    Unsigned,
+    /// `crit` lists extensions jwtgate does not implement.
+    #[error("unsupported critical header")]
+    UnsupportedCritical,
+    /// `iss` missing, not a string, or not a configured issuer.
+    #[error("unknown issuer")]
+    UnknownIssuer,
+    /// The token came from a source its provider does not enable.
+    #[error("token source not enabled for this issuer")]
+    SourceNotAllowed,
+    /// `alg` not in the provider's allow-list.
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// No key with that `kid` (after the rate-limited refetch), or none of the right type.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// Signature does not verify with the selected key.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `exp` missing when required.
+    #[error("token has no expiry")]
+    MissingExpiry,
+    /// `exp` in the past beyond the clock skew.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` in the future beyond the clock skew.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` in the future beyond the clock skew.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` longer than the provider allows.
+    #[error("token lifetime too long")]
+    LifetimeTooLong,
+    /// A time claim that is not a non-negative integer in range.
+    #[error("invalid {0} claim")]
+    InvalidTimeClaim(&'static str),
+    /// `aud` missing or none of the configured audiences.
+    #[error("audience not accepted")]
+    WrongAudience,
+    /// Header `typ` not one of the provider's `token_types`.
+    #[error("token type not accepted")]
+    WrongType,
+    /// A `required_claims` entry is absent.
+    #[error("missing required claim {0}")]
+    MissingClaim(String),
+    /// The provider has no usable keys (issuer down, nothing cached or too stale).
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+}
+
+impl Rejection {
+    /// HTTP status for the client.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::KeysUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// gRPC status code for Envoy (`google.rpc.Code`).
+    pub fn grpc_code(&self) -> tonic_code::Code {
+        match self {
+            Self::KeysUnavailable => tonic_code::Code::Unavailable,
+            _ => tonic_code::Code::Unauthenticated,
+        }
+    }
+
+    /// RFC 6750 `error` code, if the `WWW-Authenticate` header carries one.
+    pub fn oauth_error(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken | Self::KeysUnavailable => None,
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// The `error` member of the JSON body.
+    pub fn body_error(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::KeysUnavailable => "temporarily_unavailable",
+            _ => "invalid_token",
+        }
+    }
+
+    /// Short reason that is safe to show the client (no token contents, no key material).
+    pub fn reason(&self) -> Cow<'static, str> {
+        match self {
+            Self::Malformed(what) => Cow::Owned(format!("malformed token: {what}")),
+            Self::InvalidTimeClaim(claim) => Cow::Owned(format!("invalid {claim} claim")),
+            Self::MissingClaim(claim) => Cow::Owned(format!("missing required claim {claim}")),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
+    /// Bounded metrics/log label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::TooLarge => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::Encrypted => "encrypted",
+            Self::Unsigned => "unsigned",
+            Self::UnsupportedCritical => "unsupported_crit",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::SourceNotAllowed => "source_not_allowed",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::MissingExpiry => "missing_exp",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::InvalidTimeClaim(_) => "invalid_time_claim",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongType => "wrong_type",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+/// gRPC codes without depending on a transport crate here.
+pub mod tonic_code {
+    /// The `google.rpc.Code` values jwtgate answers with.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Code {
+        /// 0: allow.
+        Ok = 0,
+        /// 7: valid identity, not allowed.
+        PermissionDenied = 7,
+        /// 14: cannot decide now; the proxy's failure mode applies.
+        Unavailable = 14,
+        /// 16: no valid identity.
+        Unauthenticated = 16,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_unavailable_is_503_unavailable_not_401() {
+        let r = Rejection::KeysUnavailable;
+        assert_eq!(r.http_status(), 503);
+        assert_eq!(r.grpc_code(), tonic_code::Code::Unavailable);
+        assert_eq!(r.oauth_error(), None);
+    }
+
+    #[test]
+    fn bad_tokens_are_401_invalid_token_with_safe_reason() {
+        let r = Rejection::Malformed("invalid base64url");
+        assert_eq!(r.http_status(), 401);
+        assert_eq!(r.oauth_error(), Some("invalid_token"));
+        assert_eq!(r.reason(), "malformed token: invalid base64url");
+        assert_eq!(r.label(), "malformed");
+    }
+
+    #[test]
+    fn missing_token_carries_no_error_code() {
+        assert_eq!(Rejection::MissingToken.oauth_error(), None);
+        assert_eq!(Rejection::MissingToken.body_error(), "missing_token");
+    }
+}

@@ -1,0 +1,260 @@
+//! JWS signature and claim validation: the provider is chosen by `iss` (exactly), the algorithm
+//! must be on that provider's allow-list and fit the key's own type, the key comes only from that
+//! provider's set, and time, audience, type and required claims are checked after the signature.
+//!
+//! This module knows nothing of routes or of the wire.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::config::{Config, Provider, normalize_typ};
+use crate::jws;
+use crate::keys::KeyStore;
+use crate::rejection::Rejection;
+
+/// Latest accepted NumericDate (9999-12-31T23:59:59Z); larger values are refused as invalid.
+pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
+/// A provider's settings and its keys.
+pub struct ProviderKeys {
+    /// Validated settings.
+    pub config: Provider,
+    /// Its key store.
+    pub keys: Arc<KeyStore>,
+}
+
+/// A token whose signature and claims have been checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Name of the provider that issued it.
+    pub provider: Arc<str>,
+    /// The claims object.
+    pub claims: Map<String, Value>,
+    /// The payload segment as sent.
+    pub payload_b64: String,
+    /// `sub`, when it is a string.
+    pub subject: Option<String>,
+    /// `iss`.
+    pub issuer: String,
+}
+
+/// Verifies tokens against every configured provider.
+pub struct Verifier {
+    by_issuer: HashMap<String, Arc<ProviderKeys>>,
+    max_token_bytes: usize,
+}
+
+impl Verifier {
+    /// Builds the verifier and one key store per provider.
+    pub fn new(config: &Config, client: &reqwest::Client) -> Self {
+        let by_issuer = config
+            .providers
+            .iter()
+            .map(|p| {
+                let keys = KeyStore::new(p, client.clone());
+                (p.issuer.clone(), Arc::new(ProviderKeys { config: p.clone(), keys }))
+            })
+            .collect();
+        Self {
+            by_issuer,
+            max_token_bytes: config.max_token_bytes,
+        }
+    }
+
+    /// Every provider with its keys.
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderKeys>> {
+        self.by_issuer.values()
+    }
+
+    /// The provider for an exact issuer.
+    pub fn provider(&self, issuer: &str) -> Option<&Arc<ProviderKeys>> {
+        self.by_issuer.get(issuer)
+    }
+
+    /// Checks a raw token: size, structure, issuer, algorithm, key, signature, then claims.
+    pub async fn verify(&self, token: &str) -> Result<(Verified, &Arc<ProviderKeys>), Rejection> {
+        if token.len() > self.max_token_bytes {
+            return Err(Rejection::TooLarge);
+        }
+        let jws = jws::parse_unverified(token)?;
+        let issuer = match jws.claims.get("iss") {
+            Some(Value::String(iss)) => iss,
+            _ => return Err(Rejection::UnknownIssuer),
+        };
+        let provider = self.by_issuer.get(issuer).ok_or(Rejection::UnknownIssuer)?;
+        let p = &provider.config;
+        let alg = jws.header.alg;
+        if !p.algorithms.contains(&alg) {
+            return Err(Rejection::AlgorithmNotAllowed);
+        }
+        if !p.token_types.is_empty() {
+            let typ = jws.header.typ.as_deref().map(normalize_typ);
+            if !typ.is_some_and(|t| p.token_types.contains(&t)) {
+                return Err(Rejection::WrongType);
+            }
+        }
+        let kid = jws.header.kid.as_deref();
+        let set = provider.keys.key_set_for(kid).await?;
+        let mut candidates = set.candidates(kid, alg).peekable();
+        if candidates.peek().is_none() {
+            return Err(Rejection::UnknownKey);
+        }
+        let verified = candidates.any(|key| {
+            jsonwebtoken::crypto::verify(jws.signature_b64, jws.signing_input.as_bytes(), &key.decoding, alg)
+                .unwrap_or(false)
+        });
+        if !verified {
+            return Err(Rejection::BadSignature);
+        }
+        check_claims(p, &jws.claims, now())?;
+        let subject = match jws.claims.get("sub") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        Ok((
+            Verified {
+                provider: Arc::from(p.name.as_str()),
+                issuer: issuer.clone(),
+                subject,
+                payload_b64: jws.payload_b64.to_owned(),
+                claims: jws.claims,
+            },
+            provider,
+        ))
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Time, lifetime, audience and required-claim checks, all after the signature.
+pub fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Result<(), Rejection> {
+    let skew = p.clock_skew.as_secs();
+    let exp = numeric_date(claims, "exp")?;
+    let nbf = numeric_date(claims, "nbf")?;
+    let iat = numeric_date(claims, "iat")?;
+    match exp {
+        None if p.require_exp || p.max_lifetime.is_some() => return Err(Rejection::MissingExpiry),
+        Some(exp) if now > exp.saturating_add(skew) => return Err(Rejection::Expired),
+        _ => {}
+    }
+    if nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+        return Err(Rejection::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+        return Err(Rejection::IssuedInFuture);
+    }
+    if let (Some(max), Some(exp)) = (p.max_lifetime, exp) {
+        let start = iat.unwrap_or(now);
+        if exp.saturating_sub(start) > max.as_secs().saturating_add(skew) {
+            return Err(Rejection::LifetimeTooLong);
+        }
+    }
+    if !p.audiences.is_empty() {
+        let accepted = |a: &Value| a.as_str().is_some_and(|a| p.audiences.iter().any(|x| x == a));
+        let ok = match claims.get("aud") {
+            Some(a @ Value::String(_)) => accepted(a),
+            Some(Value::Array(items)) => items.iter().any(accepted),
+            _ => false,
+        };
+        if !ok {
+            return Err(Rejection::WrongAudience);
+        }
+    }
+    for name in &p.required_claims {
+        if claims.get(name).is_none_or(Value::is_null) {
+            return Err(Rejection::MissingClaim(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Rejection> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|t| *t <= MAX_NUMERIC_DATE)
+            .map(Some)
+            .ok_or(Rejection::InvalidTimeClaim(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn provider(extra: &str) -> Provider {
+        let text = format!(
+            "providers:\n  - name: p\n    issuer: https://i/\n    jwks_uri: https://i/k\n    audiences: [api]\n{extra}"
+        );
+        crate::config::Config::parse(&text, "t", Path::new(".")).unwrap().providers.remove(0)
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn exp_rules() {
+        let p = provider("");
+        assert_eq!(check_claims(&p, &claims(json!({"aud":"api"})), NOW), Err(Rejection::MissingExpiry));
+        assert_eq!(check_claims(&p, &claims(json!({"aud":"api","exp":NOW - 61})), NOW), Err(Rejection::Expired));
+        assert_eq!(check_claims(&p, &claims(json!({"aud":"api","exp":NOW - 59})), NOW), Ok(()));
+        for bad in [json!("1800000000"), json!(1.5), json!(-1), json!(1e300), json!(u64::MAX)] {
+            assert_eq!(
+                check_claims(&p, &claims(json!({"aud":"api","exp":bad})), NOW),
+                Err(Rejection::InvalidTimeClaim("exp"))
+            );
+        }
+        let lax = provider("    require_exp: false\n");
+        assert_eq!(check_claims(&lax, &claims(json!({"aud":"api"})), NOW), Ok(()));
+    }
+
+    #[test]
+    fn nbf_and_iat_use_the_skew_symmetrically() {
+        let p = provider("");
+        let base = json!({"aud":"api","exp":NOW + 600});
+        let with = |k: &str, v: u64| {
+            let mut c = claims(base.clone());
+            c.insert(k.into(), json!(v));
+            c
+        };
+        assert_eq!(check_claims(&p, &with("nbf", NOW + 61), NOW), Err(Rejection::NotYetValid));
+        assert_eq!(check_claims(&p, &with("nbf", NOW + 59), NOW), Ok(()));
+        assert_eq!(check_claims(&p, &with("iat", NOW + 61), NOW), Err(Rejection::IssuedInFuture));
+        assert_eq!(check_claims(&p, &with("iat", NOW + 59), NOW), Ok(()));
+    }
+
+    #[test]
+    fn audience_string_or_array() {
+        let p = provider("");
+        let c = |aud: Value| claims(json!({"aud":aud,"exp":NOW + 60}));
+        assert_eq!(check_claims(&p, &c(json!("api")), NOW), Ok(()));
+        assert_eq!(check_claims(&p, &c(json!(["x", "api"])), NOW), Ok(()));
+        assert_eq!(check_claims(&p, &c(json!("other")), NOW), Err(Rejection::WrongAudience));
+        assert_eq!(check_claims(&p, &c(json!([1, {"a":"api"}])), NOW), Err(Rejection::WrongAudience));
+        assert_eq!(check_claims(&p, &claims(json!({"exp":NOW + 60})), NOW), Err(Rejection::WrongAudience));
+    }
+
+    #[test]
+    fn lifetime_and_required_claims() {
+        let p = provider("    max_lifetime: 1h\n    required_claims: [tenant]\n");
+        let long = claims(json!({"aud":"api","iat":NOW,"exp":NOW + 7200,"tenant":"a"}));
+        assert_eq!(check_claims(&p, &long, NOW), Err(Rejection::LifetimeTooLong));
+        let missing = claims(json!({"aud":"api","iat":NOW,"exp":NOW + 600}));
+        assert_eq!(check_claims(&p, &missing, NOW), Err(Rejection::MissingClaim("tenant".into())));
+        let ok = claims(json!({"aud":"api","iat":NOW,"exp":NOW + 600,"tenant":"a"}));
+        assert_eq!(check_claims(&p, &ok, NOW), Ok(()));
+    }
+}
