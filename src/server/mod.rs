@@ -1,0 +1,116 @@
+//! Listeners and wiring: binds the gRPC and HTTP listeners, starts every provider's key
+//! refresh, reports gRPC health, and shuts down gracefully on one cancellation signal.
+//! The adapters here translate; [`crate::gate`] decides.
+
+pub mod grpc;
+pub mod http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::keys::fetch;
+
+/// The gRPC service name Envoy health-checks.
+pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+
+/// How often readiness is re-evaluated for gRPC health.
+const HEALTH_POLL: Duration = Duration::from_millis(100);
+
+/// A started jwtgate.
+pub struct Running {
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// The gate serving decisions.
+    pub gate: Arc<Gate>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits until both servers have finished their in-flight requests after shutdown.
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds the listeners and starts serving until `shutdown` fires.
+pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Result<Running> {
+    let grpc_listener = TcpListener::bind(config.listen.grpc).await?;
+    let http_listener = TcpListener::bind(config.listen.http).await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let gate = Arc::new(Gate::new(config, &fetch::client()));
+
+    let mut tasks = Vec::new();
+    for p in gate.verifier().providers() {
+        tasks.push(tokio::spawn(p.keys.clone().run(shutdown.clone())));
+    }
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    tasks.push(tokio::spawn(report_health(gate.clone(), reporter, shutdown.clone())));
+
+    let incoming = TcpListenerStream::new(grpc_listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = grpc.await {
+            tracing::error!("gRPC server failed: {e}");
+        }
+    }));
+
+    let router = http::router(http::HttpState { gate: gate.clone(), shutdown: shutdown.clone() });
+    let http = axum::serve(http_listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = http.await {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    }));
+
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, providers = config.providers.len(), "jwtgate listening");
+    Ok(Running { grpc_addr, http_addr, gate, tasks })
+}
+
+/// SERVING while every provider has usable keys; NOT_SERVING before that and from shutdown on.
+async fn report_health(gate: Arc<Gate>, reporter: tonic_health::server::HealthReporter, shutdown: CancellationToken) {
+    use tonic_health::ServingStatus;
+    let mut last = None;
+    loop {
+        let ready = !shutdown.is_cancelled() && gate.verifier().providers().all(|p| p.keys.usable().is_some());
+        if last != Some(ready) {
+            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(AUTHZ_SERVICE, status).await;
+            if ready {
+                tracing::info!("ready: every provider has usable keys");
+            }
+            last = Some(ready);
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(HEALTH_POLL) => {}
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Shared test helpers: a real JWKS/OIDC server on loopback (axum), fixture keys, token minting,
+//! and an in-process jwtgate on ephemeral ports with a real tonic client.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request as AttrRequest};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys").join(name)
+}
+
+pub fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).expect("fixture key")
+}
+
+/// The fixture key that signs each algorithm.
+pub fn key_for(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::ES256 => "ec-p256.pem",
+        Algorithm::ES384 => "ec-p384.pem",
+        Algorithm::EdDSA => "ed25519.pem",
+        _ => "rsa-a.pem",
+    }
+}
+
+/// Public JWK for a fixture key.
+pub fn jwk(name: &str, alg: Algorithm, kid: &str) -> Value {
+    jwtgate::mint::public_jwk(&pem(name), alg, kid).expect("jwk")
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Signs `claims` with a fixture key (or, for HS*, the raw secret in `key`).
+pub fn sign(key: &[u8], alg: Algorithm, kid: Option<&str>, claims: Value) -> String {
+    let key = jwtgate::mint::signing_key(key, alg).expect("signing key");
+    jwtgate::mint::mint(&key, alg, kid, claims.as_object().expect("object"), 600).expect("mint")
+}
+
+/// Hand-assembles a token from header and payload JSON text and a raw signature segment.
+pub fn raw_token(header: &str, payload: &str, signature_b64: &str) -> String {
+    use base64::Engine;
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{}.{}.{}", e.encode(header), e.encode(payload), signature_b64)
+}
+
+/// How the fake issuer answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    Normal,
+    Status(u16),
+    Hang,
+    Html,
+    Huge,
+    RedirectElsewhere,
+}
+
+pub struct IssuerState {
+    pub jwks: Value,
+    pub mode: Mode,
+    pub cache_control: Option<String>,
+    pub jwks_hits: u64,
+    pub discovery_hits: u64,
+    pub issuer: String,
+    pub discovery_issuer: Option<String>,
+}
+
+/// A real HTTP issuer on loopback: `/jwks` and `/.well-known/openid-configuration`.
+#[derive(Clone)]
+pub struct Issuer {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<IssuerState>>,
+    cancel: CancellationToken,
+}
+
+impl Issuer {
+    pub async fn start(keys: Vec<Value>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(IssuerState {
+            jwks: json!({ "keys": keys }),
+            mode: Mode::Normal,
+            cache_control: None,
+            jwks_hits: 0,
+            discovery_hits: 0,
+            issuer: format!("http://{addr}"),
+            discovery_issuer: None,
+        }));
+        let router = Router::new()
+            .route("/jwks", get(jwks))
+            .route("/.well-known/openid-configuration", get(discovery))
+            .with_state(state.clone());
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await
+                .unwrap()
+        });
+        Self { addr, state, cancel }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks", self.url())
+    }
+
+    pub fn set_keys(&self, keys: Vec<Value>) {
+        self.state.lock().unwrap().jwks = json!({ "keys": keys });
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    pub fn jwks_hits(&self) -> u64 {
+        self.state.lock().unwrap().jwks_hits
+    }
+
+    pub fn discovery_hits(&self) -> u64 {
+        self.state.lock().unwrap().discovery_hits
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.state) <= 2 {
+            self.cancel.cancel();
+        }
+    }
+}
+
+async fn jwks(State(state): State<Arc<Mutex<IssuerState>>>) -> Response {
+    let (mode, body, cc) = {
+        let mut s = state.lock().unwrap();
+        s.jwks_hits += 1;
+        (s.mode.clone(), s.jwks.to_string(), s.cache_control.clone())
+    };
+    match mode {
+        Mode::Normal => {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", "application/json".parse().unwrap());
+            if let Some(cc) = cc {
+                headers.insert("cache-control", cc.parse().unwrap());
+            }
+            (headers, body).into_response()
+        }
+        Mode::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+        Mode::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            body.into_response()
+        }
+        Mode::Html => ([("content-type", "text/html")], "<html>oops</html>").into_response(),
+        Mode::Huge => {
+            let huge = format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(2 << 20));
+            ([("content-type", "application/json")], huge).into_response()
+        }
+        Mode::RedirectElsewhere => (StatusCode::FOUND, [("location", "http://127.0.0.2:9/jwks")]).into_response(),
+    }
+}
+
+async fn discovery(State(state): State<Arc<Mutex<IssuerState>>>) -> Response {
+    let mut s = state.lock().unwrap();
+    s.discovery_hits += 1;
+    let issuer = s.discovery_issuer.clone().unwrap_or_else(|| s.issuer.clone());
+    let doc = json!({ "issuer": issuer, "jwks_uri": format!("{}/jwks", s.issuer) });
+    ([("content-type", "application/json")], doc.to_string()).into_response()
+}
+
+/// jwtgate running in this process on ephemeral loopback ports.
+pub struct Gatekeeper {
+    pub running: Option<jwtgate::server::Running>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Gatekeeper {
+    /// Starts jwtgate with `providers_yaml` (the `providers:` list, indented by two spaces)
+    /// and any extra top-level YAML. Files in `files` are written beside the config first.
+    pub async fn start(providers_yaml: &str, files: &[(&str, &[u8])]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        let text = format!("listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\" }}\nproviders:\n{providers_yaml}");
+        let config = jwtgate::config::Config::parse(&text, "test.yaml", dir.path()).expect("test config");
+        let shutdown = CancellationToken::new();
+        let running = jwtgate::server::start(&config, shutdown.clone()).await.unwrap();
+        Self {
+            grpc_addr: running.grpc_addr,
+            http_addr: running.http_addr,
+            running: Some(running),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    pub async fn client(&self) -> AuthorizationClient<Channel> {
+        AuthorizationClient::connect(format!("http://{}", self.grpc_addr)).await.unwrap()
+    }
+
+    /// Waits (bounded) until `/readyz` says ready.
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.http_addr);
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("jwtgate did not become ready within 5s");
+    }
+
+    pub async fn readyz(&self) -> (u16, Value) {
+        let r = reqwest::get(format!("http://{}/readyz", self.http_addr)).await.unwrap();
+        let status = r.status().as_u16();
+        (status, serde_json::from_str(&r.text().await.unwrap()).unwrap())
+    }
+}
+
+impl Drop for Gatekeeper {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A CheckRequest for `GET path` with these headers.
+pub fn check_request(path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(AttrRequest {
+                time: None,
+                http: Some(HttpRequest {
+                    id: "req-1".into(),
+                    method: "GET".into(),
+                    path: path.into(),
+                    host: "api.example.com".into(),
+                    headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+pub fn bearer(token: &str) -> CheckRequest {
+    check_request("/api", &[("authorization", &format!("Bearer {token}"))])
+}
+
+/// What a CheckResponse says, flattened for assertions.
+#[derive(Debug)]
+pub struct Answer {
+    pub grpc_code: i32,
+    pub http_status: Option<i32>,
+    pub headers: HashMap<String, String>,
+    pub removed: Vec<String>,
+    pub body: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+impl Answer {
+    pub fn reason(&self) -> String {
+        self.body.as_ref().and_then(|b| b["reason"].as_str()).unwrap_or_default().to_string()
+    }
+}
+
+#[allow(deprecated)]
+pub fn answer(r: CheckResponse) -> Answer {
+    use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    let grpc_code = r.status.map(|s| s.code).unwrap_or(-1);
+    let metadata = r.dynamic_metadata.map(|m| struct_json(&m));
+    match r.http_response {
+        Some(HttpResponse::OkResponse(ok)) => Answer {
+            grpc_code,
+            http_status: None,
+            headers: ok
+                .headers
+                .into_iter()
+                .filter_map(|h| {
+                    assert_eq!(h.append.map(|a| a.value), Some(false), "identity headers must overwrite");
+                    h.header.map(|h| (h.key, h.value))
+                })
+                .collect(),
+            removed: ok.headers_to_remove,
+            body: None,
+            metadata,
+        },
+        Some(HttpResponse::DeniedResponse(d)) => Answer {
+            grpc_code,
+            http_status: d.status.map(|s| s.code),
+            headers: d.headers.into_iter().filter_map(|h| h.header.map(|h| (h.key, h.value))).collect(),
+            removed: vec![],
+            body: serde_json::from_str(&d.body).ok(),
+            metadata,
+        },
+        _ => panic!("CheckResponse without http_response"),
+    }
+}
+
+fn struct_json(s: &envoy_types::pb::google::protobuf::Struct) -> Value {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let mut out = serde_json::Map::new();
+    for (k, v) in &s.fields {
+        let v = match &v.kind {
+            Some(Kind::StringValue(s)) => json!(s),
+            Some(Kind::StructValue(s)) => struct_json(s),
+            Some(Kind::NumberValue(n)) => json!(n),
+            Some(Kind::BoolValue(b)) => json!(b),
+            _ => Value::Null,
+        };
+        out.insert(k.clone(), v);
+    }
+    Value::Object(out)
+}
+
+/// Sends one Check and flattens the answer; a gRPC error becomes `Err(code)`.
+pub async fn check(client: &mut AuthorizationClient<Channel>, req: CheckRequest) -> Result<Answer, tonic::Code> {
+    client.check(req).await.map(|r| answer(r.into_inner())).map_err(|s| s.code())
+}
+
+/// A provider block for the issuer's JWKS with fast refetch windows for tests.
+pub fn jwks_provider(name: &str, issuer: &str, jwks_uri: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    issuer: \"{issuer}\"\n    jwks_uri: \"{jwks_uri}\"\n    audiences: [api]\n    claims_to_headers: {{ sub: x-jwt-sub }}\n{extra}"
+    )
+}
+
+pub fn claims(issuer: &str) -> Value {
+    json!({ "iss": issuer, "sub": "alice", "aud": "api" })
+}
