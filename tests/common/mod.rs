@@ -141,6 +141,16 @@ impl Issuer {
         self.state.lock().unwrap().jwks_hits
     }
 
+    /// Sets the `Cache-Control` header served with the JWKS.
+    pub fn set_cache_control(&self, value: &str) {
+        self.state.lock().unwrap().cache_control = Some(value.to_string());
+    }
+
+    /// Stops serving: new connections are refused from now on.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
     pub fn discovery_hits(&self) -> u64 {
         self.state.lock().unwrap().discovery_hits
     }
