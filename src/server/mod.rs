@@ -87,6 +87,9 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
     }));
 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, providers = config.providers.len(), "jwtgate listening");
+    for p in config.providers.iter().filter(|p| p.audiences.is_empty()) {
+        tracing::warn!(provider = %p.name, "no `audiences` configured: tokens issued for any audience are accepted");
+    }
     Ok(Running { grpc_addr, http_addr, gate, tasks })
 }
 
