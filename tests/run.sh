@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's test command: `bash tests/run.sh [cargo test args...]`.
+#
+# 1. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
+#    (examples/envoy_check.py) that tests/python_client.rs runs. pip runs only when
+#    requirements.txt changed since the last successful install (its sha256 is kept in .venv).
+# 2. Runs `cargo test --all-targets ARGS...`; when ARGS pick targets themselves
+#    (`--test NAME`, `--lib`, ...), `--all-targets` is left out so only those run, e.g.
+#    `bash tests/run.sh --test python_client`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+venv=.venv
+requirements=tests/requirements.txt
+stamp=$venv/.requirements.sha256
+
+# A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
+if ! "$venv/bin/python" -c '' 2>/dev/null; then
+    echo "==> creating $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+fi
+
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
+    echo "==> installing $requirements"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
+    echo "$want" >"$stamp"
+fi
+
+# tests/python_client.rs runs the client with this interpreter.
+export JWTGATE_PYTHON=$PWD/$venv/bin/python
+
+# `--all-targets` together with `--test NAME` would still build and run every target.
+targets=(--all-targets)
+for arg in "$@"; do
+    case $arg in
+        --) break ;;
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | --example=* | \
+            --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
+    esac
+done
+
+echo "==> cargo test ${targets[*]+${targets[*]} }$*"
+cargo test "${targets[@]}" "$@"
