@@ -10,10 +10,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::claims::claim_path;
+use crate::config::routes::{Auth, HttpAuth, Mode, Route, Unmatched};
 use crate::config::{Config, Source};
+use crate::metrics::Metrics;
 use crate::rejection::{Rejection, tonic_code};
-use crate::token;
+use crate::route::{RouteTable, path};
 use crate::verify::{ProviderKeys, Verified, Verifier};
+use crate::{policy, token};
 
 /// The request being checked, as the proxy described it.
 #[derive(Debug, Clone, Default)]
@@ -110,11 +114,17 @@ impl Deny {
     pub fn www_authenticate(&self) -> String {
         match self.rejection.oauth_error() {
             None => format!("Bearer realm=\"{}\"", self.realm),
-            Some(code) => format!(
-                "Bearer realm=\"{}\", error=\"{code}\", error_description=\"{}\"",
-                self.realm,
-                quoted_safe(&self.rejection.reason())
-            ),
+            Some(code) => {
+                let mut v = format!(
+                    "Bearer realm=\"{}\", error=\"{code}\", error_description=\"{}\"",
+                    self.realm,
+                    quoted_safe(&self.rejection.reason())
+                );
+                if let Some(scope) = self.rejection.required_scope() {
+                    v.push_str(&format!(", scope=\"{}\"", quoted_safe(&scope)));
+                }
+                v
+            }
         }
     }
 
@@ -139,17 +149,78 @@ fn quoted_safe(s: &str) -> String {
         .collect()
 }
 
-/// Orders the steps of a decision.
+/// One step of a decision, as `jwtgate check` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What was checked.
+    pub what: String,
+    /// Passed, or the reason it failed.
+    pub outcome: Result<(), String>,
+}
+
+/// How a decision was reached: the route, the provider and every check made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Explanation {
+    /// The normalised path that routes were matched against.
+    pub path: Option<String>,
+    /// The matched route's name; `None` when no route matched.
+    pub route: Option<String>,
+    /// The provider that verified the token.
+    pub provider: Option<String>,
+    /// Every check, in order.
+    pub steps: Vec<Step>,
+    /// A denial that a dry-run route turned into an allow.
+    pub dry_run_denial: Option<Rejection>,
+}
+
+/// What a route decided before dry run is applied.
+struct Outcome<'g> {
+    route: Option<&'g Route>,
+    verified: Option<(Verified, &'g Arc<ProviderKeys>, &'g Source)>,
+    result: Result<(), Rejection>,
+}
+
+/// Records steps only when explaining; free otherwise.
+struct Trace<'e>(Option<&'e mut Explanation>);
+
+impl Trace<'_> {
+    fn step(&mut self, what: impl FnOnce() -> String, outcome: Result<(), &Rejection>) {
+        if let Some(e) = self.0.as_deref_mut() {
+            e.steps.push(Step {
+                what: what(),
+                outcome: outcome.map_err(|r| r.reason().into_owned()),
+            });
+        }
+    }
+
+    fn with(&mut self, f: impl FnOnce(&mut Explanation)) {
+        if let Some(e) = self.0.as_deref_mut() {
+            f(e);
+        }
+    }
+}
+
+/// Orders the steps of a decision: path → route → token → verification → requirements →
+/// decision (with dry run applied).
 pub struct Gate {
     verifier: Verifier,
+    routes: RouteTable,
+    unmatched: Unmatched,
     sources: Vec<Source>,
     identity_headers: Vec<String>,
     realm: Arc<str>,
+    metrics: Arc<Metrics>,
+    http_auth: HttpAuth,
 }
 
 impl Gate {
     /// Builds the gate (and every provider's key store) from a validated config.
-    pub fn new(config: &Config, client: &reqwest::Client) -> Self {
+    pub fn new(config: &Config, client: &reqwest::Client, metrics: Arc<Metrics>) -> Self {
+        Self::with_verifier(config, Verifier::new(config, client), metrics)
+    }
+
+    /// Builds the gate around an existing verifier (a reload that keeps fetched keys).
+    pub fn with_verifier(config: &Config, verifier: Verifier, metrics: Arc<Metrics>) -> Self {
         let mut sources: Vec<Source> = Vec::new();
         let mut identity_headers: Vec<String> = Vec::new();
         for p in &config.providers {
@@ -158,17 +229,26 @@ impl Gate {
                     sources.push(s.clone());
                 }
             }
-            for h in p.claims_to_headers.iter().map(|(_, h)| h).chain(p.payload_header.iter()) {
+            for h in p
+                .claims_to_headers
+                .iter()
+                .map(|(_, h)| h)
+                .chain(p.payload_header.iter())
+            {
                 if !identity_headers.contains(h) {
                     identity_headers.push(h.clone());
                 }
             }
         }
         Self {
-            verifier: Verifier::new(config, client),
+            verifier,
+            routes: RouteTable::new(config.routes.clone()),
+            unmatched: config.unmatched,
             sources,
             identity_headers,
             realm: Arc::from(config.realm.as_str()),
+            metrics,
+            http_auth: config.http_auth.clone(),
         }
     }
 
@@ -177,17 +257,45 @@ impl Gate {
         &self.verifier
     }
 
+    /// The decision counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// May this request pass, and with which identity?
     pub async fn decide(&self, req: &Request) -> Decision {
+        self.run(req, Trace(None)).await
+    }
+
+    /// The decision and how it was reached (for `jwtgate check`).
+    pub async fn explain(&self, req: &Request) -> (Decision, Explanation) {
+        let mut explanation = Explanation::default();
+        let decision = self.run(req, Trace(Some(&mut explanation))).await;
+        (decision, explanation)
+    }
+
+    async fn run(&self, req: &Request, mut trace: Trace<'_>) -> Decision {
         let trace_id = trace_id(req);
-        match self.authenticate(req).await {
-            Ok((verified, provider, source)) => {
-                let allow = self.allow(req, &verified, provider, source, trace_id);
-                tracing::debug!(trace_id = %allow.trace_id, provider = %verified.provider, "allow");
+        let outcome = self.evaluate(req, &mut trace).await;
+        let route_name = outcome.route.map_or("(unmatched)", |r| r.name.as_str());
+        match outcome.result {
+            Ok(()) => {
+                self.metrics.allowed();
+                let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
+                tracing::debug!(trace_id = %allow.trace_id, route = route_name, "allow");
+                Decision::Allow(allow)
+            }
+            Err(rejection) if outcome.route.is_some_and(|r| r.mode == Mode::DryRun) => {
+                self.metrics.allowed();
+                self.metrics.dry_run_denial(route_name, rejection.label());
+                tracing::warn!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "dry run: would deny");
+                let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
+                trace.with(|e| e.dry_run_denial = Some(rejection));
                 Decision::Allow(allow)
             }
             Err(rejection) => {
-                tracing::info!(trace_id = %trace_id, reason = rejection.label(), method = %req.method, "deny");
+                self.metrics.denied(rejection.label());
+                tracing::info!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
                 Decision::Deny(Deny {
                     rejection,
                     trace_id,
@@ -197,25 +305,113 @@ impl Gate {
         }
     }
 
-    async fn authenticate<'g>(&'g self, req: &Request) -> Result<(Verified, &'g Arc<ProviderKeys>, &'g Source), Rejection> {
-        let (token, source) = token::extract(req, &self.sources).ok_or(Rejection::MissingToken)?;
-        let (verified, provider) = self.verifier.verify(&token).await?;
-        if !provider.config.sources.contains(source) {
-            return Err(Rejection::SourceNotAllowed);
-        }
-        Ok((verified, provider, source))
-    }
-
-    fn allow(&self, req: &Request, v: &Verified, provider: &ProviderKeys, source: &Source, trace_id: String) -> Allow {
-        let p = &provider.config;
-        let mut set_headers = Vec::new();
-        for (claim, header) in &p.claims_to_headers {
-            if let Some(value) = claim_path(&v.claims, claim).and_then(header_value) {
-                set_headers.push((header.clone(), value));
+    async fn evaluate<'g>(&'g self, req: &Request, trace: &mut Trace<'_>) -> Outcome<'g> {
+        let done = |route, verified, result| Outcome {
+            route,
+            verified,
+            result,
+        };
+        let path = match path::normalize(&req.path) {
+            Ok(p) => p,
+            Err(e) => {
+                let r = Rejection::BadPath(e);
+                trace.step(|| "path can be normalised".into(), Err(&r));
+                return done(None, None, Err(r));
+            }
+        };
+        trace.with(|e| e.path = Some(path.clone()));
+        let route = self.routes.select(req, &path);
+        trace.with(|e| e.route = route.map(|r| r.name.clone()));
+        let auth = match (route, self.unmatched) {
+            (Some(r), _) => &r.auth,
+            (None, Unmatched::Public) => {
+                trace.step(|| "no route matches; defaults.unmatched is public".into(), Ok(()));
+                &Auth::Public
+            }
+            (None, Unmatched::Deny) => {
+                trace.step(|| "a route matches".into(), Err(&Rejection::NoRoute));
+                return done(None, None, Err(Rejection::NoRoute));
+            }
+        };
+        let requirements = match auth {
+            Auth::Public => {
+                trace.step(|| "route is public: no token needed, none verified".into(), Ok(()));
+                return done(route, None, Ok(()));
+            }
+            Auth::Optional => None,
+            Auth::Required(r) => Some(r),
+        };
+        let Some((token, source)) = token::extract(req, &self.sources) else {
+            if requirements.is_none() {
+                trace.step(|| "token optional: none sent, anonymous".into(), Ok(()));
+                return done(route, None, Ok(()));
+            }
+            trace.step(|| "token present".into(), Err(&Rejection::MissingToken));
+            return done(route, None, Err(Rejection::MissingToken));
+        };
+        trace.step(|| format!("token found in {}", source.describe()), Ok(()));
+        let verified = self.verifier.verify(&token).await.and_then(|(v, provider)| {
+            if provider.config.sources.contains(source) {
+                Ok((v, provider))
+            } else {
+                Err(Rejection::SourceNotAllowed)
+            }
+        });
+        let (verified, provider) = match verified {
+            Ok(ok) => ok,
+            Err(r) => {
+                trace.step(
+                    || "token verifies (issuer, algorithm, key, signature, claims)".into(),
+                    Err(&r),
+                );
+                return done(route, None, Err(r));
+            }
+        };
+        trace.with(|e| e.provider = Some(provider.config.name.clone()));
+        trace.step(
+            || {
+                format!(
+                    "token verifies with provider {} (issuer, algorithm, key, signature, claims)",
+                    provider.config.name
+                )
+            },
+            Ok(()),
+        );
+        let mut result = Ok(());
+        if let Some(requirements) = requirements {
+            for (what, outcome) in policy::steps(requirements, &provider.config, &verified.claims) {
+                trace.step(|| what, outcome.as_ref().map(|_| ()));
+                if result.is_ok() {
+                    result = outcome;
+                }
             }
         }
-        if let Some(h) = &p.payload_header {
-            set_headers.push((h.clone(), v.payload_b64.clone()));
+        done(route, Some((verified, provider, source)), result)
+    }
+
+    fn allow(
+        &self,
+        req: &Request,
+        verified: Option<&(Verified, &Arc<ProviderKeys>, &Source)>,
+        trace_id: String,
+    ) -> Allow {
+        let mut set_headers = Vec::new();
+        let mut identity = None;
+        if let Some((v, provider, _)) = verified {
+            let p = &provider.config;
+            for (claim, header) in &p.claims_to_headers {
+                if let Some(value) = claim_path(&v.claims, claim).and_then(header_value) {
+                    set_headers.push((header.clone(), value));
+                }
+            }
+            if let Some(h) = &p.payload_header {
+                set_headers.push((h.clone(), v.payload_b64.clone()));
+            }
+            identity = Some(Identity {
+                provider: v.provider.to_string(),
+                issuer: v.issuer.clone(),
+                subject: v.subject.clone(),
+            });
         }
         let mut remove_headers: Vec<String> = self
             .identity_headers
@@ -223,30 +419,41 @@ impl Gate {
             .filter(|h| req.headers.contains_key(*h) && !set_headers.iter().any(|(s, _)| s == *h))
             .cloned()
             .collect();
-        if let (false, Source::Header { name, .. }) = (p.forward_token, source) {
+        if let Some((_, provider, Source::Header { name, .. })) = verified
+            && !provider.config.forward_token
+        {
             remove_headers.push(name.clone());
         }
         Allow {
             set_headers,
             remove_headers,
-            identity: Some(Identity {
-                provider: v.provider.to_string(),
-                issuer: v.issuer.clone(),
-                subject: v.subject.clone(),
-            }),
+            identity,
             trace_id,
         }
     }
-}
 
-/// Looks up a dot path such as `realm_access.roles`.
-pub fn claim_path<'c>(claims: &'c serde_json::Map<String, Value>, path: &str) -> Option<&'c Value> {
-    let mut parts = path.split('.');
-    let mut cur = claims.get(parts.next()?)?;
-    for part in parts {
-        cur = cur.as_object()?.get(part)?;
+    /// The routes in use.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
     }
-    Some(cur)
+
+    /// The HTTP door's settings.
+    pub fn http_auth(&self) -> &HttpAuth {
+        &self.http_auth
+    }
+
+    /// A denial decided by a front door before the gate could run (e.g. the HTTP door cannot
+    /// tell which request to check); counted and logged like any other.
+    pub fn refuse(&self, req: &Request, rejection: Rejection) -> Decision {
+        let trace_id = trace_id(req);
+        self.metrics.denied(rejection.label());
+        tracing::info!(trace_id = %trace_id, reason = rejection.label(), "deny");
+        Decision::Deny(Deny {
+            rejection,
+            trace_id,
+            realm: self.realm.clone(),
+        })
+    }
 }
 
 /// Renders a claim as a header value: strings as is, numbers and booleans as text, arrays of
@@ -293,15 +500,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn claim_paths_walk_objects() {
-        let c = json!({"realm_access":{"roles":["a","b"]},"sub":"x"});
-        let c = c.as_object().unwrap();
-        assert_eq!(claim_path(c, "realm_access.roles"), Some(&json!(["a", "b"])));
-        assert_eq!(claim_path(c, "sub.x"), None);
-        assert_eq!(claim_path(c, "nope"), None);
-    }
-
-    #[test]
     fn header_values_render_scalars_and_refuse_control_chars() {
         assert_eq!(header_value(&json!("a")), Some("a".into()));
         assert_eq!(header_value(&json!(5)), Some("5".into()));
@@ -312,25 +510,46 @@ mod tests {
 
     #[test]
     fn www_authenticate_follows_rfc6750() {
-        let d = |r| Deny { rejection: r, trace_id: "t".into(), realm: Arc::from("jwtgate") };
-        assert_eq!(d(Rejection::MissingToken).www_authenticate(), "Bearer realm=\"jwtgate\"");
+        let d = |r| Deny {
+            rejection: r,
+            trace_id: "t".into(),
+            realm: Arc::from("jwtgate"),
+        };
+        assert_eq!(
+            d(Rejection::MissingToken).www_authenticate(),
+            "Bearer realm=\"jwtgate\""
+        );
         assert_eq!(
             d(Rejection::Expired).www_authenticate(),
             "Bearer realm=\"jwtgate\", error=\"invalid_token\", error_description=\"token expired\""
         );
         let body: Value = serde_json::from_str(&d(Rejection::Expired).body()).unwrap();
-        assert_eq!(body, json!({"error":"invalid_token","reason":"token expired","trace_id":"t"}));
-        assert!(d(Rejection::KeysUnavailable).headers().iter().all(|(k, _)| *k != "www-authenticate"));
+        assert_eq!(
+            body,
+            json!({"error":"invalid_token","reason":"token expired","trace_id":"t"})
+        );
+        assert!(
+            d(Rejection::KeysUnavailable)
+                .headers()
+                .iter()
+                .all(|(k, _)| *k != "www-authenticate")
+        );
     }
 
     #[test]
     fn trace_ids_are_taken_only_when_safe() {
-        let mut r = Request { request_id: Some("abc-123".into()), ..Request::default() };
+        let mut r = Request {
+            request_id: Some("abc-123".into()),
+            ..Request::default()
+        };
         assert_eq!(trace_id(&r), "abc-123");
         r.request_id = Some("evil\"\r\n".into());
         assert_eq!(trace_id(&r).len(), 32);
         r.request_id = None;
-        r.headers.insert("traceparent".into(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        r.headers.insert(
+            "traceparent".into(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        );
         assert_eq!(trace_id(&r), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }

@@ -47,7 +47,9 @@ pub struct Header {
 /// Splits and decodes a compact JWS without verifying it.
 pub fn parse_unverified(token: &str) -> Result<UnverifiedJws<'_>, Rejection> {
     if token.starts_with('{') {
-        return Err(Rejection::Malformed("JSON serialization is not accepted; send compact JWS"));
+        return Err(Rejection::Malformed(
+            "JSON serialization is not accepted; send compact JWS",
+        ));
     }
     let dots = token.bytes().filter(|b| *b == b'.').count();
     if dots == 4 {
@@ -251,9 +253,15 @@ mod tests {
     #[test]
     fn duplicate_members_are_refused_in_header_and_claims() {
         let t = token(r#"{"alg":"RS256","alg":"none"}"#, "{}");
-        assert_eq!(parse_unverified(&t).unwrap_err(), Rejection::Malformed("duplicate JSON member"));
+        assert_eq!(
+            parse_unverified(&t).unwrap_err(),
+            Rejection::Malformed("duplicate JSON member")
+        );
         let t = token(r#"{"alg":"RS256"}"#, r#"{"a":{"b":1,"b":2}}"#);
-        assert_eq!(parse_unverified(&t).unwrap_err(), Rejection::Malformed("duplicate JSON member"));
+        assert_eq!(
+            parse_unverified(&t).unwrap_err(),
+            Rejection::Malformed("duplicate JSON member")
+        );
     }
 
     #[test]
@@ -279,11 +287,18 @@ mod tests {
     #[test]
     fn non_object_json_and_deep_nesting_are_refused() {
         let t = token(r#"{"alg":"RS256"}"#, "[1,2]");
-        assert_eq!(parse_unverified(&t).unwrap_err(), Rejection::Malformed("payload is not a JSON object"));
+        assert_eq!(
+            parse_unverified(&t).unwrap_err(),
+            Rejection::Malformed("payload is not a JSON object")
+        );
         let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
         let t = token(r#"{"alg":"RS256"}"#, &format!(r#"{{"x":{deep}}}"#));
         assert_eq!(parse_unverified(&t).unwrap_err(), Rejection::Malformed("invalid JSON"));
-        let t = format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), URL_SAFE_NO_PAD.encode([0xff, 0xfe]));
+        let t = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"RS256"}"#),
+            URL_SAFE_NO_PAD.encode([0xff, 0xfe])
+        );
         assert_eq!(parse_unverified(&t).unwrap_err(), Rejection::Malformed("invalid UTF-8"));
     }
 
@@ -305,7 +320,10 @@ mod tests {
         let t = token(r#"{"alg":"RS256","kid":{"a":1}}"#, "{}");
         assert_eq!(parse_unverified(&t).unwrap().header.kid.as_deref(), Some(r#"{"a":1}"#));
         let t = token(r#"{"alg":"RS256","kid":"../../dev/null\u0000' OR 1=1"}"#, "{}");
-        assert_eq!(parse_unverified(&t).unwrap().header.kid.as_deref(), Some("../../dev/null\0' OR 1=1"));
+        assert_eq!(
+            parse_unverified(&t).unwrap().header.kid.as_deref(),
+            Some("../../dev/null\0' OR 1=1")
+        );
     }
 
     proptest::proptest! {

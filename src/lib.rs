@@ -8,12 +8,16 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod claims;
 pub mod config;
 pub mod gate;
 pub mod jws;
 pub mod keys;
+pub mod metrics;
 pub mod mint;
+pub mod policy;
 pub mod rejection;
+pub mod route;
 pub mod server;
 pub mod token;
 pub mod verify;

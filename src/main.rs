@@ -10,7 +10,11 @@ use jwtgate::config::Config;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "jwtgate", version, about = "External authorization for Envoy, Istio and HTTP proxies: verifies JWTs against cached, rotating key sets")]
+#[command(
+    name = "jwtgate",
+    version,
+    about = "External authorization for Envoy, Istio and HTTP proxies: verifies JWTs against cached, rotating key sets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +32,31 @@ enum Command {
     ValidateConfig {
         /// Config file.
         file: PathBuf,
+    },
+    /// Explain the decision for one request: matched route, provider, every check; exit 0 allow,
+    /// 1 deny, 2 unusable config.
+    Check {
+        /// Config file.
+        #[arg(long, env = "JWTGATE_CONFIG")]
+        config: PathBuf,
+        /// The bearer token (sent as `Authorization: Bearer T`); omit to check an anonymous request.
+        #[arg(long)]
+        token: Option<String>,
+        /// HTTP method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Path, with query if any.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Host.
+        #[arg(long, default_value = "")]
+        host: String,
+        /// Extra request header `NAME: VALUE`, repeatable.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Envoy context extension `KEY=VALUE`, repeatable.
+        #[arg(long = "context")]
+        context: Vec<String>,
     },
     /// Development tooling for tokens and keys.
     Token {
@@ -75,6 +104,44 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Check {
+            config,
+            token,
+            method,
+            path,
+            host,
+            headers,
+            context,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            let mut req = jwtgate::gate::Request {
+                method,
+                path,
+                host,
+                ..Default::default()
+            };
+            for h in headers {
+                let Some((k, v)) = h.split_once(':') else {
+                    eprintln!("jwtgate: --header wants `NAME: VALUE`, got `{h}`");
+                    return ExitCode::from(2);
+                };
+                req.headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+            for c in context {
+                let Some((k, v)) = c.split_once('=') else {
+                    eprintln!("jwtgate: --context wants `KEY=VALUE`, got `{c}`");
+                    return ExitCode::from(2);
+                };
+                req.context.insert(k.to_owned(), v.to_owned());
+            }
+            if let Some(t) = token {
+                req.headers.insert("authorization".into(), format!("Bearer {t}"));
+            }
+            check(&config, &req)
+        }
         Command::Token { command } => match token(command) {
             Ok(out) => {
                 println!("{out}");
@@ -115,10 +182,25 @@ fn serve(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        tokio::spawn(running.live.clone().watch(path.to_path_buf()));
+        let live = running.live.clone();
+        let reload_path = path.to_path_buf();
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = live.reload(&reload_path);
+            }
+        });
         wait_for_signal().await;
         tracing::info!("shutting down: no new connections, finishing in-flight checks");
         shutdown.cancel();
-        if tokio::time::timeout(config.shutdown_grace, running.wait()).await.is_err() {
+        if tokio::time::timeout(config.shutdown_grace, running.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("in-flight checks still running after the grace period; exiting");
         }
         ExitCode::SUCCESS
@@ -140,10 +222,71 @@ async fn wait_for_signal() {
     }
 }
 
+/// `jwtgate check`: the same gate as `serve`, with the token's provider's keys loaded once.
+fn check(config: &Config, req: &jwtgate::gate::Request) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jwtgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let metrics = std::sync::Arc::new(jwtgate::metrics::Metrics::default());
+        let gate = jwtgate::gate::Gate::new(config, &jwtgate::keys::fetch::client(), metrics);
+        let issuer = req
+            .header("authorization")
+            .and_then(|a| a.get(7..))
+            .and_then(|t| jwtgate::jws::parse_unverified(t).ok())
+            .and_then(|jws| jws.claims.get("iss").and_then(|i| i.as_str()).map(str::to_owned));
+        if let Some(p) = issuer.as_deref().and_then(|i| gate.verifier().provider(i))
+            && let Err(e) = p.keys.load_once().await
+        {
+            println!("keys for provider {}: {e}", p.config.name);
+        }
+        let (decision, ex) = gate.explain(req).await;
+        println!("request:  {} {} (host {:?})", req.method, req.path, req.host);
+        if let Some(path) = &ex.path {
+            println!("path:     {path} (normalised)");
+        }
+        println!("route:    {}", ex.route.as_deref().unwrap_or("(none matched)"));
+        println!("provider: {}", ex.provider.as_deref().unwrap_or("-"));
+        for step in &ex.steps {
+            match &step.outcome {
+                Ok(()) => println!("  pass  {}", step.what),
+                Err(why) => println!("  FAIL  {}: {why}", step.what),
+            }
+        }
+        if let Some(r) = &ex.dry_run_denial {
+            println!("dry run: would deny ({} {}), allowed", r.http_status(), r.reason());
+        }
+        match decision {
+            jwtgate::gate::Decision::Allow(allow) => {
+                println!("decision: ALLOW");
+                for (k, v) in &allow.set_headers {
+                    println!("  set     {k}: {v}");
+                }
+                for k in &allow.remove_headers {
+                    println!("  remove  {k}");
+                }
+                ExitCode::SUCCESS
+            }
+            jwtgate::gate::Decision::Deny(deny) => {
+                println!("decision: DENY {} {}", deny.http_status(), deny.rejection.reason());
+                println!("  www-authenticate: {}", deny.www_authenticate());
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("JWTGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -153,7 +296,13 @@ fn init_logging() {
 
 fn token(command: TokenCommand) -> Result<String, String> {
     match command {
-        TokenCommand::Mint { key, alg, kid, claims, ttl } => {
+        TokenCommand::Mint {
+            key,
+            alg,
+            kid,
+            claims,
+            ttl,
+        } => {
             let alg = parse_alg(&alg)?;
             let key = std::fs::read(&key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
             let key = jwtgate::mint::signing_key(&key, alg)?;
@@ -161,7 +310,8 @@ fn token(command: TokenCommand) -> Result<String, String> {
                 Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
                 None => claims,
             };
-            let claims: serde_json::Value = serde_json::from_str(&claims).map_err(|e| format!("--claims is not JSON: {e}"))?;
+            let claims: serde_json::Value =
+                serde_json::from_str(&claims).map_err(|e| format!("--claims is not JSON: {e}"))?;
             let claims = claims.as_object().ok_or("--claims must be a JSON object")?;
             let ttl = jwtgate::config::duration::parse(&ttl).map_err(|e| format!("--ttl: {e}"))?;
             jwtgate::mint::mint(&key, alg, kid.as_deref(), claims, ttl.as_secs())

@@ -21,7 +21,10 @@ pub fn signing_key(bytes: &[u8], alg: Algorithm) -> Result<EncodingKey, String> 
         (AlgorithmFamily::Ed, true, _) => EncodingKey::from_ed_pem(bytes).map_err(err),
         (AlgorithmFamily::Hmac, _, true) => {
             let jwk: Value = serde_json::from_str(text).map_err(|e| format!("key is not a JWK: {e}"))?;
-            match (jwk.get("kty").and_then(Value::as_str), jwk.get("k").and_then(Value::as_str)) {
+            match (
+                jwk.get("kty").and_then(Value::as_str),
+                jwk.get("k").and_then(Value::as_str),
+            ) {
                 (Some("oct"), Some(k)) => EncodingKey::from_urlsafe_base64_secret(k).map_err(err),
                 _ => Err("an HS* key as JWK must have kty `oct` and `k`".into()),
             }
@@ -38,13 +41,17 @@ pub fn signing_key(bytes: &[u8], alg: Algorithm) -> Result<EncodingKey, String> 
 
 /// Signs `claims` as a compact JWS with `typ: JWT`. Without `iat` and `exp` in `claims`, adds
 /// `iat = now` and `exp = now + ttl_secs`.
-pub fn mint(key: &EncodingKey, alg: Algorithm, kid: Option<&str>, claims: &Map<String, Value>, ttl_secs: u64) -> Result<String, String> {
+pub fn mint(
+    key: &EncodingKey,
+    alg: Algorithm,
+    kid: Option<&str>,
+    claims: &Map<String, Value>,
+    ttl_secs: u64,
+) -> Result<String, String> {
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     let mut claims = claims.clone();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     claims.entry("iat").or_insert_with(|| now.into());
     claims.entry("exp").or_insert_with(|| (now + ttl_secs).into());
     jsonwebtoken::encode(&header, &claims, key).map_err(|e| format!("cannot sign: {e}"))

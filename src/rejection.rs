@@ -70,6 +70,27 @@ pub enum Rejection {
     /// The provider has no usable keys (issuer down, nothing cached or too stale).
     #[error("signing keys unavailable")]
     KeysUnavailable,
+    /// The route accepts tokens from other providers only.
+    #[error("token issuer not accepted here")]
+    ProviderNotAccepted,
+    /// Scopes the route requires and the token lacks.
+    #[error("missing scope: {}", .0.join(" "))]
+    MissingScope(Vec<String>),
+    /// Roles the route requires and the token lacks (all of them for `any_of`).
+    #[error("missing role: {}", .0.join(" "))]
+    MissingRole(Vec<String>),
+    /// A claim test of the route failed.
+    #[error("claim {0} not accepted")]
+    ClaimNotAccepted(String),
+    /// No route matches and `defaults.unmatched` is `deny`.
+    #[error("no route matches this request")]
+    NoRoute,
+    /// The path cannot be normalised safely.
+    #[error("invalid request path: {0}")]
+    BadPath(crate::route::path::PathError),
+    /// The HTTP door cannot tell which request to check (no trusted original-request headers).
+    #[error("original request unknown")]
+    OriginalRequestUnknown,
 }
 
 impl Rejection {
@@ -77,7 +98,30 @@ impl Rejection {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::KeysUnavailable => 503,
+            s if s.is_forbidden() => 403,
             _ => 401,
+        }
+    }
+
+    /// A 403: the identity (or the request itself) is fine as a credential but not allowed here.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            Self::ProviderNotAccepted
+                | Self::MissingScope(_)
+                | Self::MissingRole(_)
+                | Self::ClaimNotAccepted(_)
+                | Self::NoRoute
+                | Self::BadPath(_)
+                | Self::OriginalRequestUnknown
+        )
+    }
+
+    /// The RFC 6750 `scope` attribute of an `insufficient_scope` challenge.
+    pub fn required_scope(&self) -> Option<String> {
+        match self {
+            Self::MissingScope(s) => Some(s.join(" ")),
+            _ => None,
         }
     }
 
@@ -85,6 +129,7 @@ impl Rejection {
     pub fn grpc_code(&self) -> tonic_code::Code {
         match self {
             Self::KeysUnavailable => tonic_code::Code::Unavailable,
+            s if s.is_forbidden() => tonic_code::Code::PermissionDenied,
             _ => tonic_code::Code::Unauthenticated,
         }
     }
@@ -93,6 +138,10 @@ impl Rejection {
     pub fn oauth_error(&self) -> Option<&'static str> {
         match self {
             Self::MissingToken | Self::KeysUnavailable => None,
+            Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
+                Some("insufficient_scope")
+            }
+            Self::NoRoute | Self::BadPath(_) | Self::OriginalRequestUnknown => None,
             _ => Some("invalid_token"),
         }
     }
@@ -102,6 +151,11 @@ impl Rejection {
         match self {
             Self::MissingToken => "missing_token",
             Self::KeysUnavailable => "temporarily_unavailable",
+            Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
+                "insufficient_scope"
+            }
+            Self::NoRoute => "access_denied",
+            Self::BadPath(_) | Self::OriginalRequestUnknown => "invalid_request",
             _ => "invalid_token",
         }
     }
@@ -112,6 +166,7 @@ impl Rejection {
             Self::Malformed(what) => Cow::Owned(format!("malformed token: {what}")),
             Self::InvalidTimeClaim(claim) => Cow::Owned(format!("invalid {claim} claim")),
             Self::MissingClaim(claim) => Cow::Owned(format!("missing required claim {claim}")),
+            Self::NoRoute => Cow::Borrowed("no route matches this request"),
             other => Cow::Owned(other.to_string()),
         }
     }
@@ -140,6 +195,13 @@ impl Rejection {
             Self::WrongType => "wrong_type",
             Self::MissingClaim(_) => "missing_claim",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::ProviderNotAccepted => "provider_not_accepted",
+            Self::MissingScope(_) => "missing_scope",
+            Self::MissingRole(_) => "missing_role",
+            Self::ClaimNotAccepted(_) => "claim_not_accepted",
+            Self::NoRoute => "no_route",
+            Self::BadPath(_) => "bad_path",
+            Self::OriginalRequestUnknown => "original_request_unknown",
         }
     }
 }
@@ -179,6 +241,16 @@ mod tests {
         assert_eq!(r.oauth_error(), Some("invalid_token"));
         assert_eq!(r.reason(), "malformed token: invalid base64url");
         assert_eq!(r.label(), "malformed");
+    }
+
+    #[test]
+    fn missing_scope_is_403_insufficient_scope_naming_the_scopes() {
+        let r = Rejection::MissingScope(vec!["api.read".into(), "api.write".into()]);
+        assert_eq!(r.http_status(), 403);
+        assert_eq!(r.grpc_code(), tonic_code::Code::PermissionDenied);
+        assert_eq!(r.oauth_error(), Some("insufficient_scope"));
+        assert_eq!(r.required_scope().as_deref(), Some("api.read api.write"));
+        assert_eq!(r.reason(), "missing scope: api.read api.write");
     }
 
     #[test]

@@ -87,7 +87,10 @@ mod tests {
     }
 
     fn bearer() -> Source {
-        Source::Header { name: "authorization".into(), prefix: "Bearer ".into() }
+        Source::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        }
     }
 
     #[test]
@@ -108,7 +111,11 @@ mod tests {
 
     #[test]
     fn sources_are_tried_in_order() {
-        let sources = [bearer(), Source::Cookie("at".into()), Source::Query("access_token".into())];
+        let sources = [
+            bearer(),
+            Source::Cookie("at".into()),
+            Source::Query("access_token".into()),
+        ];
         let r = req(&[("cookie", "x=1; at=fromcookie")], "/p?access_token=fromquery");
         let (t, s) = extract(&r, &sources).unwrap();
         assert_eq!((t.as_ref(), s), ("fromcookie", &sources[1]));

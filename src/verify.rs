@@ -50,12 +50,24 @@ pub struct Verifier {
 impl Verifier {
     /// Builds the verifier and one key store per provider.
     pub fn new(config: &Config, client: &reqwest::Client) -> Self {
+        Self::with_key_stores(config, |p| KeyStore::new(p, client.clone()))
+    }
+
+    /// Builds the verifier with the key store `store_for` gives each provider (a reload passes
+    /// the stores it keeps).
+    pub fn with_key_stores(config: &Config, mut store_for: impl FnMut(&Provider) -> Arc<KeyStore>) -> Self {
         let by_issuer = config
             .providers
             .iter()
             .map(|p| {
-                let keys = KeyStore::new(p, client.clone());
-                (p.issuer.clone(), Arc::new(ProviderKeys { config: p.clone(), keys }))
+                let keys = store_for(p);
+                (
+                    p.issuer.clone(),
+                    Arc::new(ProviderKeys {
+                        config: p.clone(),
+                        keys,
+                    }),
+                )
             })
             .collect();
         Self {
@@ -128,9 +140,7 @@ impl Verifier {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Time, lifetime, audience and required-claim checks, all after the signature.
@@ -196,7 +206,10 @@ mod tests {
         let text = format!(
             "providers:\n  - name: p\n    issuer: https://i/\n    jwks_uri: https://i/k\n    audiences: [api]\n{extra}"
         );
-        crate::config::Config::parse(&text, "t", Path::new(".")).unwrap().providers.remove(0)
+        crate::config::Config::parse(&text, "t", Path::new("."))
+            .unwrap()
+            .providers
+            .remove(0)
     }
 
     fn claims(v: Value) -> Map<String, Value> {
@@ -208,10 +221,25 @@ mod tests {
     #[test]
     fn exp_rules() {
         let p = provider("");
-        assert_eq!(check_claims(&p, &claims(json!({"aud":"api"})), NOW), Err(Rejection::MissingExpiry));
-        assert_eq!(check_claims(&p, &claims(json!({"aud":"api","exp":NOW - 61})), NOW), Err(Rejection::Expired));
-        assert_eq!(check_claims(&p, &claims(json!({"aud":"api","exp":NOW - 59})), NOW), Ok(()));
-        for bad in [json!("1800000000"), json!(1.5), json!(-1), json!(1e300), json!(u64::MAX)] {
+        assert_eq!(
+            check_claims(&p, &claims(json!({"aud":"api"})), NOW),
+            Err(Rejection::MissingExpiry)
+        );
+        assert_eq!(
+            check_claims(&p, &claims(json!({"aud":"api","exp":NOW - 61})), NOW),
+            Err(Rejection::Expired)
+        );
+        assert_eq!(
+            check_claims(&p, &claims(json!({"aud":"api","exp":NOW - 59})), NOW),
+            Ok(())
+        );
+        for bad in [
+            json!("1800000000"),
+            json!(1.5),
+            json!(-1),
+            json!(1e300),
+            json!(u64::MAX),
+        ] {
             assert_eq!(
                 check_claims(&p, &claims(json!({"aud":"api","exp":bad})), NOW),
                 Err(Rejection::InvalidTimeClaim("exp"))
@@ -230,9 +258,15 @@ mod tests {
             c.insert(k.into(), json!(v));
             c
         };
-        assert_eq!(check_claims(&p, &with("nbf", NOW + 61), NOW), Err(Rejection::NotYetValid));
+        assert_eq!(
+            check_claims(&p, &with("nbf", NOW + 61), NOW),
+            Err(Rejection::NotYetValid)
+        );
         assert_eq!(check_claims(&p, &with("nbf", NOW + 59), NOW), Ok(()));
-        assert_eq!(check_claims(&p, &with("iat", NOW + 61), NOW), Err(Rejection::IssuedInFuture));
+        assert_eq!(
+            check_claims(&p, &with("iat", NOW + 61), NOW),
+            Err(Rejection::IssuedInFuture)
+        );
         assert_eq!(check_claims(&p, &with("iat", NOW + 59), NOW), Ok(()));
     }
 
@@ -243,8 +277,14 @@ mod tests {
         assert_eq!(check_claims(&p, &c(json!("api")), NOW), Ok(()));
         assert_eq!(check_claims(&p, &c(json!(["x", "api"])), NOW), Ok(()));
         assert_eq!(check_claims(&p, &c(json!("other")), NOW), Err(Rejection::WrongAudience));
-        assert_eq!(check_claims(&p, &c(json!([1, {"a":"api"}])), NOW), Err(Rejection::WrongAudience));
-        assert_eq!(check_claims(&p, &claims(json!({"exp":NOW + 60})), NOW), Err(Rejection::WrongAudience));
+        assert_eq!(
+            check_claims(&p, &c(json!([1, {"a":"api"}])), NOW),
+            Err(Rejection::WrongAudience)
+        );
+        assert_eq!(
+            check_claims(&p, &claims(json!({"exp":NOW + 60})), NOW),
+            Err(Rejection::WrongAudience)
+        );
     }
 
     #[test]
@@ -253,7 +293,10 @@ mod tests {
         let long = claims(json!({"aud":"api","iat":NOW,"exp":NOW + 7200,"tenant":"a"}));
         assert_eq!(check_claims(&p, &long, NOW), Err(Rejection::LifetimeTooLong));
         let missing = claims(json!({"aud":"api","iat":NOW,"exp":NOW + 600}));
-        assert_eq!(check_claims(&p, &missing, NOW), Err(Rejection::MissingClaim("tenant".into())));
+        assert_eq!(
+            check_claims(&p, &missing, NOW),
+            Err(Rejection::MissingClaim("tenant".into()))
+        );
         let ok = claims(json!({"aud":"api","iat":NOW,"exp":NOW + 600,"tenant":"a"}));
         assert_eq!(check_claims(&p, &ok, NOW), Ok(()));
     }

@@ -1,5 +1,6 @@
 //! Every token-level case of `shared/reference/jwt-attacks.md`, sent through the real gRPC front
 //! door; each must be denied with the right status and reason.
+#![allow(clippy::unwrap_used)] // tests may panic
 
 mod common;
 
@@ -149,7 +150,11 @@ async fn key_material_offered_by_the_token_is_never_used() {
         let t = resign("rsa-b.pem", Algorithm::RS256, h.clone(), &payload);
         let a = check(&mut w.client, bearer(&t)).await.unwrap();
         assert_eq!(a.http_status, Some(401), "{h}");
-        assert!(["invalid signature", "unknown signing key"].contains(&a.reason().as_str()), "{h}: {}", a.reason());
+        assert!(
+            ["invalid signature", "unknown signing key"].contains(&a.reason().as_str()),
+            "{h}: {}",
+            a.reason()
+        );
     }
     assert_eq!(attacker.jwks_hits(), 0, "jku/x5u must never be fetched");
 }
@@ -160,16 +165,36 @@ async fn hostile_kids_are_opaque_bounded_and_rate_limited() {
     let before = w.issuer.jwks_hits();
     let payload = w.claims();
     for kid in ["../../dev/null", "' OR 1=1 --", "a\u{0}b", "x"] {
-        let t = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":kid}), &payload);
+        let t = resign(
+            "rsa-a.pem",
+            Algorithm::RS256,
+            json!({"alg":"RS256","kid":kid}),
+            &payload,
+        );
         w.denied(&t, "unknown signing key").await;
     }
-    let t = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":"k".repeat(2_000)}), &payload);
+    let t = resign(
+        "rsa-a.pem",
+        Algorithm::RS256,
+        json!({"alg":"RS256","kid":"k".repeat(2_000)}),
+        &payload,
+    );
     w.denied(&t, "malformed token: kid too long").await;
     // A 10 KB kid never gets as far as the header: the whole token is over max_token_bytes.
-    let t = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":"k".repeat(10_240)}), &payload);
+    let t = resign(
+        "rsa-a.pem",
+        Algorithm::RS256,
+        json!({"alg":"RS256","kid":"k".repeat(10_240)}),
+        &payload,
+    );
     w.denied(&t, "token too large").await;
     for kid in [json!(42), json!({"a":1}), json!(["rsa"])] {
-        let t = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":kid}), &payload);
+        let t = resign(
+            "rsa-a.pem",
+            Algorithm::RS256,
+            json!({"alg":"RS256","kid":kid}),
+            &payload,
+        );
         w.denied(&t, "unknown signing key").await;
     }
     assert!(w.issuer.jwks_hits() - before <= 1, "at most one refetch in the window");
@@ -179,7 +204,11 @@ async fn hostile_kids_are_opaque_bounded_and_rate_limited() {
 fn der_from_raw(raw: &[u8]) -> Vec<u8> {
     let int = |b: &[u8]| {
         let b: Vec<u8> = b.iter().copied().skip_while(|x| *x == 0).collect();
-        let mut v = if b.first().is_some_and(|x| x & 0x80 != 0) { vec![0] } else { vec![] };
+        let mut v = if b.first().is_some_and(|x| x & 0x80 != 0) {
+            vec![0]
+        } else {
+            vec![]
+        };
         v.extend(b);
         let mut out = vec![0x02, v.len() as u8];
         out.extend(v);
@@ -213,17 +242,29 @@ async fn stripped_signatures() {
     let mut w = World::start("").await;
     let t = w.rs256(json!({}));
     let (input, _) = t.rsplit_once('.').unwrap();
-    w.denied(&format!("{input}."), "malformed token: missing signature").await;
-    w.denied(input, "malformed token: expected three dot-separated segments").await;
+    w.denied(&format!("{input}."), "malformed token: missing signature")
+        .await;
+    w.denied(input, "malformed token: expected three dot-separated segments")
+        .await;
 }
 
 #[tokio::test]
 async fn crit_extensions_are_refused() {
     let mut w = World::start("").await;
     let payload = w.claims();
-    let t = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":"rsa","crit":["b64"],"b64":false}), &payload);
+    let t = resign(
+        "rsa-a.pem",
+        Algorithm::RS256,
+        json!({"alg":"RS256","kid":"rsa","crit":["b64"],"b64":false}),
+        &payload,
+    );
     w.denied(&t, "unsupported critical header").await;
-    let t = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":"rsa","crit":["exp"]}), &payload);
+    let t = resign(
+        "rsa-a.pem",
+        Algorithm::RS256,
+        json!({"alg":"RS256","kid":"rsa","crit":["exp"]}),
+        &payload,
+    );
     w.denied(&t, "unsupported critical header").await;
 }
 
@@ -261,15 +302,33 @@ async fn malformed_structures_are_401_never_500() {
         (&format!("{h}.{p}==.{s}"), "malformed token: invalid base64url"),
         (&format!("{h}.{p}.{s}="), "malformed token: invalid base64url"),
         (&format!("{h}.p!yl*ad.{s}"), "malformed token: invalid base64url"),
-        (&format!("{h}.{}.{s}", B64.encode([0xc3, 0x28])), "malformed token: invalid UTF-8"),
-        (&format!("{h}.{}.{s}", B64.encode("[1,2,3]")), "malformed token: payload is not a JSON object"),
-        (&format!("{h}.{}.{s}", B64.encode("\"str\"")), "malformed token: payload is not a JSON object"),
-        (&format!("{}.{p}.{s}", B64.encode("42")), "malformed token: header is not a JSON object"),
         (
-            &format!("{h}.{}.{s}", B64.encode(format!("{{\"a\":{}1{}}}", "[".repeat(1000), "]".repeat(1000)))),
+            &format!("{h}.{}.{s}", B64.encode([0xc3, 0x28])),
+            "malformed token: invalid UTF-8",
+        ),
+        (
+            &format!("{h}.{}.{s}", B64.encode("[1,2,3]")),
+            "malformed token: payload is not a JSON object",
+        ),
+        (
+            &format!("{h}.{}.{s}", B64.encode("\"str\"")),
+            "malformed token: payload is not a JSON object",
+        ),
+        (
+            &format!("{}.{p}.{s}", B64.encode("42")),
+            "malformed token: header is not a JSON object",
+        ),
+        (
+            &format!(
+                "{h}.{}.{s}",
+                B64.encode(format!("{{\"a\":{}1{}}}", "[".repeat(1000), "]".repeat(1000)))
+            ),
             "malformed token: invalid JSON",
         ),
-        (&format!("{h}.{}.{s}", B64.encode("{\"n\":1e999999}")), "malformed token: invalid JSON"),
+        (
+            &format!("{h}.{}.{s}", B64.encode("{\"n\":1e999999}")),
+            "malformed token: invalid JSON",
+        ),
     ];
     for (t, reason) in cases {
         w.denied(t, reason).await;
@@ -284,11 +343,19 @@ async fn duplicate_members_in_header_or_claims() {
     let dup_header = format!("{}.{rest}", B64.encode(r#"{"alg":"RS256","kid":"rsa","alg":"none"}"#));
     w.denied(&dup_header, "malformed token: duplicate JSON member").await;
     let iss = w.iss();
-    let payload = format!(r#"{{"iss":"{iss}","aud":"api","sub":"a","role":"user","role":"admin","exp":{}}}"#, now() + 600);
-    let input = format!("{}.{}", B64.encode(r#"{"alg":"RS256","kid":"rsa"}"#), B64.encode(payload));
+    let payload = format!(
+        r#"{{"iss":"{iss}","aud":"api","sub":"a","role":"user","role":"admin","exp":{}}}"#,
+        now() + 600
+    );
+    let input = format!(
+        "{}.{}",
+        B64.encode(r#"{"alg":"RS256","kid":"rsa"}"#),
+        B64.encode(payload)
+    );
     let k = jwtgate::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
     let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &k, Algorithm::RS256).unwrap();
-    w.denied(&format!("{input}.{sig}"), "malformed token: duplicate JSON member").await;
+    w.denied(&format!("{input}.{sig}"), "malformed token: duplicate JSON member")
+        .await;
 }
 
 #[tokio::test]
@@ -297,9 +364,17 @@ async fn json_serialization_and_jwe_are_refused() {
     let good = w.rs256(json!({}));
     let parts: Vec<&str> = good.split('.').collect();
     let general = json!({"payload": parts[1], "signatures": [{"protected": parts[0], "signature": parts[2]}, {"protected": parts[0], "signature": parts[2]}]});
-    w.denied(&general.to_string(), "malformed token: JSON serialization is not accepted; send compact JWS").await;
+    w.denied(
+        &general.to_string(),
+        "malformed token: JSON serialization is not accepted; send compact JWS",
+    )
+    .await;
     let flattened = json!({"payload": parts[1], "protected": parts[0], "signature": parts[2]});
-    w.denied(&flattened.to_string(), "malformed token: JSON serialization is not accepted; send compact JWS").await;
+    w.denied(
+        &flattened.to_string(),
+        "malformed token: JSON serialization is not accepted; send compact JWS",
+    )
+    .await;
     let jwe = format!("{}.a.b.c.d", B64.encode(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#));
     w.denied(&jwe, "encrypted tokens (JWE) are not accepted").await;
 }
@@ -310,19 +385,34 @@ async fn expiry_claim_cases() {
     let mut c = w.claims();
     c.as_object_mut().unwrap().remove("exp");
     let no_exp = {
-        let input = format!("{}.{}", B64.encode(r#"{"alg":"RS256","kid":"rsa"}"#), B64.encode(c.to_string()));
+        let input = format!(
+            "{}.{}",
+            B64.encode(r#"{"alg":"RS256","kid":"rsa"}"#),
+            B64.encode(c.to_string())
+        );
         let k = jwtgate::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
-        format!("{input}.{}", jsonwebtoken::crypto::sign(input.as_bytes(), &k, Algorithm::RS256).unwrap())
+        format!(
+            "{input}.{}",
+            jsonwebtoken::crypto::sign(input.as_bytes(), &k, Algorithm::RS256).unwrap()
+        )
     };
     w.denied(&no_exp, "token has no expiry").await;
     let n = now();
-    w.denied(&w.rs256(json!({"exp": n - 120, "iat": n - 600})), "token expired").await;
+    w.denied(&w.rs256(json!({"exp": n - 120, "iat": n - 600})), "token expired")
+        .await;
     w.allowed(&w.rs256(json!({"exp": n - 30, "iat": n - 600}))).await; // within the 60s skew
-    for bad in [json!("9999999999"), json!(1.5e9), json!(-5), json!(1e300), json!(u64::MAX)] {
+    for bad in [
+        json!("9999999999"),
+        json!(1.5e9),
+        json!(-5),
+        json!(1e300),
+        json!(u64::MAX),
+    ] {
         w.denied(&w.rs256(json!({"exp": bad})), "invalid exp claim").await;
     }
     w.denied(&w.rs256(json!({"nbf": n + 600})), "token not yet valid").await;
-    w.denied(&w.rs256(json!({"iat": n + 3600})), "token issued in the future").await;
+    w.denied(&w.rs256(json!({"iat": n + 3600})), "token issued in the future")
+        .await;
     w.allowed(&w.rs256(json!({"nbf": n + 30}))).await;
 }
 
@@ -330,7 +420,11 @@ async fn expiry_claim_cases() {
 async fn issuer_cases_and_shared_kids_across_providers() {
     let a = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "shared")]).await;
     let b = Issuer::start(vec![jwk("rsa-b.pem", Algorithm::RS256, "shared")]).await;
-    let providers = format!("{}{}", jwks_provider("a", &a.url(), &a.jwks_uri(), ""), jwks_provider("b", &b.url(), &b.jwks_uri(), ""));
+    let providers = format!(
+        "{}{}",
+        jwks_provider("a", &a.url(), &a.jwks_uri(), ""),
+        jwks_provider("b", &b.url(), &b.jwks_uri(), "")
+    );
     let gk = Gatekeeper::start(&providers, &[]).await;
     gk.wait_ready().await;
     let mut client = gk.client().await;
@@ -343,11 +437,26 @@ async fn issuer_cases_and_shared_kids_across_providers() {
     deny(check(&mut client, bearer(&t)).await.unwrap(), "invalid signature");
     let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("shared"), claims(&a.url()));
     assert_eq!(check(&mut client, bearer(&t)).await.unwrap().grpc_code, 0);
-    let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("shared"), json!({"sub":"x","aud":"api"}));
+    let t = sign(
+        &pem("rsa-a.pem"),
+        Algorithm::RS256,
+        Some("shared"),
+        json!({"sub":"x","aud":"api"}),
+    );
     deny(check(&mut client, bearer(&t)).await.unwrap(), "unknown issuer");
-    let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("shared"), json!({"iss":"https://nobody/","aud":"api"}));
+    let t = sign(
+        &pem("rsa-a.pem"),
+        Algorithm::RS256,
+        Some("shared"),
+        json!({"iss":"https://nobody/","aud":"api"}),
+    );
     deny(check(&mut client, bearer(&t)).await.unwrap(), "unknown issuer");
-    let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("shared"), json!({"iss":[a.url()],"aud":"api"}));
+    let t = sign(
+        &pem("rsa-a.pem"),
+        Algorithm::RS256,
+        Some("shared"),
+        json!({"iss":[a.url()],"aud":"api"}),
+    );
     deny(check(&mut client, bearer(&t)).await.unwrap(), "unknown issuer");
 }
 
@@ -355,8 +464,10 @@ async fn issuer_cases_and_shared_kids_across_providers() {
 async fn audience_cases() {
     let mut w = World::start("").await;
     w.allowed(&w.rs256(json!({"aud": ["other", "api"]}))).await;
-    w.denied(&w.rs256(json!({"aud": "other"})), "audience not accepted").await;
-    w.denied(&w.rs256(json!({"aud": ["other"]})), "audience not accepted").await;
+    w.denied(&w.rs256(json!({"aud": "other"})), "audience not accepted")
+        .await;
+    w.denied(&w.rs256(json!({"aud": ["other"]})), "audience not accepted")
+        .await;
     w.denied(&w.rs256(json!({"aud": 7})), "audience not accepted").await;
     let mut c = w.claims();
     c.as_object_mut().unwrap().remove("aud");
@@ -368,12 +479,27 @@ async fn audience_cases() {
 async fn typ_confusion_is_refused_when_access_tokens_are_required() {
     let mut w = World::start("    token_types: [at+jwt]\n").await;
     let payload = json!({"iss": w.iss(), "sub": "x", "aud": "api", "exp": now() + 600});
-    let id_token = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":"rsa","typ":"JWT"}), &payload);
+    let id_token = resign(
+        "rsa-a.pem",
+        Algorithm::RS256,
+        json!({"alg":"RS256","kid":"rsa","typ":"JWT"}),
+        &payload,
+    );
     w.denied(&id_token, "token type not accepted").await;
-    let untyped = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":"rsa"}), &payload);
+    let untyped = resign(
+        "rsa-a.pem",
+        Algorithm::RS256,
+        json!({"alg":"RS256","kid":"rsa"}),
+        &payload,
+    );
     w.denied(&untyped, "token type not accepted").await;
     for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
-        let at = resign("rsa-a.pem", Algorithm::RS256, json!({"alg":"RS256","kid":"rsa","typ":typ}), &payload);
+        let at = resign(
+            "rsa-a.pem",
+            Algorithm::RS256,
+            json!({"alg":"RS256","kid":"rsa","typ":typ}),
+            &payload,
+        );
         w.allowed(&at).await;
     }
 }

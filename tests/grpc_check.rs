@@ -1,5 +1,6 @@
 //! Envoy ext_authz over gRPC through the real front door: a tonic client generated from Envoy's
 //! protos (via envoy-types) against jwtgate on loopback, keys served by a real JWKS server.
+#![allow(clippy::unwrap_used)] // tests may panic
 
 mod common;
 
@@ -71,7 +72,12 @@ async fn hmac_provider_accepts_each_hs_algorithm() {
     gk.wait_ready().await;
     let mut client = gk.client().await;
     for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
-        let t = sign(secret.as_bytes(), alg, Some("any-kid"), json!({"iss":"monolith","sub":"bob"}));
+        let t = sign(
+            secret.as_bytes(),
+            alg,
+            Some("any-kid"),
+            json!({"iss":"monolith","sub":"bob"}),
+        );
         assert_eq!(check(&mut client, bearer(&t)).await.unwrap().grpc_code, 0, "{alg:?}");
         let wrong = sign(&"t".repeat(64).into_bytes(), alg, None, json!({"iss":"monolith"}));
         let a = check(&mut client, bearer(&wrong)).await.unwrap();
@@ -91,7 +97,12 @@ async fn oidc_discovery_finds_the_jwks() {
     gk.wait_ready().await;
     assert!(issuer.discovery_hits() >= 1);
     let mut client = gk.client().await;
-    let t = sign(&pem("ec-p256.pem"), Algorithm::ES256, Some("p256"), claims(&issuer.url()));
+    let t = sign(
+        &pem("ec-p256.pem"),
+        Algorithm::ES256,
+        Some("p256"),
+        claims(&issuer.url()),
+    );
     assert_eq!(check(&mut client, bearer(&t)).await.unwrap().grpc_code, 0);
 }
 
@@ -99,15 +110,31 @@ async fn oidc_discovery_finds_the_jwks() {
 async fn discovery_naming_another_issuer_is_refused() {
     let issuer = Issuer::start(vec![jwk("ec-p256.pem", Algorithm::ES256, "p256")]).await;
     issuer.state.lock().unwrap().discovery_issuer = Some("https://evil.example/".into());
-    let provider = format!("  - name: oidc\n    issuer: \"{}\"\n    discovery: true\n", issuer.url());
+    let provider = format!(
+        "  - name: oidc\n    issuer: \"{}\"\n    discovery: true\n",
+        issuer.url()
+    );
     let gk = Gatekeeper::start(&provider, &[]).await;
     let mut client = gk.client().await;
-    let t = sign(&pem("ec-p256.pem"), Algorithm::ES256, Some("p256"), claims(&issuer.url()));
-    assert_eq!(check(&mut client, bearer(&t)).await.unwrap_err(), tonic::Code::Unavailable);
+    let t = sign(
+        &pem("ec-p256.pem"),
+        Algorithm::ES256,
+        Some("p256"),
+        claims(&issuer.url()),
+    );
+    assert_eq!(
+        check(&mut client, bearer(&t)).await.unwrap_err(),
+        tonic::Code::Unavailable
+    );
     let (status, body) = gk.readyz().await;
     assert_eq!(status, 503);
     assert_eq!(body["providers"][0]["state"], "missing");
-    assert!(body["providers"][0]["last_error"].as_str().unwrap().contains("different issuer"));
+    assert!(
+        body["providers"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("different issuer")
+    );
     assert_eq!(issuer.jwks_hits(), 0);
 }
 
@@ -118,9 +145,15 @@ async fn denial_carries_status_challenge_body_and_trace_id() {
     let a = check(&mut client, check_request("/api", &[])).await.unwrap();
     assert_eq!((a.grpc_code, a.http_status), (16, Some(401)));
     assert_eq!(a.headers["www-authenticate"], "Bearer realm=\"jwtgate\"");
-    assert_eq!(a.headers["x-jwtgate-trace-id"], "req-1", "Envoy's request id is the trace id");
+    assert_eq!(
+        a.headers["x-jwtgate-trace-id"], "req-1",
+        "Envoy's request id is the trace id"
+    );
     assert_eq!(a.headers["content-type"], "application/json");
-    assert_eq!(a.body.unwrap(), json!({"error":"missing_token","reason":"missing token","trace_id":"req-1"}));
+    assert_eq!(
+        a.body.unwrap(),
+        json!({"error":"missing_token","reason":"missing token","trace_id":"req-1"})
+    );
 
     let a = check(&mut client, bearer("not.a.token")).await.unwrap();
     assert_eq!(a.http_status, Some(401));
@@ -139,7 +172,12 @@ async fn client_sent_identity_headers_are_overwritten_or_removed() {
     );
     let gk = Gatekeeper::start(&provider, &[]).await;
     let mut client = gk.client().await;
-    let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), json!({"iss": issuer.url(), "sub": "alice"}));
+    let t = sign(
+        &pem("rsa-a.pem"),
+        Algorithm::RS256,
+        Some("rsa"),
+        json!({"iss": issuer.url(), "sub": "alice"}),
+    );
     let req = check_request(
         "/api",
         &[
@@ -150,8 +188,15 @@ async fn client_sent_identity_headers_are_overwritten_or_removed() {
     );
     let a = check(&mut client, req).await.unwrap();
     assert_eq!(a.grpc_code, 0);
-    assert_eq!(a.headers["x-jwt-sub"], "alice", "set with append=false, so Envoy overwrites");
-    assert_eq!(a.removed, vec!["x-jwt-email".to_string()], "no email claim: the client's copy is removed");
+    assert_eq!(
+        a.headers["x-jwt-sub"], "alice",
+        "set with append=false, so Envoy overwrites"
+    );
+    assert_eq!(
+        a.removed,
+        vec!["x-jwt-email".to_string()],
+        "no email claim: the client's copy is removed"
+    );
     let payload = t.split('.').nth(1).unwrap();
     assert_eq!(a.headers["x-jwt-payload"], payload);
 }
@@ -192,7 +237,9 @@ async fn cookie_and_query_sources_work_only_where_enabled() {
     }
     // `other` enables only the Authorization header: its token in a query parameter is refused.
     let t2 = sign(&pem("rsa-b.pem"), Algorithm::RS256, Some("b"), claims(&other.url()));
-    let a = check(&mut client, check_request(&format!("/x?access_token={t2}"), &[])).await.unwrap();
+    let a = check(&mut client, check_request(&format!("/x?access_token={t2}"), &[]))
+        .await
+        .unwrap();
     assert_eq!(a.http_status, Some(401));
     assert_eq!(a.reason(), "token source not enabled for this issuer");
     assert_eq!(check(&mut client, bearer(&t2)).await.unwrap().grpc_code, 0);
@@ -205,7 +252,16 @@ async fn header_map_is_accepted_instead_of_headers() {
     let mut client = gk.client().await;
     let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
     let mut req = check_request("/api", &[]);
-    let http = req.attributes.as_mut().unwrap().request.as_mut().unwrap().http.as_mut().unwrap();
+    let http = req
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap();
     http.header_map = Some(HeaderMap {
         headers: vec![HeaderValue {
             key: "Authorization".into(),
@@ -223,10 +279,16 @@ async fn grpc_health_is_serving_only_with_usable_keys() {
     let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await;
     issuer.set_mode(Mode::Status(500));
     let gk = Gatekeeper::start(&jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), ""), &[]).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gk.grpc_addr)).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gk.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = HealthClient::new(channel);
     let status = |s: i32| ServingStatus::try_from(s).unwrap();
-    let ask = || HealthCheckRequest { service: "envoy.service.auth.v3.Authorization".into() };
+    let ask = || HealthCheckRequest {
+        service: "envoy.service.auth.v3.Authorization".into(),
+    };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let r = health.check(ask()).await.unwrap().into_inner();
     assert_eq!(status(r.status), ServingStatus::NotServing);

@@ -1,6 +1,7 @@
 //! Key-set lifecycle through the real gRPC door against a real JWKS server on loopback: rotation,
 //! removal, issuer outages, `kid` floods, hostile key endpoints, `Cache-Control`, file reloads.
 //! Every wait is a bounded poll; no assertion depends on how fast this machine is.
+#![allow(clippy::unwrap_used)] // tests may panic
 
 mod common;
 
@@ -57,7 +58,11 @@ async fn a_new_key_is_accepted_on_its_first_request() {
     let hits = issuer.jwks_hits();
 
     issuer.set_keys(vec![rsa_a(), rsa_b()]);
-    assert_eq!(code(&mut client, &token(&issuer, "rsa-b.pem", "b")).await, Ok(0), "first request with the new kid");
+    assert_eq!(
+        code(&mut client, &token(&issuer, "rsa-b.pem", "b")).await,
+        Ok(0),
+        "first request with the new kid"
+    );
     assert_eq!(issuer.jwks_hits(), hits + 1, "exactly one refetch for the new kid");
     // Known now: no further fetch.
     assert_eq!(code(&mut client, &token(&issuer, "rsa-b.pem", "b")).await, Ok(0));
@@ -74,10 +79,15 @@ async fn a_removed_key_stops_verifying_after_the_next_refresh() {
 
     issuer.set_keys(vec![rsa_b()]);
     let hits = issuer.jwks_hits();
-    eventually("a background refresh", Duration::from_secs(5), async || issuer.jwks_hits() > hits).await;
-    eventually("the removed key to stop verifying", Duration::from_secs(2), async || {
-        code(&mut client, &old).await == Ok(16)
+    eventually("a background refresh", Duration::from_secs(5), async || {
+        issuer.jwks_hits() > hits
     })
+    .await;
+    eventually(
+        "the removed key to stop verifying",
+        Duration::from_secs(2),
+        async || code(&mut client, &old).await == Ok(16),
+    )
     .await;
     assert_eq!(reason(&mut client, &old).await, "unknown signing key");
     assert_eq!(code(&mut client, &token(&issuer, "rsa-b.pem", "b")).await, Ok(0));
@@ -93,7 +103,10 @@ async fn known_keys_keep_working_while_the_issuer_is_down() {
     // Failing with 500s, then gone altogether: every refresh fails.
     issuer.set_mode(Mode::Status(500));
     let hits = issuer.jwks_hits();
-    eventually("a failed refresh", Duration::from_secs(5), async || issuer.jwks_hits() > hits).await;
+    eventually("a failed refresh", Duration::from_secs(5), async || {
+        issuer.jwks_hits() > hits
+    })
+    .await;
     issuer.stop();
     eventually("the outage to show in /readyz", Duration::from_secs(5), async || {
         gk.readyz().await.1["providers"][0]["state"] == "stale"
@@ -116,13 +129,24 @@ async fn known_keys_keep_working_while_the_issuer_is_down() {
 #[tokio::test]
 async fn stale_keys_expire_after_max_stale() {
     let issuer = Issuer::start(vec![rsa_a()]).await;
-    let (gk, mut client) = start(&issuer, "refresh_interval: 1s, min_refetch_interval: 100ms, max_stale: 2s").await;
+    let (gk, mut client) = start(
+        &issuer,
+        "refresh_interval: 1s, min_refetch_interval: 100ms, max_stale: 2s",
+    )
+    .await;
     gk.wait_ready().await;
     let t = token(&issuer, "rsa-a.pem", "a");
     issuer.set_mode(Mode::Status(503));
-    eventually("keys to expire", Duration::from_secs(6), async || gk.readyz().await.0 == 503).await;
+    eventually("keys to expire", Duration::from_secs(6), async || {
+        gk.readyz().await.0 == 503
+    })
+    .await;
     assert_eq!(gk.readyz().await.1["providers"][0]["state"], "expired");
-    assert_eq!(code(&mut client, &t).await, Err(tonic::Code::Unavailable), "never a 401 for our own outage");
+    assert_eq!(
+        code(&mut client, &t).await,
+        Err(tonic::Code::Unavailable),
+        "never a 401 for our own outage"
+    );
     // The issuer comes back: keys and readiness return without a restart.
     issuer.set_mode(Mode::Normal);
     gk.wait_ready().await;
@@ -179,7 +203,10 @@ async fn a_sustained_kid_flood_fetches_once_per_window() {
     }
     let windows = started.elapsed().as_millis() as u64 / 500 + 1;
     let fetched = issuer.jwks_hits() - before;
-    assert!(fetched <= windows, "{sent} requests, {fetched} fetches, {windows} windows");
+    assert!(
+        fetched <= windows,
+        "{sent} requests, {fetched} fetches, {windows} windows"
+    );
     assert!(fetched >= 1, "an unknown kid must trigger a refetch");
 }
 
@@ -194,7 +221,11 @@ fn rand_suffix() -> u64 {
 async fn hostile_at_start(mode: Mode, error_fragment: &str) {
     let issuer = Issuer::start(vec![rsa_a()]).await;
     issuer.set_mode(mode.clone());
-    let (gk, mut client) = start(&issuer, "refresh_interval: 1s, min_refetch_interval: 100ms, fetch_timeout: 300ms").await;
+    let (gk, mut client) = start(
+        &issuer,
+        "refresh_interval: 1s, min_refetch_interval: 100ms, fetch_timeout: 300ms",
+    )
+    .await;
     eventually("the failed fetch to be reported", Duration::from_secs(5), async || {
         gk.readyz().await.1["providers"][0]["last_error"].as_str().is_some()
     })
@@ -204,12 +235,18 @@ async fn hostile_at_start(mode: Mode, error_fragment: &str) {
     let p = &body["providers"][0];
     assert_eq!(p["state"], "missing", "{mode:?}: {body}");
     let err = p["last_error"].as_str().unwrap();
-    assert!(err.contains(error_fragment), "{mode:?}: {err:?} should mention {error_fragment:?}");
+    assert!(
+        err.contains(error_fragment),
+        "{mode:?}: {err:?} should mention {error_fragment:?}"
+    );
 
     let t = token(&issuer, "rsa-a.pem", "a");
     let asked = Instant::now();
     assert_eq!(code(&mut client, &t).await, Err(tonic::Code::Unavailable), "{mode:?}");
-    assert!(asked.elapsed() < Duration::from_secs(2), "{mode:?}: a request must not wait on a hung fetch");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{mode:?}: a request must not wait on a hung fetch"
+    );
 
     issuer.set_mode(Mode::Normal);
     gk.wait_ready().await;
@@ -259,10 +296,16 @@ async fn bad_keys_in_the_jwks_are_skipped_and_the_rest_serve() {
     gk.wait_ready().await;
     let (_, body) = gk.readyz().await;
     assert_eq!(body["providers"][0]["kids"], json!(["a"]), "{body}");
-    assert_eq!(body["providers"][0]["keys"], 2, "rsa-a and the kid-less P-256 key: {body}");
+    assert_eq!(
+        body["providers"][0]["keys"], 2,
+        "rsa-a and the kid-less P-256 key: {body}"
+    );
     assert_eq!(code(&mut client, &token(&issuer, "rsa-a.pem", "a")).await, Ok(0));
     // A duplicated kid is ambiguous: neither copy is used.
-    assert_eq!(reason(&mut client, &token(&issuer, "rsa-b.pem", "dup")).await, "unknown signing key");
+    assert_eq!(
+        reason(&mut client, &token(&issuer, "rsa-b.pem", "dup")).await,
+        "unknown signing key"
+    );
     // A token without kid is tried against the keys of its type.
     let t = sign(&pem("ec-p256.pem"), Algorithm::ES256, None, claims(&issuer.url()));
     assert_eq!(code(&mut client, &t).await, Ok(0));
@@ -275,13 +318,17 @@ async fn cache_control_max_age_shortens_the_refresh() {
     let (gk, _client) = start(&issuer, "refresh_interval: 1h, min_refetch_interval: 500ms").await;
     gk.wait_ready().await;
     let hits = issuer.jwks_hits();
-    eventually("a refresh driven by max-age=1", Duration::from_secs(4), async || issuer.jwks_hits() >= hits + 2).await;
+    eventually("a refresh driven by max-age=1", Duration::from_secs(4), async || {
+        issuer.jwks_hits() >= hits + 2
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_jwks_file_is_reloaded_when_it_changes() {
     let a = json!({ "keys": [rsa_a()] }).to_string();
-    let provider = "  - name: local\n    issuer: \"https://local.example/\"\n    jwks_file: keys.json\n    audiences: [api]\n";
+    let provider =
+        "  - name: local\n    issuer: \"https://local.example/\"\n    jwks_file: keys.json\n    audiences: [api]\n";
     let gk = Gatekeeper::start(provider, &[("keys.json", a.as_bytes())]).await;
     gk.wait_ready().await;
     let mut client = gk.client().await;

@@ -26,21 +26,19 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "m" => secs(60),
         "h" => secs(3600),
         "d" => secs(86_400),
-        _ => Err(format!(
-            "`{text}` has an unknown unit `{unit}`: use ms, s, m, h or d"
-        )),
+        _ => Err(format!("`{text}` has an unknown unit `{unit}`: use ms, s, m, h or d")),
     }
 }
 
 /// Renders a duration the way a config file would spell it.
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= size && s % size == 0 {
+        if s >= size && s.is_multiple_of(size) {
             return format!("{}{unit}", s / size);
         }
     }

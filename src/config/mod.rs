@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod raw;
+pub mod routes;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -42,6 +43,13 @@ pub struct Config {
     pub max_token_bytes: usize,
     /// Grace period for in-flight checks at shutdown.
     pub shutdown_grace: Duration,
+    /// Routes in order; the first that matches decides. Without `routes:` in the file, one
+    /// route requiring a valid token from any provider.
+    pub routes: Vec<routes::Route>,
+    /// What a request that matches no route gets.
+    pub unmatched: routes::Unmatched,
+    /// The HTTP front door's settings.
+    pub http_auth: routes::HttpAuth,
 }
 
 /// Listener addresses.
@@ -84,6 +92,8 @@ pub struct Provider {
     pub payload_header: Option<String>,
     /// Whether the token's header goes upstream.
     pub forward_token: bool,
+    /// Dot path of the claim holding roles (default `roles`).
+    pub roles_claim: String,
     /// Key-set lifecycle.
     pub keys: KeySettings,
 }
@@ -100,7 +110,7 @@ impl fmt::Debug for Provider {
 }
 
 /// Where a provider's keys come from.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// A JWKS URL.
     JwksUri(String),
@@ -127,6 +137,16 @@ impl fmt::Debug for KeySource {
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
+impl PartialEq for Secret {
+    /// Constant-time comparison (used to tell whether a reload changed a provider's keys).
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Secret {}
+
 impl Secret {
     /// The secret itself.
     pub fn expose(&self) -> &[u8] {
@@ -150,8 +170,19 @@ pub enum Source {
     Query(String),
 }
 
+impl Source {
+    /// How `jwtgate check` names this source, e.g. `header authorization`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Header { name, .. } => format!("header {name}"),
+            Self::Cookie(name) => format!("cookie {name}"),
+            Self::Query(name) => format!("query parameter {name}"),
+        }
+    }
+}
+
 /// Key-set lifecycle settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySettings {
     /// Background refresh period (upper bound for `Cache-Control: max-age`).
     pub refresh_interval: Duration,
@@ -281,14 +312,21 @@ impl Validator<'_> {
         }
         let realm = raw.realm.unwrap_or_else(|| "jwtgate".into());
         if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-            return Err(self.err("realm", "must be non-empty without quotes, backslashes or control characters"));
+            return Err(self.err(
+                "realm",
+                "must be non-empty without quotes, backslashes or control characters",
+            ));
         }
+        let routes = self.routes(raw.routes, &providers)?;
         Ok(Config {
             listen,
             providers,
             realm,
             max_token_bytes,
             shutdown_grace: raw.shutdown_grace.unwrap_or(Duration::from_secs(10)),
+            routes,
+            unmatched: self.unmatched(&raw.defaults),
+            http_auth: self.http_auth(raw.http_auth)?,
         })
     }
 
@@ -303,7 +341,10 @@ impl Validator<'_> {
             .name
             .filter(|n| !n.is_empty())
             .ok_or_else(|| self.err(format!("{field}.name"), "is required"))?;
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
             return Err(self.err(format!("{field}.name"), "use letters, digits, `-`, `_` and `.` only"));
         }
         let issuer = p
@@ -338,7 +379,10 @@ impl Validator<'_> {
         for (claim, header) in p.claims_to_headers.unwrap_or_default() {
             let f = format!("{field}.claims_to_headers.{claim}");
             if claim.is_empty() || claim.split('.').any(str::is_empty) {
-                return Err(self.err(f, "a claim path is dot-separated names, like `sub` or `realm_access.roles`"));
+                return Err(self.err(
+                    f,
+                    "a claim path is dot-separated names, like `sub` or `realm_access.roles`",
+                ));
             }
             claims_to_headers.push((claim, self.header_name(&f, &header)?));
         }
@@ -347,6 +391,13 @@ impl Validator<'_> {
             .map(|h| self.header_name(&format!("{field}.payload_header"), &h))
             .transpose()?;
         let keys = self.keys(&format!("{field}.keys"), p.keys)?;
+        let roles_claim = p.roles_claim.unwrap_or_else(|| "roles".into());
+        if !routes::is_claim_path(&roles_claim) {
+            return Err(self.err(
+                format!("{field}.roles_claim"),
+                "a dot path like `roles` or `realm_access.roles`",
+            ));
+        }
         if let Some(lifetime) = p.max_lifetime
             && lifetime.is_zero()
         {
@@ -367,6 +418,7 @@ impl Validator<'_> {
             claims_to_headers,
             payload_header,
             forward_token: p.forward_token.unwrap_or(true),
+            roles_claim,
             keys,
         })
     }
@@ -381,10 +433,15 @@ impl Validator<'_> {
         hmac_secret: Option<RawSecret>,
     ) -> Result<KeySource, ConfigError> {
         let discovery = discovery.unwrap_or(false);
-        let count = [jwks_uri.is_some(), discovery, jwks_file.is_some(), hmac_secret.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let count = [
+            jwks_uri.is_some(),
+            discovery,
+            jwks_file.is_some(),
+            hmac_secret.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if count != 1 {
             return Err(self.err(
                 field,
@@ -398,15 +455,17 @@ impl Validator<'_> {
             return Ok(KeySource::JwksUri(uri));
         }
         if discovery {
-            check_http_url(issuer).map_err(|r| {
-                self.err(format!("{field}.discovery"), format!("needs an http(s) issuer: {r}"))
-            })?;
+            check_http_url(issuer)
+                .map_err(|r| self.err(format!("{field}.discovery"), format!("needs an http(s) issuer: {r}")))?;
             return Ok(KeySource::Discovery);
         }
         if let Some(path) = jwks_file {
             let path = self.base.join(path);
             if !path.is_file() {
-                return Err(self.err(format!("{field}.jwks_file"), format!("{} is not a readable file", path.display())));
+                return Err(self.err(
+                    format!("{field}.jwks_file"),
+                    format!("{} is not a readable file", path.display()),
+                ));
             }
             return Ok(KeySource::JwksFile(path));
         }
@@ -431,12 +490,23 @@ impl Validator<'_> {
             _ => return Err(self.err(f, "give exactly one of `env` or `file`")),
         };
         if bytes.len() < 32 {
-            return Err(self.err(f, format!("secret is {} bytes; HMAC needs at least 32 (the hash output)", bytes.len())));
+            return Err(self.err(
+                f,
+                format!(
+                    "secret is {} bytes; HMAC needs at least 32 (the hash output)",
+                    bytes.len()
+                ),
+            ));
         }
         Ok(KeySource::HmacSecret(Secret(bytes)))
     }
 
-    fn algorithms(&self, field: &str, source: &KeySource, raw: Option<Vec<String>>) -> Result<Vec<Algorithm>, ConfigError> {
+    fn algorithms(
+        &self,
+        field: &str,
+        source: &KeySource,
+        raw: Option<Vec<String>>,
+    ) -> Result<Vec<Algorithm>, ConfigError> {
         let field = format!("{field}.algorithms");
         let secret_len = match source {
             KeySource::HmacSecret(s) => Some(s.expose().len()),
@@ -468,7 +538,10 @@ impl Validator<'_> {
                 })?;
             match (alg.family() == AlgorithmFamily::Hmac, secret_len) {
                 (true, None) => {
-                    return Err(self.err(&field, format!("{name} needs `hmac_secret`; HMAC keys are never taken from a JWKS")));
+                    return Err(self.err(
+                        &field,
+                        format!("{name} needs `hmac_secret`; HMAC keys are never taken from a JWKS"),
+                    ));
                 }
                 (false, Some(_)) => {
                     return Err(self.err(&field, format!("{name} cannot be verified with `hmac_secret`")));
@@ -476,7 +549,10 @@ impl Validator<'_> {
                 (true, Some(len)) if len < hmac_min_secret(alg) => {
                     return Err(self.err(
                         &field,
-                        format!("{name} needs a secret of at least {} bytes; this one has {len}", hmac_min_secret(alg)),
+                        format!(
+                            "{name} needs a secret of at least {} bytes; this one has {len}",
+                            hmac_min_secret(alg)
+                        ),
                     ));
                 }
                 _ => {}
@@ -525,7 +601,16 @@ impl Validator<'_> {
         if !valid_token(&lower) {
             return Err(self.err(field, format!("`{name}` is not a valid HTTP header name")));
         }
-        if ["host", "content-length", "transfer-encoding", "connection", "te", "upgrade"].contains(&lower.as_str()) {
+        if [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+        ]
+        .contains(&lower.as_str())
+        {
             return Err(self.err(field, format!("`{name}` cannot carry identity")));
         }
         Ok(lower)
@@ -541,13 +626,37 @@ impl Validator<'_> {
             refetch_wait: raw.refetch_wait.unwrap_or(d.refetch_wait),
         };
         let check = |name: &str, ok: bool, why: &str| {
-            if ok { Ok(()) } else { Err(self.err(format!("{field}.{name}"), why)) }
+            if ok {
+                Ok(())
+            } else {
+                Err(self.err(format!("{field}.{name}"), why))
+            }
         };
-        check("refresh_interval", k.refresh_interval >= Duration::from_secs(1), "must be at least 1s")?;
-        check("min_refetch_interval", k.min_refetch_interval >= Duration::from_millis(100), "must be at least 100ms")?;
-        check("fetch_timeout", !k.fetch_timeout.is_zero() && k.fetch_timeout <= Duration::from_secs(60), "must be between 1ms and 60s")?;
-        check("refetch_wait", k.refetch_wait <= Duration::from_secs(1), "must be at most 1s (Envoy's ext_authz timeout defaults to 200ms)")?;
-        check("max_stale", k.max_stale >= k.refresh_interval, "must be at least refresh_interval")?;
+        check(
+            "refresh_interval",
+            k.refresh_interval >= Duration::from_secs(1),
+            "must be at least 1s",
+        )?;
+        check(
+            "min_refetch_interval",
+            k.min_refetch_interval >= Duration::from_millis(100),
+            "must be at least 100ms",
+        )?;
+        check(
+            "fetch_timeout",
+            !k.fetch_timeout.is_zero() && k.fetch_timeout <= Duration::from_secs(60),
+            "must be between 1ms and 60s",
+        )?;
+        check(
+            "refetch_wait",
+            k.refetch_wait <= Duration::from_secs(1),
+            "must be at most 1s (Envoy's ext_authz timeout defaults to 200ms)",
+        )?;
+        check(
+            "max_stale",
+            k.max_stale >= k.refresh_interval,
+            "must be at least refresh_interval",
+        )?;
         Ok(k)
     }
 }
@@ -560,7 +669,8 @@ pub fn normalize_typ(typ: &str) -> String {
 
 fn valid_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_http_url(text: &str) -> Result<(), String> {

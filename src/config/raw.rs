@@ -26,6 +26,147 @@ pub struct RawConfig {
     /// Default: 10s. How long in-flight checks may take to finish after SIGTERM.
     #[serde(default, deserialize_with = "serde_text::option")]
     pub shutdown_grace: Option<Duration>,
+    /// `routes:`, in order.
+    pub routes: Option<Vec<RawRoute>>,
+    /// `defaults:`.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// `http_auth:`.
+    #[serde(default)]
+    pub http_auth: RawHttpAuth,
+}
+
+/// `defaults:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `unmatched: deny | public`.
+    pub unmatched: Option<RawUnmatched>,
+}
+
+/// What a request that matches no route gets.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawUnmatched {
+    /// Deny with 403.
+    Deny,
+    /// Treat as public.
+    Public,
+}
+
+/// `http_auth:`, the HTTP front door.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpAuth {
+    /// Path prefix for Envoy HTTP mode.
+    pub envoy_prefix: Option<String>,
+    /// Addresses or CIDRs whose original-request headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Route name.
+    pub name: Option<String>,
+    /// `match:` conditions.
+    #[serde(rename = "match", default)]
+    pub matcher: RawMatch,
+    /// `auth: public | optional | required`.
+    pub auth: Option<RawAuth>,
+    /// `require:` requirements.
+    pub require: Option<RawRequire>,
+    /// `mode: enforce | dry_run`.
+    pub mode: Option<RawMode>,
+}
+
+/// `match:` of a route; every given condition must hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Exact host or `*.suffix`.
+    pub host: Option<String>,
+    /// Path prefix.
+    pub path_prefix: Option<String>,
+    /// Exact path.
+    pub path: Option<String>,
+    /// Regular expression for the whole path.
+    pub path_regex: Option<String>,
+    /// HTTP methods.
+    pub methods: Option<Vec<String>>,
+    /// Envoy context extensions.
+    pub context: Option<BTreeMap<String, String>>,
+    /// Match paths ignoring ASCII case.
+    pub case_insensitive: Option<bool>,
+}
+
+/// `auth:` of a route.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAuth {
+    /// Treat as public.
+    Public,
+    /// Verify a token if present.
+    Optional,
+    /// A valid token is required.
+    Required,
+}
+
+/// `mode:` of a route.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMode {
+    /// Enforce decisions.
+    Enforce,
+    /// Log and count would-be denials; allow.
+    DryRun,
+}
+
+/// `require:` of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequire {
+    /// Any of these providers.
+    pub providers: Option<Vec<String>>,
+    /// All of these scopes.
+    pub scopes: Option<Vec<String>>,
+    /// Roles required.
+    pub roles: Option<RawRoles>,
+    /// Claim tests by dot path.
+    pub claims: Option<BTreeMap<String, RawClaimTest>>,
+}
+
+/// `roles: [a, b]` (all of them) or `roles: { any_of: [a, b] }` / `{ all_of: [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRoles {
+    /// A list: all of them.
+    AllOf(Vec<String>),
+    /// `{ all_of | any_of }`.
+    Rule(RawRoleRule),
+}
+
+/// The map form of `roles:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoleRule {
+    /// All of these roles.
+    pub all_of: Option<Vec<String>>,
+    /// Any of these roles.
+    pub any_of: Option<Vec<String>>,
+}
+
+/// A test on one claim: exactly one of `equals`, `one_of`, `regex`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimTest {
+    /// Equal to this value.
+    pub equals: Option<serde_json::Value>,
+    /// Equal to one of these values.
+    pub one_of: Option<Vec<serde_json::Value>>,
+    /// Matches this expression.
+    pub regex: Option<String>,
 }
 
 /// Listener addresses.
@@ -78,6 +219,8 @@ pub struct RawProvider {
     pub payload_header: Option<String>,
     /// Default: true. `false` strips the token's header before the request goes upstream.
     pub forward_token: Option<bool>,
+    /// Dot path of the roles claim.
+    pub roles_claim: Option<String>,
     /// Key-set lifecycle settings.
     #[serde(default)]
     pub keys: RawKeys,

@@ -31,7 +31,10 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(p.keys.fetch_timeout, Duration::from_secs(5));
     assert_eq!(
         p.sources,
-        vec![Source::Header { name: "authorization".into(), prefix: "Bearer ".into() }]
+        vec![Source::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into()
+        }]
     );
     assert!(p.algorithms.iter().all(|a| a.family() != AlgorithmFamily::Hmac));
     assert_eq!(p.algorithms.len(), 9);
@@ -131,7 +134,9 @@ fn hmac_defaults_follow_secret_length() {
 
 #[test]
 fn duplicate_issuers_are_refused() {
-    let e = err(&format!("{MINIMAL}  - name: other\n    issuer: \"https://idp.example.com/\"\n    jwks_uri: \"https://x/\"\n"));
+    let e = err(&format!(
+        "{MINIMAL}  - name: other\n    issuer: \"https://idp.example.com/\"\n    jwks_uri: \"https://x/\"\n"
+    ));
     assert_eq!(e.field, "providers[1].issuer");
 }
 

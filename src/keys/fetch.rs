@@ -21,10 +21,10 @@ pub struct Fetched {
 /// The HTTP client used for every key fetch.
 pub fn client() -> reqwest::Client {
     let policy = redirect::Policy::custom(|attempt| {
-        let same_host = attempt
-            .previous()
-            .first()
-            .is_some_and(|first| first.host_str() == attempt.url().host_str() && first.port_or_known_default() == attempt.url().port_or_known_default());
+        let same_host = attempt.previous().first().is_some_and(|first| {
+            first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
         if attempt.previous().len() > 3 || !same_host {
             attempt.stop()
         } else {
@@ -42,7 +42,12 @@ pub fn client() -> reqwest::Client {
 pub async fn get(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<Fetched, String> {
     tokio::time::timeout(timeout, get_unbounded_time(client, url))
         .await
-        .map_err(|_| format!("no complete answer from {url} within {}", crate::config::duration::format(timeout)))?
+        .map_err(|_| {
+            format!(
+                "no complete answer from {url} within {}",
+                crate::config::duration::format(timeout)
+            )
+        })?
 }
 
 async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetched, String> {
@@ -54,7 +59,9 @@ async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetch
         .map_err(|e| format!("GET {url}: {}", without_url(&e)))?;
     let status = resp.status();
     if status.is_redirection() {
-        return Err(format!("GET {url}: redirect to another host or too many redirects refused"));
+        return Err(format!(
+            "GET {url}: redirect to another host or too many redirects refused"
+        ));
     }
     if !status.is_success() {
         return Err(format!("GET {url}: HTTP {status}"));
@@ -62,7 +69,9 @@ async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetch
     if let Some(len) = resp.content_length()
         && len > MAX_BODY_BYTES as u64
     {
-        return Err(format!("GET {url}: body of {len} bytes is over the {MAX_BODY_BYTES}-byte limit"));
+        return Err(format!(
+            "GET {url}: body of {len} bytes is over the {MAX_BODY_BYTES}-byte limit"
+        ));
     }
     let max_age = resp
         .headers()
@@ -78,7 +87,11 @@ async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetch
         return Err(format!("GET {url}: answered with HTML, not JSON"));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {}", without_url(&e)))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("GET {url}: {}", without_url(&e)))?
+    {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(format!("GET {url}: body is over the {MAX_BODY_BYTES}-byte limit"));
         }

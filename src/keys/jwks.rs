@@ -164,7 +164,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
             Ok(key) => match key.kid.clone() {
                 Some(kid) if by_kid.contains_key(&kid) || duplicated.contains(&kid) => {
                     by_kid.remove(&kid);
-                    skipped.push(format!("key {i}: kid `{}` appears more than once; none of them is used", printable(&kid)));
+                    skipped.push(format!(
+                        "key {i}: kid `{}` appears more than once; none of them is used",
+                        printable(&kid)
+                    ));
                     duplicated.push(kid);
                 }
                 Some(kid) => {
@@ -176,7 +179,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         }
     }
     if keys.len() > MAX_KEYS {
-        skipped.push(format!("{} keys past the first {MAX_KEYS} ignored", keys.len() - MAX_KEYS));
+        skipped.push(format!(
+            "{} keys past the first {MAX_KEYS} ignored",
+            keys.len() - MAX_KEYS
+        ));
     }
     let set = KeySet {
         by_kid,
@@ -213,12 +219,15 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
             Algorithm::from_str(a)
                 .ok()
                 .filter(|a| a.family() != AlgorithmFamily::Hmac)
-                .ok_or_else(|| format!("`alg` `{}` is not a signature algorithm jwtgate accepts from a JWKS", printable(a)))?,
+                .ok_or_else(|| {
+                    format!(
+                        "`alg` `{}` is not a signature algorithm jwtgate accepts from a JWKS",
+                        printable(a)
+                    )
+                })?,
         ),
     };
-    let field = |name: &str| -> Result<&str, String> {
-        text(name)?.ok_or_else(|| format!("`{name}` is missing"))
-    };
+    let field = |name: &str| -> Result<&str, String> { text(name)?.ok_or_else(|| format!("`{name}` is missing")) };
     let decoded_len = |name: &str| -> Result<usize, String> {
         let bytes = URL_SAFE_NO_PAD
             .decode(field(name)?)
@@ -232,10 +241,13 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
                 .map_err(|_| "`n` is not base64url".to_string())?;
             let bits = rsa_bits(&n);
             if bits < MIN_RSA_BITS {
-                return Err(format!("RSA key of {bits} bits is below the {MIN_RSA_BITS}-bit minimum"));
+                return Err(format!(
+                    "RSA key of {bits} bits is below the {MIN_RSA_BITS}-bit minimum"
+                ));
             }
             decoded_len("e")?;
-            let key = DecodingKey::from_rsa_components(field("n")?, field("e")?).map_err(|e| format!("bad RSA key: {e}"))?;
+            let key =
+                DecodingKey::from_rsa_components(field("n")?, field("e")?).map_err(|e| format!("bad RSA key: {e}"))?;
             (KeyKind::Rsa, key)
         }
         "EC" => {
@@ -247,7 +259,8 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
             if decoded_len("x")? != size || decoded_len("y")? != size {
                 return Err("EC coordinates have the wrong length for the curve".into());
             }
-            let key = DecodingKey::from_ec_components(field("x")?, field("y")?).map_err(|e| format!("bad EC key: {e}"))?;
+            let key =
+                DecodingKey::from_ec_components(field("x")?, field("y")?).map_err(|e| format!("bad EC key: {e}"))?;
             (kind, key)
         }
         "OKP" => {
@@ -263,7 +276,12 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
         "oct" => return Err("symmetric (oct) keys are never accepted from a JWKS".into()),
         other => return Err(format!("key type `{}` is not supported", printable(other))),
     };
-    let key = Key { kid, kind, alg, decoding };
+    let key = Key {
+        kid,
+        kind,
+        alg,
+        decoding,
+    };
     if let Some(a) = alg
         && !key.supports(a)
     {
@@ -353,7 +371,11 @@ mod tests {
     fn unusable_documents_fail() {
         assert!(parse(b"<html>").unwrap_err().contains("not JSON"));
         assert!(parse(b"{}").unwrap_err().contains("no `keys`"));
-        assert!(parse(br#"{"keys":[{"kty":"oct","k":"AA"}]}"#).unwrap_err().contains("no usable key"));
+        assert!(
+            parse(br#"{"keys":[{"kty":"oct","k":"AA"}]}"#)
+                .unwrap_err()
+                .contains("no usable key")
+        );
     }
 
     #[test]

@@ -108,6 +108,15 @@ impl KeyStore {
         store
     }
 
+    /// Whether this store fetches exactly what `provider` asks for (same name, issuer, key source
+    /// and settings), so a config reload can keep it and the keys it holds.
+    pub fn serves(&self, provider: &Provider) -> bool {
+        self.provider == provider.name
+            && self.issuer == provider.issuer
+            && self.source == provider.key_source
+            && self.settings == provider.keys
+    }
+
     /// Provider name.
     pub fn provider(&self) -> &str {
         &self.provider
@@ -214,6 +223,12 @@ impl KeyStore {
         }
     }
 
+    /// Loads the keys once, waiting (bounded by `fetch_timeout`) for the outcome; for one-shot
+    /// commands such as `jwtgate check` that run no background refresh.
+    pub async fn load_once(self: &Arc<Self>) -> Result<(), String> {
+        self.fetch_and_wait(true).await.map(|_| ())
+    }
+
     /// Starts a fetch unless one is running, and waits for the running one to finish.
     async fn fetch_and_wait(self: &Arc<Self>, rediscover: bool) -> Result<Option<Duration>, String> {
         let mut rx = self.generation.subscribe();
@@ -296,7 +311,11 @@ impl KeyStore {
         let fetched = match &self.source {
             KeySource::JwksUri(uri) => fetch::get(&self.client, uri, timeout).await?,
             KeySource::Discovery => {
-                let cached = self.discovered_jwks_uri.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let cached = self
+                    .discovered_jwks_uri
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 let uri = match cached {
                     Some(uri) if !rediscover => uri,
                     _ => {
@@ -308,9 +327,15 @@ impl KeyStore {
                 fetch::get(&self.client, &uri, timeout).await?
             }
             KeySource::JwksFile(path) => {
-                let body = tokio::fs::read(path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let body = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 if body.len() > fetch::MAX_BODY_BYTES {
-                    return Err(format!("{} is over the {}-byte limit", path.display(), fetch::MAX_BODY_BYTES));
+                    return Err(format!(
+                        "{} is over the {}-byte limit",
+                        path.display(),
+                        fetch::MAX_BODY_BYTES
+                    ));
                 }
                 fetch::Fetched { body, max_age: None }
             }

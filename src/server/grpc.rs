@@ -3,7 +3,6 @@
 //! It decides nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderValue, HeaderValueOption, HttpResponse,
@@ -14,17 +13,18 @@ use envoy_types::pb::google::protobuf::{BoolValue, Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
-use crate::gate::{self, Allow, Decision, Deny, Gate};
+use crate::gate::{self, Allow, Decision, Deny};
 use crate::rejection::tonic_code::Code;
+use crate::server::SharedGate;
 
 /// The `envoy.service.auth.v3.Authorization` service.
 pub struct AuthorizationService {
-    gate: Arc<Gate>,
+    gate: SharedGate,
 }
 
 impl AuthorizationService {
     /// A service answering from `gate`.
-    pub fn new(gate: Arc<Gate>) -> Self {
+    pub fn new(gate: SharedGate) -> Self {
         Self { gate }
     }
 }
@@ -33,7 +33,8 @@ impl AuthorizationService {
 impl Authorization for AuthorizationService {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let req = to_gate_request(request.into_inner());
-        match self.gate.decide(&req).await {
+        let gate = self.gate.load_full();
+        match gate.decide(&req).await {
             Decision::Allow(allow) => Ok(Response::new(ok_response(allow))),
             Decision::Deny(deny) if deny.grpc_code() == Code::Unavailable => Err(Status::unavailable(format!(
                 "{} (trace id {})",
@@ -53,7 +54,10 @@ pub fn to_gate_request(check: CheckRequest) -> gate::Request {
     };
     let context = attrs.context_extensions;
     let Some(http) = attrs.request.and_then(|r| r.http) else {
-        return gate::Request { context, ..gate::Request::default() };
+        return gate::Request {
+            context,
+            ..gate::Request::default()
+        };
     };
     let mut headers: HashMap<String, String> = http
         .headers
@@ -108,7 +112,9 @@ fn header(key: &str, value: String) -> HeaderValueOption {
 }
 
 fn string(s: String) -> Value {
-    Value { kind: Some(Kind::StringValue(s)) }
+    Value {
+        kind: Some(Kind::StringValue(s)),
+    }
 }
 
 fn ok_response(allow: Allow) -> CheckResponse {
@@ -123,12 +129,17 @@ fn ok_response(allow: Allow) -> CheckResponse {
         Struct {
             fields: HashMap::from([(
                 "jwtgate".to_owned(),
-                Value { kind: Some(Kind::StructValue(Struct { fields })) },
+                Value {
+                    kind: Some(Kind::StructValue(Struct { fields })),
+                },
             )]),
         }
     });
     CheckResponse {
-        status: Some(rpc::Status { code: Code::Ok as i32, ..Default::default() }),
+        status: Some(rpc::Status {
+            code: Code::Ok as i32,
+            ..Default::default()
+        }),
         dynamic_metadata,
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers: allow.set_headers.into_iter().map(|(k, v)| header(&k, v)).collect(),
@@ -147,7 +158,9 @@ fn denied_response(deny: &Deny) -> CheckResponse {
         }),
         dynamic_metadata: None,
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus { code: i32::from(deny.http_status()) }),
+            status: Some(HttpStatus {
+                code: i32::from(deny.http_status()),
+            }),
             headers: deny.headers().into_iter().map(|(k, v)| header(k, v)).collect(),
             body: deny.body(),
         })),

@@ -1,24 +1,39 @@
-//! The HTTP listener: `/healthz` (the process is alive) and `/readyz` (every provider has usable
-//! keys, with a JSON body naming each provider's key state). It decides nothing.
+//! The HTTP listener: the HTTP front door for Nginx `auth_request`, Envoy's HTTP ext_authz mode
+//! (and Istio's `envoyExtAuthzHttp`) and Traefik/Caddy forward-auth, plus `/healthz`, `/readyz`
+//! and `/metrics`. It only translates: which request is being checked → [`gate::Request`], and
+//! [`Decision`] → status, headers and body. The gate decides.
+//!
+//! Which request is being checked:
+//! - under `http_auth.envoy_prefix` (Envoy HTTP mode): this request's method, and its path with
+//!   the prefix removed; its `Host`;
+//! - `/auth` with `X-Original-URI` and `X-Original-Method` (Nginx; host from `X-Original-Host`,
+//!   else `Host`), or with `X-Forwarded-Method`, `X-Forwarded-Host` and `X-Forwarded-Uri`
+//!   (Traefik, Caddy). These headers are believed only from `http_auth.trusted_proxies`; from
+//!   anyone else, or when they are missing, the answer is 403 "original request unknown".
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{any, get};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::gate::Gate;
+use crate::config::routes::HttpAuth;
+use crate::gate::{self, Decision, Gate};
 use crate::keys::KeyStatus;
+use crate::rejection::Rejection;
+use crate::server::SharedGate;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The gate (for key status).
-    pub gate: Arc<Gate>,
+    /// The gate, swapped on reload.
+    pub gate: SharedGate,
     /// Fires at shutdown; `/readyz` then answers 503.
     pub shutdown: CancellationToken,
 }
@@ -46,16 +61,167 @@ pub fn readiness(gate: &Gate, shutdown: &CancellationToken) -> Readiness {
     }
 }
 
-/// The HTTP router.
+/// The HTTP router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/auth", any(auth))
+        .fallback(envoy_mode)
         .with_state(state)
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    let r = readiness(&state.gate, &state.shutdown);
-    let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let r = readiness(&state.gate.load(), &state.shutdown);
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(r))
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let text = state.gate.load().metrics().render();
+    ([("content-type", "text/plain; version=0.0.4")], text)
+}
+
+/// Nginx `auth_request` and Traefik/Caddy forward-auth.
+async fn auth(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let gate = state.gate.load_full();
+    let original = original_request(gate.http_auth(), peer, &headers);
+    match original {
+        Some((method, uri, host)) => decide(&gate, method, uri, host, &headers, false).await,
+        None => {
+            let req = gate::Request {
+                headers: headers_map(&headers),
+                ..gate::Request::default()
+            };
+            render(gate.refuse(&req, Rejection::OriginalRequestUnknown), false)
+        }
+    }
+}
+
+/// Envoy HTTP mode: any method, any path under `envoy_prefix`; anything else is 404.
+async fn envoy_mode(State(state): State<HttpState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let gate = state.gate.load_full();
+    let Some(prefix) = gate.http_auth().envoy_prefix.as_deref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(rest) = uri
+        .path()
+        .strip_prefix(prefix)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut path = if rest.is_empty() {
+        "/".to_owned()
+    } else {
+        rest.to_owned()
+    };
+    if let Some(q) = uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let host = header(&headers, "host").unwrap_or_default().to_owned();
+    decide(&gate, method.as_str().to_owned(), path, host, &headers, true).await
+}
+
+/// The (method, URI, host) of the request being checked, from headers that a trusted proxy set.
+fn original_request(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> Option<(String, String, String)> {
+    if !cfg.trusts(peer.ip()) {
+        return None;
+    }
+    let host = |h: Option<&str>| h.or_else(|| header(headers, "host")).unwrap_or_default().to_owned();
+    if let (Some(uri), Some(method)) = (header(headers, "x-original-uri"), header(headers, "x-original-method")) {
+        return Some((
+            method.to_owned(),
+            uri.to_owned(),
+            host(header(headers, "x-original-host")),
+        ));
+    }
+    if let (Some(uri), Some(method)) = (
+        header(headers, "x-forwarded-uri"),
+        header(headers, "x-forwarded-method"),
+    ) {
+        return Some((
+            method.to_owned(),
+            uri.to_owned(),
+            host(header(headers, "x-forwarded-host")),
+        ));
+    }
+    None
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Headers as the gate sees them: lower-case names, repeated values joined with `,`.
+fn headers_map(headers: &HeaderMap) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        out.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
+    out
+}
+
+async fn decide(gate: &Gate, method: String, path: String, host: String, headers: &HeaderMap, envoy: bool) -> Response {
+    let headers = headers_map(headers);
+    let request_id = headers.get("x-request-id").cloned();
+    let req = gate::Request {
+        method,
+        path,
+        host,
+        headers,
+        context: HashMap::new(),
+        request_id,
+    };
+    render(gate.decide(&req).await, envoy)
+}
+
+/// Allow → exactly 200 with the identity headers (a removed identity header is sent empty, so a
+/// proxy that copies it overwrites the client's copy); Envoy also gets
+/// `x-envoy-auth-headers-to-remove`. Deny → the gate's status, headers and JSON body.
+fn render(decision: Decision, envoy: bool) -> Response {
+    let mut out = HeaderMap::new();
+    let mut put = |k: &str, v: &str| {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            out.insert(k, v);
+        }
+    };
+    match decision {
+        Decision::Allow(allow) => {
+            for (k, v) in &allow.set_headers {
+                put(k, v);
+            }
+            for k in &allow.remove_headers {
+                put(k, "");
+            }
+            if envoy && !allow.remove_headers.is_empty() {
+                put("x-envoy-auth-headers-to-remove", &allow.remove_headers.join(", "));
+            }
+            put("x-jwtgate-trace-id", &allow.trace_id);
+            (StatusCode::OK, out, Body::empty()).into_response()
+        }
+        Decision::Deny(deny) => {
+            for (k, v) in deny.headers() {
+                put(k, &v);
+            }
+            let status = StatusCode::from_u16(deny.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+            (status, out, deny.body()).into_response()
+        }
+    }
 }

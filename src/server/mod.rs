@@ -4,6 +4,9 @@
 
 pub mod grpc;
 pub mod http;
+pub mod live;
+
+pub use live::{Live, SharedGate};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +20,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::gate::Gate;
 use crate::keys::fetch;
 
 /// The gRPC service name Envoy health-checks.
@@ -32,8 +34,8 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
-    /// The gate serving decisions.
-    pub gate: Arc<Gate>,
+    /// The configuration in force (reload it here).
+    pub live: Arc<Live>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -52,12 +54,9 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
     let http_listener = TcpListener::bind(config.listen.http).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let gate = Arc::new(Gate::new(config, &fetch::client()));
-
+    let live = Live::start(config, fetch::client(), shutdown.clone());
+    let gate = live.gate().clone();
     let mut tasks = Vec::new();
-    for p in gate.verifier().providers() {
-        tasks.push(tokio::spawn(p.keys.clone().run(shutdown.clone())));
-    }
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     tasks.push(tokio::spawn(report_health(gate.clone(), reporter, shutdown.clone())));
@@ -78,8 +77,15 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
         }
     }));
 
-    let router = http::router(http::HttpState { gate: gate.clone(), shutdown: shutdown.clone() });
-    let http = axum::serve(http_listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let router = http::router(http::HttpState {
+        gate: gate.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let http = axum::serve(
+        http_listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http.await {
             tracing::error!("HTTP server failed: {e}");
@@ -90,17 +96,26 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
     for p in config.providers.iter().filter(|p| p.audiences.is_empty()) {
         tracing::warn!(provider = %p.name, "no `audiences` configured: tokens issued for any audience are accepted");
     }
-    Ok(Running { grpc_addr, http_addr, gate, tasks })
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        live,
+        tasks,
+    })
 }
 
 /// SERVING while every provider has usable keys; NOT_SERVING before that and from shutdown on.
-async fn report_health(gate: Arc<Gate>, reporter: tonic_health::server::HealthReporter, shutdown: CancellationToken) {
+async fn report_health(gate: SharedGate, reporter: tonic_health::server::HealthReporter, shutdown: CancellationToken) {
     use tonic_health::ServingStatus;
     let mut last = None;
     loop {
-        let ready = !shutdown.is_cancelled() && gate.verifier().providers().all(|p| p.keys.usable().is_some());
+        let ready = !shutdown.is_cancelled() && gate.load().verifier().providers().all(|p| p.keys.usable().is_some());
         if last != Some(ready) {
-            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             reporter.set_service_status("", status).await;
             reporter.set_service_status(AUTHZ_SERVICE, status).await;
             if ready {

@@ -1,6 +1,6 @@
 //! Shared test helpers: a real JWKS/OIDC server on loopback (axum), fixture keys, token minting,
 //! and an in-process jwtgate on ephemeral ports with a real tonic client.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/keys")
+        .join(name)
 }
 
 pub fn pem(name: &str) -> Vec<u8> {
@@ -236,7 +238,9 @@ impl Gatekeeper {
     }
 
     pub async fn client(&self) -> AuthorizationClient<Channel> {
-        AuthorizationClient::connect(format!("http://{}", self.grpc_addr)).await.unwrap()
+        AuthorizationClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap()
     }
 
     /// Waits (bounded) until `/readyz` says ready.
@@ -277,7 +281,10 @@ pub fn check_request(path: &str, headers: &[(&str, &str)]) -> CheckRequest {
                     method: "GET".into(),
                     path: path.into(),
                     host: "api.example.com".into(),
-                    headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<HashMap<_, _>>(),
                     ..Default::default()
                 }),
             }),
@@ -303,7 +310,11 @@ pub struct Answer {
 
 impl Answer {
     pub fn reason(&self) -> String {
-        self.body.as_ref().and_then(|b| b["reason"].as_str()).unwrap_or_default().to_string()
+        self.body
+            .as_ref()
+            .and_then(|b| b["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -320,7 +331,11 @@ pub fn answer(r: CheckResponse) -> Answer {
                 .headers
                 .into_iter()
                 .filter_map(|h| {
-                    assert_eq!(h.append.map(|a| a.value), Some(false), "identity headers must overwrite");
+                    assert_eq!(
+                        h.append.map(|a| a.value),
+                        Some(false),
+                        "identity headers must overwrite"
+                    );
                     h.header.map(|h| (h.key, h.value))
                 })
                 .collect(),
@@ -331,7 +346,11 @@ pub fn answer(r: CheckResponse) -> Answer {
         Some(HttpResponse::DeniedResponse(d)) => Answer {
             grpc_code,
             http_status: d.status.map(|s| s.code),
-            headers: d.headers.into_iter().filter_map(|h| h.header.map(|h| (h.key, h.value))).collect(),
+            headers: d
+                .headers
+                .into_iter()
+                .filter_map(|h| h.header.map(|h| (h.key, h.value)))
+                .collect(),
             removed: vec![],
             body: serde_json::from_str(&d.body).ok(),
             metadata,
@@ -358,7 +377,11 @@ fn struct_json(s: &envoy_types::pb::google::protobuf::Struct) -> Value {
 
 /// Sends one Check and flattens the answer; a gRPC error becomes `Err(code)`.
 pub async fn check(client: &mut AuthorizationClient<Channel>, req: CheckRequest) -> Result<Answer, tonic::Code> {
-    client.check(req).await.map(|r| answer(r.into_inner())).map_err(|s| s.code())
+    client
+        .check(req)
+        .await
+        .map(|r| answer(r.into_inner()))
+        .map_err(|s| s.code())
 }
 
 /// A provider block for the issuer's JWKS with fast refetch windows for tests.
