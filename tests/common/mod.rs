@@ -203,6 +203,12 @@ async fn discovery(State(state): State<Arc<Mutex<IssuerState>>>) -> Response {
     ([("content-type", "application/json")], doc.to_string()).into_response()
 }
 
+/// A whole config file: ephemeral loopback listeners and `providers_yaml` (the `providers:`
+/// list, then any other top-level YAML).
+pub fn config_text(providers_yaml: &str) -> String {
+    format!("listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\" }}\nproviders:\n{providers_yaml}")
+}
+
 /// jwtgate running in this process on ephemeral loopback ports.
 pub struct Gatekeeper {
     pub running: Option<jwtgate::server::Running>,
@@ -220,7 +226,7 @@ impl Gatekeeper {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
-        let text = format!("listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\" }}\nproviders:\n{providers_yaml}");
+        let text = config_text(providers_yaml);
         let config = jwtgate::config::Config::parse(&text, "test.yaml", dir.path()).expect("test config");
         let shutdown = CancellationToken::new();
         let running = jwtgate::server::start(&config, shutdown.clone()).await.unwrap();
@@ -235,6 +241,11 @@ impl Gatekeeper {
 
     pub fn dir(&self) -> &Path {
         self._dir.path()
+    }
+
+    /// The configuration in force, to reload.
+    pub fn live(&self) -> &std::sync::Arc<jwtgate::server::Live> {
+        &self.running.as_ref().unwrap().live
     }
 
     pub async fn client(&self) -> AuthorizationClient<Channel> {
