@@ -158,7 +158,7 @@ async fn public_routes_need_no_token_and_strip_identity_headers() {
         .ask("GET", "h", "/health/live", None, &[("x-jwt-sub", "mallory")])
         .await;
     assert_allowed(&a, "public");
-    assert!(a.headers.get("x-jwt-sub").is_none());
+    assert!(!a.headers.contains_key("x-jwt-sub"));
     assert!(
         a.removed.contains(&"x-jwt-sub".to_string()),
         "client's identity header removed: {a:?}"
