@@ -226,6 +226,9 @@ impl KeyStore {
     /// Loads the keys once, waiting (bounded by `fetch_timeout`) for the outcome; for one-shot
     /// commands such as `jwtgate check` that run no background refresh.
     pub async fn load_once(self: &Arc<Self>) -> Result<(), String> {
+        if matches!(self.source, KeySource::HmacSecret(_)) {
+            return Ok(()); // loaded with the config
+        }
         self.fetch_and_wait(true).await.map(|_| ())
     }
 

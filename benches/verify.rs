@@ -1,0 +1,74 @@
+//! Signature verification per algorithm through jwtgate's verifier (keys loaded, no cache), the
+//! baseline for the cold-path targets. `cargo bench --bench verify`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (Algorithm::RS256, "rsa-a.pem"),
+        (Algorithm::PS256, "rsa-a.pem"),
+        (Algorithm::ES256, "ec-p256.pem"),
+        (Algorithm::ES384, "ec-p384.pem"),
+        (Algorithm::EdDSA, "ed25519.pem"),
+    ];
+    let keys: Vec<_> = cases
+        .iter()
+        .map(|(alg, file)| jwtgate::mint::public_jwk(&fixture(file), *alg, &format!("{alg:?}")).unwrap())
+        .collect();
+    std::fs::write(dir.path().join("jwks.json"), json!({ "keys": keys }).to_string()).unwrap();
+    std::fs::write(dir.path().join("secret"), "s".repeat(64)).unwrap();
+    let yaml = "providers:\n  - { name: a, issuer: a, jwks_file: jwks.json, audiences: [api] }\n  - { name: h, issuer: h, hmac_secret: { file: secret }, audiences: [api] }\n";
+    let config = jwtgate::config::Config::parse(yaml, "bench.yaml", dir.path()).unwrap();
+    let verifier = jwtgate::verify::Verifier::new(&config, &reqwest::Client::new());
+    rt.block_on(async {
+        for p in verifier.providers() {
+            p.keys.load_once().await.unwrap();
+        }
+    });
+    let claims = |iss: &str| json!({"iss": iss, "aud": "api", "sub": "alice"});
+    let mut group = c.benchmark_group("verify");
+    for (alg, file) in cases {
+        let key = jwtgate::mint::signing_key(&fixture(file), alg).unwrap();
+        let token = jwtgate::mint::mint(
+            &key,
+            alg,
+            Some(&format!("{alg:?}")),
+            claims("a").as_object().unwrap(),
+            3600,
+        )
+        .unwrap();
+        group.bench_function(format!("{alg:?}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { verifier.verify(&token).await.unwrap() })
+        });
+    }
+    let key = jwtgate::mint::signing_key(&"s".repeat(64).into_bytes(), Algorithm::HS256).unwrap();
+    let token = jwtgate::mint::mint(&key, Algorithm::HS256, None, claims("h").as_object().unwrap(), 3600).unwrap();
+    group.bench_function("HS256", |b| {
+        b.to_async(&rt)
+            .iter(|| async { verifier.verify(&token).await.unwrap() })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
