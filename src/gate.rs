@@ -76,6 +76,9 @@ pub struct Identity {
     pub subject: Option<String>,
 }
 
+/// `Retry-After` on a 503 (keys unavailable): about one refetch backoff step.
+pub const RETRY_AFTER_UNAVAILABLE_SECS: u32 = 5;
+
 /// A refused request: the status, the `WWW-Authenticate` challenge and the JSON body are all
 /// derived from the one [`Rejection`], so both doors answer alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,9 +104,13 @@ impl Deny {
     /// Response headers for the client: the RFC 6750 challenge on 401/403, the JSON content
     /// type and the trace id.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = Vec::with_capacity(3);
+        let mut headers = Vec::with_capacity(4);
         if matches!(self.http_status(), 401 | 403) {
             headers.push(("www-authenticate", self.www_authenticate()));
+        }
+        if self.http_status() == 503 {
+            // Keys are being refetched in the background; a client may try again shortly.
+            headers.push(("retry-after", RETRY_AFTER_UNAVAILABLE_SECS.to_string()));
         }
         headers.push(("content-type", "application/json".into()));
         headers.push(("x-jwtgate-trace-id", self.trace_id.clone()));

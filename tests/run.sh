@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command: `bash tests/run.sh [cargo test args...]`.
 #
-# 1. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
+# 1. Installs Debian's nginx-light when no nginx is found (tests/nginx.rs runs it; its path is
+#    exported as JWTGATE_NGINX).
+# 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
 #    (examples/envoy_check.py) that tests/python_client.rs runs. pip runs only when
 #    requirements.txt changed since the last successful install (its sha256 is kept in .venv).
-# 2. Runs `cargo test --all-targets ARGS...`; when ARGS pick targets themselves
+# 3. Runs `cargo test --all-targets ARGS...`; when ARGS pick targets themselves
 #    (`--test NAME`, `--lib`, ...), `--all-targets` is left out so only those run, e.g.
 #    `bash tests/run.sh --test python_client`.
 set -euo pipefail
@@ -14,6 +16,28 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv=.venv
 requirements=tests/requirements.txt
 stamp=$venv/.requirements.sha256
+
+# tests/nginx.rs runs examples/nginx.conf under a real nginx (Debian's nginx-light has the
+# auth_request module). The package lists are refreshed only when the install fails without.
+nginx=$(command -v nginx || true)
+if [[ -z "$nginx" && -x /usr/sbin/nginx ]]; then
+    nginx=/usr/sbin/nginx
+fi
+if [[ -z "$nginx" ]]; then
+    echo "==> installing nginx-light"
+    apt=(apt-get)
+    if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+        apt=(sudo apt-get)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${apt[@]}" install -y -q nginx-light; then
+        "${apt[@]}" update -q
+        "${apt[@]}" install -y -q nginx-light
+    fi
+    nginx=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+# tests/nginx.rs runs this nginx.
+export JWTGATE_NGINX=$nginx
 
 # A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
 if ! "$venv/bin/python" -c '' 2>/dev/null; then

@@ -1,0 +1,509 @@
+//! examples/nginx.conf under a real nginx: a real JWKS issuer and jwtgate in this process, an
+//! echo application on loopback, and nginx running the example with only its placeholders
+//! replaced. Checks what the example promises: identity headers come from jwtgate and never from
+//! the client, 401/403 reach the client with their challenge, and 429/503 — which `auth_request`
+//! alone turns into 500 — reach the client as 429/503.
+//!
+//! nginx comes from `$JWTGATE_NGINX`, else `nginx` on `PATH`, else `/usr/sbin/nginx`; with none
+//! of them these tests fail: `bash tests/run.sh` installs Debian's nginx-light.
+#![allow(clippy::unwrap_used)] // tests may panic
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Json, Response};
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+const ROUTES: &str = "routes:
+  - name: public
+    match: { path_prefix: /public }
+    auth: public
+  - name: admin
+    match: { path_prefix: /admin }
+    require: { roles: [admin] }
+  - name: api
+    match: { path_prefix: /api }
+";
+
+/// The example, the main-context wrapper around it, and the placeholders the example must have.
+const EXAMPLE: &str = "examples/nginx.conf";
+const WRAPPER: &str = "tests/fixtures/nginx/nginx.conf";
+const PLACEHOLDERS: [&str; 3] = ["@JWTGATE@", "@LISTEN@", "@UPSTREAM@"];
+
+/// The nginx binary, or a failure that says how to get one.
+fn nginx_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("JWTGATE_NGINX").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "JWTGATE_NGINX={} is not a file: unset it, or run `bash tests/run.sh --test nginx`",
+            path.display()
+        );
+        return path;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin/nginx")])
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "nginx not found ($JWTGATE_NGINX, PATH, /usr/sbin/nginx): run the tests with \
+                 `bash tests/run.sh --test nginx`, which installs Debian's nginx-light"
+            )
+        })
+}
+
+/// A loopback port that was free a moment ago (nginx binds it itself).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// examples/nginx.conf with its placeholders replaced; fails if the example lost one or grew
+/// one that the test does not know.
+fn render_example(jwtgate: SocketAddr, listen: SocketAddr, upstream: SocketAddr) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join(EXAMPLE)).unwrap();
+    for p in PLACEHOLDERS {
+        assert!(text.contains(p), "{EXAMPLE} has no {p}");
+    }
+    let out = text
+        .replace("@JWTGATE@", &jwtgate.to_string())
+        .replace("@LISTEN@", &listen.to_string())
+        .replace("@UPSTREAM@", &upstream.to_string());
+    let left = regex::Regex::new("@[A-Z_]+@").unwrap();
+    assert!(
+        !left.is_match(&out),
+        "{EXAMPLE}: unknown placeholder {:?}",
+        left.find(&out).map(|m| m.as_str())
+    );
+    out
+}
+
+/// nginx running examples/nginx.conf in a temporary prefix; killed on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx and waits (at most 10 s) until it accepts connections.
+    async fn start(jwtgate: SocketAddr, upstream: SocketAddr) -> Self {
+        let binary = nginx_binary();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The port is chosen before nginx binds it: another process may take it in between.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            std::fs::write(dir.path().join("site.conf"), render_example(jwtgate, addr, upstream)).unwrap();
+            std::fs::copy(root.join(WRAPPER), dir.path().join("nginx.conf")).unwrap();
+            let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+            let child = Command::new(&binary)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+            let mut nginx = Self { child, addr, dir };
+            match nginx.wait_listening().await {
+                Ok(()) => return nginx,
+                Err(e) => last_error = e,
+            }
+            if !last_error.contains("Address already in use") {
+                break;
+            }
+        }
+        panic!("nginx did not start: {last_error}");
+    }
+
+    async fn wait_listening(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("nginx exited with {status}\n{}", self.logs()));
+            }
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "nginx not listening on {} after 10s\n{}",
+                    self.addr,
+                    self.logs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// nginx's stderr and error log, for failure messages.
+    fn logs(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!(
+            "--- stderr:\n{}--- error.log:\n{}",
+            read("stderr.log"),
+            read("error.log")
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // `master_process off` in the wrapper: this one process is all of nginx.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves `router` on an ephemeral loopback port for the rest of the test.
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// The application: answers every request with what it received, and counts requests.
+async fn echo_app(hits: Arc<AtomicUsize>) -> SocketAddr {
+    serve(
+        Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for (k, v) in &headers {
+                    seen.entry(k.as_str().to_owned())
+                        .or_default()
+                        .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+                }
+                Json(json!({ "method": method.as_str(), "uri": uri.to_string(), "headers": seen }))
+            }
+        }),
+    )
+    .await
+}
+
+/// Stands in for jwtgate with statuses jwtgate cannot produce (yet): the original URI
+/// `/status/NNN` is answered with NNN, and a 429 or 503 with `Retry-After: 7`.
+async fn status_stub() -> SocketAddr {
+    serve(Router::new().fallback(|headers: HeaderMap| async move {
+        let code = headers
+            .get("x-original-uri")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|u| u.strip_prefix("/status/"))
+            .and_then(|c| c.parse::<u16>().ok())
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response: Response = (code, "{\"error\":\"stub\"}").into_response();
+        if matches!(code.as_u16(), 429 | 503) {
+            response.headers_mut().insert("retry-after", "7".parse().unwrap());
+        }
+        if code.is_redirection() {
+            response
+                .headers_mut()
+                .insert("location", "http://127.0.0.1:9/".parse().unwrap());
+        }
+        response
+    }))
+    .await
+}
+
+/// What the client got from nginx.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// The headers the application received, when the request reached it.
+    fn app_saw(&self, name: &str) -> Vec<String> {
+        let body: Value = serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not from the app: {self:?}"));
+        serde_json::from_value(body["headers"][name].clone()).unwrap_or_default()
+    }
+}
+
+async fn get(url: String, headers: &[(&str, &str)]) -> Reply {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut req = client.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    Reply {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body: r.text().await.unwrap(),
+    }
+}
+
+/// jwtgate with two providers — `corp` (keys served) and `down` (its JWKS endpoint answers 500,
+/// so its keys are unavailable) — behind nginx running the example, in front of the echo app.
+struct World {
+    corp: Issuer,
+    down: Issuer,
+    _gk: Gatekeeper,
+    nginx: Nginx,
+    app_hits: Arc<AtomicUsize>,
+}
+
+impl World {
+    async fn start() -> Self {
+        let corp = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "a")]).await;
+        let down = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "a")]).await;
+        down.set_mode(Mode::Status(500));
+        let providers = format!(
+            "{}{}{ROUTES}",
+            jwks_provider("corp", &corp.url(), &corp.jwks_uri(), ""),
+            jwks_provider("down", &down.url(), &down.jwks_uri(), "")
+        );
+        let gk = Gatekeeper::start(&providers, &[]).await;
+        wait_provider_fresh(&gk, "corp").await;
+        let app_hits = Arc::new(AtomicUsize::new(0));
+        let app = echo_app(app_hits.clone()).await;
+        let nginx = Nginx::start(gk.http_addr, app).await;
+        Self {
+            corp,
+            down,
+            _gk: gk,
+            nginx,
+            app_hits,
+        }
+    }
+
+    fn token(&self, issuer: &Issuer, extra: Value) -> String {
+        let mut c = claims(&issuer.url());
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("a"), c)
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        get(self.nginx.url(path), headers).await
+    }
+
+    fn app_hits(&self) -> usize {
+        self.app_hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits (bounded) until one provider's keys are loaded; `/readyz` as a whole stays 503 while
+/// another provider has none.
+async fn wait_provider_fresh(gk: &Gatekeeper, provider: &str) {
+    for _ in 0..100 {
+        let (_, body) = gk.readyz().await;
+        let fresh = body["providers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["provider"] == provider && p["state"] == "fresh");
+        if fresh {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("provider {provider} has no keys after 5s");
+}
+
+#[tokio::test]
+async fn allowed_request_reaches_the_app_with_the_identity_from_jwtgate() {
+    let w = World::start().await;
+    let auth = format!("Bearer {}", w.token(&w.corp, json!({})));
+    let r = w.get("/api/items?page=2", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", w.nginx.logs());
+    assert_eq!(
+        r.app_saw("x-jwt-sub"),
+        ["alice"],
+        "captured with auth_request_set: {r:?}"
+    );
+    let app: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(app["uri"], "/api/items?page=2");
+    assert_eq!(app["method"], "GET");
+    assert!(
+        r.header("x-jwtgate-trace-id").is_some_and(|t| !t.is_empty()),
+        "trace id passed to the client: {r:?}"
+    );
+    // jwtgate saw the original request, not the subrequest's URI: a public path needs no token.
+    let r = w.get("/public/docs", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.app_saw("x-jwt-sub"), Vec::<String>::new());
+    assert_eq!(w.app_hits(), 2);
+}
+
+#[tokio::test]
+async fn a_client_sent_identity_header_never_reaches_the_app() {
+    let w = World::start().await;
+    let auth = format!("Bearer {}", w.token(&w.corp, json!({})));
+
+    let r = w
+        .get("/api/me", &[("authorization", &auth), ("x-jwt-sub", "mallory")])
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.app_saw("x-jwt-sub"), ["alice"], "overwritten, not appended: {r:?}");
+
+    // Public route: jwtgate answers an empty x-jwt-sub, and nginx then sends none at all.
+    for headers in [
+        vec![("x-jwt-sub", "mallory")],
+        vec![("X-JWT-SUB", "mallory")],
+        vec![("x-jwt-sub", "mallory"), ("authorization", auth.as_str())],
+    ] {
+        let r = w.get("/public/page", &headers).await;
+        assert_eq!(r.status, 200, "{headers:?}: {r:?}");
+        let seen = r.app_saw("x-jwt-sub");
+        assert!(seen.iter().all(String::is_empty), "{headers:?}: app saw {seen:?}");
+    }
+
+    // Twice in one request: neither copy survives.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = client
+        .get(w.nginx.url("/api/me"))
+        .header("authorization", &auth)
+        .header("x-jwt-sub", "mallory")
+        .header("x-jwt-sub", "eve")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["headers"]["x-jwt-sub"], json!(["alice"]), "{body}");
+}
+
+#[tokio::test]
+async fn missing_or_bad_token_is_401_with_the_bearer_challenge() {
+    let w = World::start().await;
+
+    let r = w.get("/api/items", &[]).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"jwtgate\""), "{r:?}");
+    assert!(r.header("x-jwtgate-trace-id").is_some_and(|t| !t.is_empty()), "{r:?}");
+
+    let forged = sign(&pem("rsa-b.pem"), Algorithm::RS256, Some("a"), claims(&w.corp.url()));
+    for token in [forged.as_str(), "not.a.token"] {
+        let auth = format!("Bearer {token}");
+        let r = w
+            .get("/api/items", &[("authorization", &auth), ("x-jwt-sub", "alice")])
+            .await;
+        assert_eq!(r.status, 401, "{token}: {r:?}");
+        let challenge = r.header("www-authenticate").unwrap();
+        assert!(challenge.starts_with("Bearer realm=\"jwtgate\""), "{challenge}");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+    assert_eq!(w.app_hits(), 0, "denied requests never reach the app");
+}
+
+#[tokio::test]
+async fn missing_role_is_403_at_the_client() {
+    let w = World::start().await;
+    let alice = format!("Bearer {}", w.token(&w.corp, json!({})));
+    let r = w.get("/admin/users", &[("authorization", &alice)]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.header("x-jwtgate-trace-id").is_some_and(|t| !t.is_empty()), "{r:?}");
+    assert_eq!(w.app_hits(), 0);
+
+    let admin = format!("Bearer {}", w.token(&w.corp, json!({ "roles": ["admin"] })));
+    let r = w.get("/admin/users", &[("authorization", &admin)]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.app_saw("x-jwt-sub"), ["alice"]);
+}
+
+#[tokio::test]
+async fn keys_unavailable_is_503_at_the_client_not_500() {
+    let w = World::start().await;
+    let auth = format!("Bearer {}", w.token(&w.down, json!({})));
+    let r = w.get("/api/items", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 503, "mapped back by error_page: {r:?}\n{}", w.nginx.logs());
+    assert!(r.header("x-jwtgate-trace-id").is_some_and(|t| !t.is_empty()), "{r:?}");
+    assert_eq!(
+        r.header("retry-after"),
+        Some("5"),
+        "jwtgate's Retry-After passed on: {r:?}"
+    );
+    assert_eq!(w.app_hits(), 0);
+    assert!(
+        w.nginx.logs().contains("auth request unexpected status: 503"),
+        "nginx itself saw 503 and made it 500 first:\n{}",
+        w.nginx.logs()
+    );
+
+    // The other provider is unaffected.
+    let auth = format!("Bearer {}", w.token(&w.corp, json!({})));
+    assert_eq!(w.get("/api/items", &[("authorization", &auth)]).await.status, 200);
+}
+
+#[tokio::test]
+async fn statuses_auth_request_cannot_carry_are_mapped_back_and_others_fail_closed() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = echo_app(hits.clone()).await;
+    let nginx = Nginx::start(status_stub().await, app).await;
+
+    for code in [429, 503] {
+        let r = get(nginx.url(&format!("/status/{code}")), &[]).await;
+        assert_eq!(r.status, code, "{r:?}\n{}", nginx.logs());
+        assert_eq!(r.header("retry-after"), Some("7"), "{r:?}");
+    }
+    // Anything else that is not 2xx/401/403 stays a 500, and without a stray Retry-After.
+    for code in [302, 400, 404, 500, 502] {
+        let r = get(nginx.url(&format!("/status/{code}")), &[]).await;
+        assert_eq!(r.status, 500, "{code}: {r:?}");
+        assert_eq!(r.header("retry-after"), None, "{code}: {r:?}");
+    }
+    // The stub's 200 allows, and nginx's own pass-through cases still work.
+    assert_eq!(get(nginx.url("/status/200"), &[]).await.status, 200);
+    assert_eq!(get(nginx.url("/status/401"), &[]).await.status, 401);
+    assert_eq!(get(nginx.url("/status/403"), &[]).await.status, 403);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "only the allowed request reached the app"
+    );
+}
+
+#[tokio::test]
+async fn jwtgate_unreachable_fails_closed_with_500() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = echo_app(hits.clone()).await;
+    // A loopback port with nothing listening.
+    let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let nginx = Nginx::start(dead, app).await;
+    let r = get(nginx.url("/public/page"), &[]).await;
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
