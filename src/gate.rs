@@ -15,6 +15,7 @@ use crate::config::routes::{Auth, HttpAuth, Mode, Route, Unmatched};
 use crate::config::{Config, Source};
 use crate::metrics::Metrics;
 use crate::rejection::{Rejection, tonic_code};
+use crate::revocation::RevocationSet;
 use crate::route::{RouteTable, path};
 use crate::verify::{ProviderKeys, Verified, Verifier};
 use crate::{policy, token};
@@ -216,18 +217,27 @@ pub struct Gate {
     sources: Vec<Source>,
     identity_headers: Vec<String>,
     realm: Arc<str>,
-    metrics: Arc<Metrics>,
+    shared: Shared,
     http_auth: HttpAuth,
+}
+
+/// State that outlives a config reload: counters and the revocation set.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// Decision counters.
+    pub metrics: Arc<Metrics>,
+    /// The live revocation set (kept in sync by the revocation store).
+    pub revocations: Arc<RevocationSet>,
 }
 
 impl Gate {
     /// Builds the gate (and every provider's key store) from a validated config.
-    pub fn new(config: &Config, client: &reqwest::Client, metrics: Arc<Metrics>) -> Self {
-        Self::with_verifier(config, Verifier::new(config, client), metrics)
+    pub fn new(config: &Config, client: &reqwest::Client, shared: Shared) -> Self {
+        Self::with_verifier(config, Verifier::new(config, client), shared)
     }
 
     /// Builds the gate around an existing verifier (a reload that keeps fetched keys).
-    pub fn with_verifier(config: &Config, verifier: Verifier, metrics: Arc<Metrics>) -> Self {
+    pub fn with_verifier(config: &Config, verifier: Verifier, shared: Shared) -> Self {
         let mut sources: Vec<Source> = Vec::new();
         let mut identity_headers: Vec<String> = Vec::new();
         for p in &config.providers {
@@ -254,7 +264,7 @@ impl Gate {
             sources,
             identity_headers,
             realm: Arc::from(config.realm.as_str()),
-            metrics,
+            shared,
             http_auth: config.http_auth.clone(),
         }
     }
@@ -266,7 +276,12 @@ impl Gate {
 
     /// The decision counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.shared.metrics
+    }
+
+    /// State kept across reloads.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// May this request pass, and with which identity?
@@ -287,21 +302,21 @@ impl Gate {
         let route_name = outcome.route.map_or("(unmatched)", |r| r.name.as_str());
         match outcome.result {
             Ok(()) => {
-                self.metrics.allowed();
+                self.shared.metrics.allowed();
                 let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
                 tracing::debug!(trace_id = %allow.trace_id, route = route_name, "allow");
                 Decision::Allow(allow)
             }
             Err(rejection) if outcome.route.is_some_and(|r| r.mode == Mode::DryRun) => {
-                self.metrics.allowed();
-                self.metrics.dry_run_denial(route_name, rejection.label());
+                self.shared.metrics.allowed();
+                self.shared.metrics.dry_run_denial(route_name, rejection.label());
                 tracing::warn!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "dry run: would deny");
                 let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
                 trace.with(|e| e.dry_run_denial = Some(rejection));
                 Decision::Allow(allow)
             }
             Err(rejection) => {
-                self.metrics.denied(rejection.label());
+                self.shared.metrics.denied(rejection.label());
                 tracing::info!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
                 Decision::Deny(Deny {
                     rejection,
@@ -384,6 +399,10 @@ impl Gate {
             },
             Ok(()),
         );
+        if let Err(r) = self.not_revoked(&verified, &provider.config) {
+            trace.step(|| "token not revoked".into(), Err(&r));
+            return done(route, None, Err(r));
+        }
         let mut result = Ok(());
         if let Some(requirements) = requirements {
             for (what, outcome) in policy::steps(requirements, &provider.config, &verified.claims) {
@@ -439,6 +458,19 @@ impl Gate {
         }
     }
 
+    /// `require_jti`, then the revocation set (memory only).
+    fn not_revoked(&self, v: &Verified, p: &crate::config::Provider) -> Result<(), Rejection> {
+        let jti = v.claims.get("jti").and_then(Value::as_str);
+        if p.require_jti && jti.is_none() {
+            return Err(Rejection::MissingClaim("jti".into()));
+        }
+        let iat = v.claims.get("iat").and_then(Value::as_u64);
+        match self.shared.revocations.check(&v.issuer, jti, v.subject.as_deref(), iat) {
+            Some(_) => Err(Rejection::Revoked),
+            None => Ok(()),
+        }
+    }
+
     /// The routes in use.
     pub fn routes(&self) -> &RouteTable {
         &self.routes
@@ -453,7 +485,7 @@ impl Gate {
     /// tell which request to check); counted and logged like any other.
     pub fn refuse(&self, req: &Request, rejection: Rejection) -> Decision {
         let trace_id = trace_id(req);
-        self.metrics.denied(rejection.label());
+        self.shared.metrics.denied(rejection.label());
         tracing::info!(trace_id = %trace_id, reason = rejection.label(), "deny");
         Decision::Deny(Deny {
             rejection,

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mint;
 pub mod policy;
 pub mod rejection;
+pub mod revocation;
 pub mod route;
 pub mod server;
 pub mod token;

@@ -232,8 +232,7 @@ fn check(config: &Config, req: &jwtgate::gate::Request) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let metrics = std::sync::Arc::new(jwtgate::metrics::Metrics::default());
-        let gate = jwtgate::gate::Gate::new(config, &jwtgate::keys::fetch::client(), metrics);
+        let gate = jwtgate::gate::Gate::new(config, &jwtgate::keys::fetch::client(), Default::default());
         let issuer = req
             .header("authorization")
             .and_then(|a| a.get(7..))

@@ -67,6 +67,9 @@ pub enum Rejection {
     /// A `required_claims` entry is absent.
     #[error("missing required claim {0}")]
     MissingClaim(String),
+    /// The token's `jti` is revoked, or its subject was cut off after it was issued.
+    #[error("token revoked")]
+    Revoked,
     /// The provider has no usable keys (issuer down, nothing cached or too stale).
     #[error("signing keys unavailable")]
     KeysUnavailable,
@@ -195,6 +198,7 @@ impl Rejection {
             Self::WrongType => "wrong_type",
             Self::MissingClaim(_) => "missing_claim",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::Revoked => "revoked",
             Self::ProviderNotAccepted => "provider_not_accepted",
             Self::MissingScope(_) => "missing_scope",
             Self::MissingRole(_) => "missing_role",

@@ -5,7 +5,10 @@
 
 pub mod duration;
 pub mod raw;
+pub mod revocation;
 pub mod routes;
+
+pub use revocation::{AdminAuth, RevocationConfig, StoreConfig};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -50,6 +53,10 @@ pub struct Config {
     pub unmatched: routes::Unmatched,
     /// The HTTP front door's settings.
     pub http_auth: routes::HttpAuth,
+    /// Where revocations are kept.
+    pub revocation: RevocationConfig,
+    /// Who may call the admin API.
+    pub admin: AdminAuth,
 }
 
 /// Listener addresses.
@@ -59,6 +66,8 @@ pub struct Listen {
     pub grpc: SocketAddr,
     /// `/healthz`, `/readyz`.
     pub http: SocketAddr,
+    /// Admin API (gRPC); loopback by default.
+    pub admin: SocketAddr,
 }
 
 /// One identity provider, validated.
@@ -94,6 +103,8 @@ pub struct Provider {
     pub forward_token: bool,
     /// Dot path of the claim holding roles (default `roles`).
     pub roles_claim: String,
+    /// Refuse tokens without `jti` (so every token can be revoked singly).
+    pub require_jti: bool,
     /// Key-set lifecycle.
     pub keys: KeySettings,
 }
@@ -135,7 +146,13 @@ impl fmt::Debug for KeySource {
 
 /// Secret bytes that never appear in `Debug` output or logs.
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct Secret(pub(crate) Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 impl PartialEq for Secret {
     /// Constant-time comparison (used to tell whether a reload changed a provider's keys).
@@ -282,10 +299,33 @@ impl Validator<'_> {
         }
     }
 
+    /// Reads `{env: NAME}` or `{file: PATH}` (one trailing newline dropped).
+    fn secret(&self, f: &str, secret: RawSecret) -> Result<Vec<u8>, ConfigError> {
+        match (secret.env, secret.file) {
+            (Some(var), None) => std::env::var(&var)
+                .map(String::into_bytes)
+                .map_err(|_| self.err(format!("{f}.env"), format!("environment variable {var} is not set"))),
+            (None, Some(path)) => {
+                let path = self.base.join(path);
+                let mut bytes = std::fs::read(&path)
+                    .map_err(|e| self.err(format!("{f}.file"), format!("cannot read {}: {e}", path.display())))?;
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                Ok(bytes)
+            }
+            _ => Err(self.err(f, "give exactly one of `env` or `file`")),
+        }
+    }
+
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let listen = Listen {
             grpc: self.addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9001")?,
             http: self.addr("listen.http", raw.listen.http, "127.0.0.1:9002")?,
+            admin: self.addr("listen.admin", raw.listen.admin, "127.0.0.1:9003")?,
         };
         if raw.providers.is_empty() {
             return Err(self.err("providers", "at least one provider is required"));
@@ -318,15 +358,18 @@ impl Validator<'_> {
             ));
         }
         let routes = self.routes(raw.routes, &providers)?;
+        let admin = self.admin(raw.admin, &providers)?;
         Ok(Config {
             listen,
             providers,
             realm,
             max_token_bytes,
             shutdown_grace: raw.shutdown_grace.unwrap_or(Duration::from_secs(10)),
+            admin,
             routes,
             unmatched: self.unmatched(&raw.defaults),
             http_auth: self.http_auth(raw.http_auth)?,
+            revocation: self.revocation(raw.revocation)?,
         })
     }
 
@@ -419,6 +462,7 @@ impl Validator<'_> {
             payload_header,
             forward_token: p.forward_token.unwrap_or(true),
             roles_claim,
+            require_jti: p.require_jti.unwrap_or(false),
             keys,
         })
     }
@@ -471,24 +515,7 @@ impl Validator<'_> {
         }
         let secret = hmac_secret.ok_or_else(|| self.err(field, "no key source"))?;
         let f = format!("{field}.hmac_secret");
-        let bytes = match (secret.env, secret.file) {
-            (Some(var), None) => std::env::var(&var)
-                .map_err(|_| self.err(format!("{f}.env"), format!("environment variable {var} is not set")))?
-                .into_bytes(),
-            (None, Some(path)) => {
-                let path = self.base.join(path);
-                let mut bytes = std::fs::read(&path)
-                    .map_err(|e| self.err(format!("{f}.file"), format!("cannot read {}: {e}", path.display())))?;
-                if bytes.ends_with(b"\n") {
-                    bytes.pop();
-                    if bytes.ends_with(b"\r") {
-                        bytes.pop();
-                    }
-                }
-                bytes
-            }
-            _ => return Err(self.err(f, "give exactly one of `env` or `file`")),
-        };
+        let bytes = self.secret(&f, secret)?;
         if bytes.len() < 32 {
             return Err(self.err(
                 f,

@@ -34,6 +34,56 @@ pub struct RawConfig {
     /// `http_auth:`.
     #[serde(default)]
     pub http_auth: RawHttpAuth,
+    /// `revocation:`.
+    #[serde(default)]
+    pub revocation: RawRevocation,
+    /// `admin:` (who may call the admin API).
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// `revocation:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// `embedded` (default) or `redis`.
+    pub store: Option<RawStoreKind>,
+    /// Embedded: the directory of the database file.
+    pub path: Option<PathBuf>,
+    /// Redis: `redis://host:port/db`.
+    pub url: Option<String>,
+    /// Redis: prefix of every key jwtgate writes.
+    pub key_prefix: Option<String>,
+    /// Redis: the pub/sub channel.
+    pub channel: Option<String>,
+    /// How long a subject cut-off is kept when the provider sets no `max_lifetime`.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub subject_retention: Option<Duration>,
+    /// How often expired revocations are purged.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub purge_interval: Option<Duration>,
+}
+
+/// Which revocation store.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStoreKind {
+    /// redb on local disk.
+    Embedded,
+    /// Redis, shared by replicas.
+    Redis,
+}
+
+/// `admin:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// A static admin token from an env var or a file.
+    pub token: Option<RawSecret>,
+    /// Admin bearer tokens are verified against this provider…
+    pub provider: Option<String>,
+    /// …and must carry this role (in the provider's `roles_claim`).
+    pub role: Option<String>,
 }
 
 /// `defaults:`.
@@ -173,6 +223,8 @@ pub struct RawClaimTest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListen {
+    /// Admin API (gRPC).
+    pub admin: Option<String>,
     /// Default: `127.0.0.1:9001`.
     pub grpc: Option<String>,
     /// Default: `127.0.0.1:9002`.
@@ -221,6 +273,8 @@ pub struct RawProvider {
     pub forward_token: Option<bool>,
     /// Dot path of the roles claim.
     pub roles_claim: Option<String>,
+    /// Refuse tokens without `jti`.
+    pub require_jti: Option<bool>,
     /// Key-set lifecycle settings.
     #[serde(default)]
     pub keys: RawKeys,

@@ -10,9 +10,8 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
-use crate::gate::Gate;
+use crate::gate::{Gate, Shared};
 use crate::keys::KeyStore;
-use crate::metrics::Metrics;
 use crate::verify::Verifier;
 
 /// The gate that decides now; front doors load it once per request.
@@ -27,13 +26,14 @@ pub struct Live {
     client: reqwest::Client,
     stores: Mutex<Vec<(Arc<KeyStore>, CancellationToken)>>,
     shutdown: CancellationToken,
-    listen: (std::net::SocketAddr, std::net::SocketAddr),
+    listen: (std::net::SocketAddr, std::net::SocketAddr, std::net::SocketAddr),
+    revocation: crate::config::RevocationConfig,
+    admin_provider: Option<String>,
 }
 
 impl Live {
     /// Builds the first gate and starts every provider's key refresh.
-    pub fn start(config: &Config, client: reqwest::Client, shutdown: CancellationToken) -> Arc<Self> {
-        let metrics = Arc::new(Metrics::default());
+    pub fn start(config: &Config, client: reqwest::Client, shared: Shared, shutdown: CancellationToken) -> Arc<Self> {
         let mut stores = Vec::new();
         let verifier = Verifier::with_key_stores(config, |p| {
             let store = KeyStore::new(p, client.clone());
@@ -42,13 +42,15 @@ impl Live {
             stores.push((store.clone(), stop));
             store
         });
-        let gate = Gate::with_verifier(config, verifier, metrics);
+        let gate = Gate::with_verifier(config, verifier, shared);
         Arc::new(Self {
             gate: Arc::new(ArcSwap::from_pointee(gate)),
             client,
             stores: Mutex::new(stores),
             shutdown,
-            listen: (config.listen.grpc, config.listen.http),
+            listen: (config.listen.grpc, config.listen.http, config.listen.admin),
+            revocation: config.revocation.clone(),
+            admin_provider: config.admin.provider.clone(),
         })
     }
 
@@ -60,8 +62,11 @@ impl Live {
     /// Swaps in a validated config: unchanged providers keep their key stores; new or changed
     /// ones get fresh stores; removed ones stop refreshing.
     pub fn apply(&self, config: &Config) {
-        if (config.listen.grpc, config.listen.http) != self.listen {
+        if (config.listen.grpc, config.listen.http, config.listen.admin) != self.listen {
             tracing::warn!("listen addresses changed: that takes a restart; the rest of the config is applied");
+        }
+        if config.revocation != self.revocation || config.admin.provider != self.admin_provider {
+            tracing::warn!("revocation store or admin settings changed: that takes a restart");
         }
         let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = Vec::with_capacity(config.providers.len());
@@ -86,9 +91,8 @@ impl Live {
             .filter(|(s, _)| next.iter().any(|(n, _)| Arc::ptr_eq(n, s)))
             .count();
         *stores = next;
-        let metrics = self.gate.load().metrics().clone();
-        self.gate
-            .store(Arc::new(Gate::with_verifier(config, verifier, metrics)));
+        let shared = self.gate.load().shared().clone();
+        self.gate.store(Arc::new(Gate::with_verifier(config, verifier, shared)));
         tracing::info!(
             providers = config.providers.len(),
             kept_key_sets = kept,

@@ -20,7 +20,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::gate::Shared;
 use crate::keys::fetch;
+use crate::revocation::Store;
 
 /// The gRPC service name Envoy health-checks.
 pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
@@ -36,6 +38,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The configuration in force (reload it here).
     pub live: Arc<Live>,
+    /// The revocation store.
+    pub store: Arc<Store>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -54,7 +58,15 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
     let http_listener = TcpListener::bind(config.listen.http).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let live = Live::start(config, fetch::client(), shutdown.clone());
+    let store = Store::open(&config.revocation)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    tokio::spawn(store.clone().run(shutdown.clone()));
+    let shared = Shared {
+        metrics: Default::default(),
+        revocations: store.set().clone(),
+    };
+    let live = Live::start(config, fetch::client(), shared, shutdown.clone());
     let gate = live.gate().clone();
     let mut tasks = Vec::new();
 
@@ -100,6 +112,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
         grpc_addr,
         http_addr,
         live,
+        store,
         tasks,
     })
 }

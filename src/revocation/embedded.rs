@@ -1,0 +1,136 @@
+//! The default store: one redb file on local disk, so a restart never resurrects a revoked token.
+//! Writes are durable before the admin API answers. One process at a time may open the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Revocation, StoreError};
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("revocations");
+
+/// File name inside the configured directory.
+pub const FILE_NAME: &str = "revocations.redb";
+
+/// A redb database of revocations keyed by [`Revocation::key`].
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) `dir/revocations.redb`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(err)?;
+        txn.open_table(TABLE).map_err(err)?;
+        txn.commit().map_err(err)?;
+        Ok(Self { db: Arc::new(db), path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every stored revocation; unreadable entries are logged and skipped.
+    pub fn load(&self) -> Result<Vec<Revocation>, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = txn.open_table(TABLE).map_err(err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(err)? {
+            let (k, v) = entry.map_err(err)?;
+            match serde_json::from_slice::<Revocation>(v.value()) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(key = k.value(), "skipping an unreadable revocation: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes durably (off the async threads).
+    pub async fn put(&self, r: &Revocation) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let key = r.key();
+        let value = serde_json::to_vec(r).map_err(|e| StoreError(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(err)?;
+            {
+                let mut table = txn.open_table(TABLE).map_err(err)?;
+                table.insert(key.as_str(), value.as_slice()).map_err(err)?;
+            }
+            txn.commit().map_err(err)
+        })
+        .await
+        .map_err(|e| StoreError(e.to_string()))?
+    }
+
+    /// Deletes entries expired at `now`; returns how many.
+    pub async fn purge(&self, now: u64) -> Result<usize, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(err)?;
+            let purged = {
+                let mut table = txn.open_table(TABLE).map_err(err)?;
+                let removed = table
+                    .extract_if(|_, v| serde_json::from_slice::<Revocation>(v).is_ok_and(|r| r.expired(now)))
+                    .map_err(err)?
+                    .count();
+                removed
+            };
+            txn.commit().map_err(err)?;
+            Ok(purged)
+        })
+        .await
+        .map_err(|e| StoreError(e.to_string()))?
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::Target;
+
+    fn token(jti: &str, exp: u64) -> Revocation {
+        Revocation {
+            target: Target::Token {
+                issuer: "i".into(),
+                jti: jti.into(),
+            },
+            expires_at: exp,
+            created_at: 1,
+            reason: "logout".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn survives_reopening_and_purges() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            s.put(&token("a", 10)).await.unwrap();
+            s.put(&token("b", 100)).await.unwrap();
+            s.put(&token("b", 200)).await.unwrap();
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let mut all = s.load().unwrap();
+        all.sort_by_key(|r| r.expires_at);
+        assert_eq!(all, vec![token("a", 10), token("b", 200)]);
+        assert_eq!(s.purge(50).await.unwrap(), 1);
+        assert_eq!(s.load().unwrap(), vec![token("b", 200)]);
+    }
+
+    #[test]
+    fn one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(EmbeddedStore::open(dir.path()).is_err());
+    }
+}
