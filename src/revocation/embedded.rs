@@ -75,11 +75,10 @@ impl EmbeddedStore {
             let txn = db.begin_write().map_err(err)?;
             let purged = {
                 let mut table = txn.open_table(TABLE).map_err(err)?;
-                let removed = table
+                table
                     .extract_if(|_, v| serde_json::from_slice::<Revocation>(v).is_ok_and(|r| r.expired(now)))
                     .map_err(err)?
-                    .count();
-                removed
+                    .count()
             };
             txn.commit().map_err(err)?;
             Ok(purged)
