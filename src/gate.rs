@@ -15,7 +15,7 @@ use crate::config::routes::{Auth, HttpAuth, Mode, Route, Unmatched};
 use crate::config::{Config, Source};
 use crate::metrics::Metrics;
 use crate::rejection::{Rejection, tonic_code};
-use crate::revocation::RevocationSet;
+use crate::revocation::{RevocationSet, Store};
 use crate::route::{RouteTable, path};
 use crate::verify::{ProviderKeys, Verified, Verifier};
 use crate::{policy, token};
@@ -228,6 +228,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The live revocation set (kept in sync by the revocation store).
     pub revocations: Arc<RevocationSet>,
+    /// The store behind it, for status (none in one-shot commands such as `jwtgate check`).
+    pub store: Option<Arc<Store>>,
 }
 
 impl Gate {

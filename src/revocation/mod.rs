@@ -223,6 +223,12 @@ pub struct Store {
     purge_interval: Duration,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("status", &self.status()).finish()
+    }
+}
+
 enum Backend {
     Embedded(embedded::EmbeddedStore),
     Redis(redis::RedisStore),

@@ -27,6 +27,7 @@ use crate::config::routes::HttpAuth;
 use crate::gate::{self, Decision, Gate};
 use crate::keys::KeyStatus;
 use crate::rejection::Rejection;
+use crate::revocation::StoreStatus;
 use crate::server::SharedGate;
 
 /// What the HTTP handlers share.
@@ -47,6 +48,9 @@ pub struct Readiness {
     pub shutting_down: bool,
     /// Each provider's key state.
     pub providers: Vec<KeyStatus>,
+    /// The revocation store: a disconnected Redis is reported here but does not make jwtgate
+    /// unready (every revocation already known is still enforced).
+    pub revocation: Option<StoreStatus>,
 }
 
 /// Readiness now: every provider's keys usable.
@@ -58,6 +62,7 @@ pub fn readiness(gate: &Gate, shutdown: &CancellationToken) -> Readiness {
         ready: keys_ready && !shutdown.is_cancelled(),
         shutting_down: shutdown.is_cancelled(),
         providers,
+        revocation: gate.shared().store.as_ref().map(|s| s.status()),
     }
 }
 

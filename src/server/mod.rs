@@ -65,6 +65,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
     let shared = Shared {
         metrics: Default::default(),
         revocations: store.set().clone(),
+        store: Some(store.clone()),
     };
     let live = Live::start(config, fetch::client(), shared, shutdown.clone());
     let gate = live.gate().clone();
