@@ -327,6 +327,16 @@ impl Validator<'_> {
             http: self.addr("listen.http", raw.listen.http, "127.0.0.1:9002")?,
             admin: self.addr("listen.admin", raw.listen.admin, "127.0.0.1:9003")?,
         };
+        let named = [
+            ("listen.grpc", listen.grpc),
+            ("listen.http", listen.http),
+            ("listen.admin", listen.admin),
+        ];
+        for (i, (field, addr)) in named.iter().enumerate() {
+            if let Some((other, _)) = named[..i].iter().find(|(_, a)| a == addr && a.port() != 0) {
+                return Err(self.err(*field, format!("`{addr}` is also {other}")));
+            }
+        }
         if raw.providers.is_empty() {
             return Err(self.err("providers", "at least one provider is required"));
         }
