@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 use jwtgate::config::Config;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +62,89 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Revoke tokens and subjects, and list revocations, through a running jwtgate's admin API;
+    /// exit 0 on success, 1 on failure.
+    Revoke {
+        #[command(subcommand)]
+        command: RevokeCommand,
+    },
+    /// Provider keys of a running jwtgate, through its admin API.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// Where the admin API is and how to authenticate to it.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin API URL.
+    #[arg(long = "admin", env = "JWTGATE_ADMIN", default_value = "http://127.0.0.1:9003")]
+    url: String,
+    /// Bearer credential: the static `admin.token`, or a token from `admin.provider` with
+    /// `admin.role`.
+    #[arg(long, env = "JWTGATE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RevokeCommand {
+    /// Revoke one token: by `--issuer` and `--jti`, or by the token itself (`--token`).
+    #[command(group(ArgGroup::new("which").required(true).args(["jti", "token"])))]
+    Token {
+        /// The token's `jti` (with --issuer).
+        #[arg(long, requires = "issuer")]
+        jti: Option<String>,
+        /// The token's issuer: a configured provider's `issuer` (with --jti).
+        #[arg(long, requires = "jti")]
+        issuer: Option<String>,
+        /// Keep the revocation until this Unix time (the token's `exp`); by default, for the
+        /// provider's longest token lifetime from now.
+        #[arg(long, requires = "jti")]
+        expires_at: Option<u64>,
+        /// The token itself: it must verify and carry a `jti`; kept until its `exp`.
+        #[arg(long, conflicts_with_all = ["jti", "issuer", "expires_at"])]
+        token: Option<String>,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke every token of a subject issued before a time.
+    Subject {
+        /// A configured provider's `issuer`.
+        #[arg(long)]
+        issuer: String,
+        /// The subject (`sub`).
+        #[arg(long)]
+        subject: String,
+        /// Cut-off as a Unix time: tokens issued before it are revoked; default now.
+        #[arg(long)]
+        before: Option<u64>,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print every revocation in force, one per line (all pages).
+    List {
+        /// Entries fetched per request (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print each provider's key state, one per line.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -142,6 +225,8 @@ fn main() -> ExitCode {
             }
             check(&config, &req)
         }
+        Command::Revoke { command } => admin(AdminCommand::Revoke(command)),
+        Command::Keys { command } => admin(AdminCommand::Keys(command)),
         Command::Token { command } => match token(command) {
             Ok(out) => {
                 println!("{out}");
@@ -178,7 +263,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
         let running = match jwtgate::server::start(&config, shutdown.clone()).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("jwtgate: cannot listen: {e}");
+                eprintln!("jwtgate: {e}");
                 return ExitCode::FAILURE;
             }
         };
@@ -333,4 +418,212 @@ fn token(command: TokenCommand) -> Result<String, String> {
 
 fn parse_alg(name: &str) -> Result<Algorithm, String> {
     Algorithm::from_str(name).map_err(|_| format!("unknown algorithm `{name}`"))
+}
+
+/// A command for a running jwtgate's admin API.
+enum AdminCommand {
+    Revoke(RevokeCommand),
+    Keys(KeysCommand),
+}
+
+/// Runs an admin command: 0 on success, 1 with the gRPC status message on failure.
+fn admin(command: AdminCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jwtgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(admin_call(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jwtgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn admin_call(command: AdminCommand) -> Result<(), String> {
+    use jwtgate::admin::pb;
+    use pb::revoke_token_request::Target;
+    match command {
+        AdminCommand::Revoke(RevokeCommand::Token {
+            jti,
+            issuer,
+            expires_at,
+            token,
+            reason,
+            admin,
+        }) => {
+            let target = match (token, issuer, jti) {
+                (Some(t), _, _) => Target::Token(t),
+                (None, Some(issuer), Some(jti)) => Target::Id(pb::TokenId {
+                    issuer,
+                    jti,
+                    expires_at: expires_at.unwrap_or(0),
+                }),
+                _ => return Err("give --token, or --issuer with --jti".into()),
+            };
+            let msg = pb::RevokeTokenRequest {
+                target: Some(target),
+                reason,
+            };
+            let (mut client, auth) = connect(&admin).await?;
+            let answer = client.revoke_token(auth.request(msg)).await.map_err(status)?;
+            print_revoked(answer.into_inner());
+        }
+        AdminCommand::Revoke(RevokeCommand::Subject {
+            issuer,
+            subject,
+            before,
+            reason,
+            admin,
+        }) => {
+            let msg = pb::RevokeSubjectRequest {
+                issuer,
+                subject,
+                issued_before: before.unwrap_or(0),
+                reason,
+            };
+            let (mut client, auth) = connect(&admin).await?;
+            let answer = client.revoke_subject(auth.request(msg)).await.map_err(status)?;
+            print_revoked(answer.into_inner());
+        }
+        AdminCommand::Revoke(RevokeCommand::List { page_size, admin }) => {
+            let (mut client, auth) = connect(&admin).await?;
+            let mut page_token = String::new();
+            loop {
+                let msg = pb::ListRevocationsRequest {
+                    page_size,
+                    page_token: page_token.clone(),
+                };
+                let page = client
+                    .list_revocations(auth.request(msg))
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                for r in &page.revocations {
+                    println!("{}", revocation_line(r));
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                if page.next_page_token == page_token {
+                    return Err("the admin API returned the same page twice".into());
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        AdminCommand::Keys(KeysCommand::Status { admin }) => {
+            let (mut client, auth) = connect(&admin).await?;
+            let answer = client
+                .key_status(auth.request(pb::KeyStatusRequest {}))
+                .await
+                .map_err(status)?;
+            for p in answer.into_inner().providers {
+                let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+                print!(
+                    "{} {} keys={} kids={} last_loaded={} age={} fetches={} issuer={:?}",
+                    p.provider,
+                    p.state,
+                    p.keys,
+                    p.kids.join(","),
+                    opt(p.last_loaded_unix),
+                    opt(p.age_seconds),
+                    p.fetches,
+                    p.issuer
+                );
+                match &p.last_error {
+                    Some(e) => println!(" error={e:?}"),
+                    None => println!(),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bearer credential each admin request carries.
+struct AdminAuthHeader(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl AdminAuthHeader {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        req
+    }
+}
+
+async fn connect(
+    admin: &AdminArgs,
+) -> Result<
+    (
+        jwtgate::admin::pb::admin_client::AdminClient<tonic::transport::Channel>,
+        AdminAuthHeader,
+    ),
+    String,
+> {
+    let auth = match &admin.admin_token {
+        None => AdminAuthHeader(None),
+        Some(t) => AdminAuthHeader(Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| "--admin-token is not a valid header value")?,
+        )),
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(admin.url.clone())
+        .map_err(|e| format!("--admin {}: {e}", admin.url))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach the admin API at {}: {}", admin.url, error_chain(&e)))?;
+    Ok((jwtgate::admin::pb::admin_client::AdminClient::new(channel), auth))
+}
+
+fn status(s: tonic::Status) -> String {
+    format!("{} ({:?})", s.message(), s.code())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Layers often repeat their inner error's words.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn print_revoked(answer: jwtgate::admin::pb::RevokeResponse) {
+    match answer.revocation {
+        Some(r) => println!("revoked {}", revocation_line(&r)),
+        None => println!("nothing to do: {}", answer.note),
+    }
+}
+
+/// One revocation on one line; strings are quoted.
+fn revocation_line(r: &jwtgate::admin::pb::Revocation) -> String {
+    use jwtgate::admin::pb::RevocationKind;
+    let what = match r.kind() {
+        RevocationKind::Token => format!("token issuer={:?} jti={:?}", r.issuer, r.jti),
+        RevocationKind::Subject => format!(
+            "subject issuer={:?} subject={:?} issued_before={}",
+            r.issuer, r.subject, r.issued_before
+        ),
+        RevocationKind::Unspecified => format!("unknown issuer={:?}", r.issuer),
+    };
+    format!(
+        "{what} expires_at={} created_at={} reason={:?}",
+        r.expires_at, r.created_at, r.reason
+    )
 }

@@ -157,7 +157,7 @@ impl Drop for Server {
 fn config(health_auth: &str) -> String {
     let keys = repo("examples/keys/jwks.json");
     format!(
-        "listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\" }}\nproviders:\n  - name: dev\n    issuer: \"https://dev.jwtgate.local/\"\n    jwks_file: {}\n    audiences: [demo-api]\nroutes:\n  - {{ name: health, match: {{ path_prefix: /health }}, auth: {health_auth} }}\nhttp_auth: {{ envoy_prefix: /ext_authz }}\n",
+        "listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\", admin: \"127.0.0.1:0\" }}\nproviders:\n  - name: dev\n    issuer: \"https://dev.jwtgate.local/\"\n    jwks_file: {}\n    audiences: [demo-api]\nroutes:\n  - {{ name: health, match: {{ path_prefix: /health }}, auth: {health_auth} }}\nhttp_auth: {{ envoy_prefix: /ext_authz }}\n",
         keys.display()
     )
 }

@@ -1,4 +1,4 @@
-//! Listeners and wiring: binds the gRPC and HTTP listeners, starts every provider's key
+//! Listeners and wiring: binds the gRPC, HTTP and admin listeners, starts every provider's key
 //! refresh, reports gRPC health, and shuts down gracefully on one cancellation signal.
 //! The adapters here translate; [`crate::gate`] decides.
 
@@ -36,6 +36,8 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
+    /// Bound admin API address.
+    pub admin_addr: SocketAddr,
     /// The configuration in force (reload it here).
     pub live: Arc<Live>,
     /// The revocation store.
@@ -52,16 +54,37 @@ impl Running {
     }
 }
 
+/// Why jwtgate could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {field} {addr}: {source}")]
+    Listen {
+        /// `listen.grpc`, `listen.http` or `listen.admin`.
+        field: &'static str,
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The revocation store could not be opened.
+    #[error("cannot open the revocation store: {0}")]
+    Store(#[from] crate::revocation::StoreError),
+}
+
+async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listen = |source| StartError::Listen { field, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+    Ok((listener, bound))
+}
+
 /// Binds the listeners and starts serving until `shutdown` fires.
-pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Result<Running> {
-    let grpc_listener = TcpListener::bind(config.listen.grpc).await?;
-    let http_listener = TcpListener::bind(config.listen.http).await?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    let http_addr = http_listener.local_addr()?;
-    let store = Store::open(&config.revocation)
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    tokio::spawn(store.clone().run(shutdown.clone()));
+pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let (grpc_listener, grpc_addr) = bind("listen.grpc", config.listen.grpc).await?;
+    let (http_listener, http_addr) = bind("listen.http", config.listen.http).await?;
+    let (admin_listener, admin_addr) = bind("listen.admin", config.listen.admin).await?;
+    let store = Store::open(&config.revocation).await?;
     let shared = Shared {
         metrics: Default::default(),
         revocations: store.set().clone(),
@@ -69,7 +92,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
     };
     let live = Live::start(config, fetch::client(), shared, shutdown.clone());
     let gate = live.gate().clone();
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(store.clone().run(shutdown.clone()))];
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     tasks.push(tokio::spawn(report_health(gate.clone(), reporter, shutdown.clone())));
@@ -105,13 +128,24 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> std::io::Res
         }
     }));
 
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, providers = config.providers.len(), "jwtgate listening");
+    let admin = crate::admin::AdminService::new(gate.clone(), store.clone(), &config.admin, &config.revocation);
+    if !admin.enabled() {
+        tracing::info!("no admin.token or admin.provider configured: the admin API refuses every call");
+    }
+    tasks.push(tokio::spawn(crate::admin::serve(
+        admin_listener,
+        admin,
+        shutdown.clone(),
+    )));
+
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, admin = %admin_addr, providers = config.providers.len(), "jwtgate listening");
     for p in config.providers.iter().filter(|p| p.audiences.is_empty()) {
         tracing::warn!(provider = %p.name, "no `audiences` configured: tokens issued for any audience are accepted");
     }
     Ok(Running {
         grpc_addr,
         http_addr,
+        admin_addr,
         live,
         store,
         tasks,

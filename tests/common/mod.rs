@@ -206,7 +206,9 @@ async fn discovery(State(state): State<Arc<Mutex<IssuerState>>>) -> Response {
 /// A whole config file: ephemeral loopback listeners and `providers_yaml` (the `providers:`
 /// list, then any other top-level YAML).
 pub fn config_text(providers_yaml: &str) -> String {
-    format!("listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\" }}\nproviders:\n{providers_yaml}")
+    format!(
+        "listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\", admin: \"127.0.0.1:0\" }}\nproviders:\n{providers_yaml}"
+    )
 }
 
 /// jwtgate running in this process on ephemeral loopback ports.
@@ -214,6 +216,7 @@ pub struct Gatekeeper {
     pub running: Option<jwtgate::server::Running>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -222,7 +225,12 @@ impl Gatekeeper {
     /// Starts jwtgate with `providers_yaml` (the `providers:` list, indented by two spaces)
     /// and any extra top-level YAML. Files in `files` are written beside the config first.
     pub async fn start(providers_yaml: &str, files: &[(&str, &[u8])]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), providers_yaml, files).await
+    }
+
+    /// Like [`Gatekeeper::start`], in `dir` (e.g. one a stopped Gatekeeper returned, to restart
+    /// on its embedded revocation store).
+    pub async fn start_in(dir: tempfile::TempDir, providers_yaml: &str, files: &[(&str, &[u8])]) -> Self {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
@@ -233,6 +241,7 @@ impl Gatekeeper {
         Self {
             grpc_addr: running.grpc_addr,
             http_addr: running.http_addr,
+            admin_addr: running.admin_addr,
             running: Some(running),
             shutdown,
             _dir: dir,
@@ -241,6 +250,38 @@ impl Gatekeeper {
 
     pub fn dir(&self) -> &Path {
         self._dir.path()
+    }
+
+    /// Shuts down, waits (bounded) until every server has finished and the revocation store is
+    /// closed (its file lock released), and hands back the directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        let running = self.running.take().unwrap();
+        let store = running.store.clone();
+        tokio::time::timeout(Duration::from_secs(10), running.wait())
+            .await
+            .expect("jwtgate did not stop within 10s");
+        // The store's background task ends on the same signal, a moment later.
+        for _ in 0..200 {
+            if Arc::strong_count(&store) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(
+            Arc::strong_count(&store),
+            1,
+            "the revocation store is still held 5s after shutdown"
+        );
+        drop(store);
+        std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap())
+    }
+
+    /// A client of the admin API.
+    pub async fn admin(&self) -> jwtgate::admin::pb::admin_client::AdminClient<Channel> {
+        jwtgate::admin::pb::admin_client::AdminClient::connect(format!("http://{}", self.admin_addr))
+            .await
+            .unwrap()
     }
 
     /// The configuration in force, to reload.
