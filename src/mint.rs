@@ -39,8 +39,8 @@ pub fn signing_key(bytes: &[u8], alg: Algorithm) -> Result<EncodingKey, String> 
     }
 }
 
-/// Signs `claims` as a compact JWS with `typ: JWT`. Without `iat` and `exp` in `claims`, adds
-/// `iat = now` and `exp = now + ttl_secs`.
+/// Signs `claims` as a compact JWS with `typ: JWT`. Adds what `claims` lacks: `iat = now`,
+/// `exp = now + ttl_secs`, and a random `jti` (so every minted token can be revoked singly).
 pub fn mint(
     key: &EncodingKey,
     alg: Algorithm,
@@ -54,6 +54,9 @@ pub fn mint(
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     claims.entry("iat").or_insert_with(|| now.into());
     claims.entry("exp").or_insert_with(|| (now + ttl_secs).into());
+    claims
+        .entry("jti")
+        .or_insert_with(|| uuid::Uuid::new_v4().simple().to_string().into());
     jsonwebtoken::encode(&header, &claims, key).map_err(|e| format!("cannot sign: {e}"))
 }
 
