@@ -10,13 +10,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::cache::{self, TokenCache};
 use crate::claims::claim_path;
 use crate::config::routes::{Auth, HttpAuth, Mode, Route, Unmatched};
 use crate::config::{Config, Source};
-use crate::metrics::Metrics;
+use crate::metrics::{CacheOutcome, Metrics};
 use crate::rejection::{Rejection, tonic_code};
-use crate::revocation::{RevocationSet, Store};
+use crate::revocation::{Listener, Revocation, RevocationSet, Store, now_unix};
 use crate::route::{RouteTable, path};
+use crate::verify::check_claims;
 use crate::verify::{ProviderKeys, Verified, Verifier};
 use crate::{policy, token};
 
@@ -184,7 +186,7 @@ pub struct Explanation {
 /// What a route decided before dry run is applied.
 struct Outcome<'g> {
     route: Option<&'g Route>,
-    verified: Option<(Verified, &'g Arc<ProviderKeys>, &'g Source)>,
+    verified: Option<(Arc<Verified>, &'g Arc<ProviderKeys>, &'g Source)>,
     result: Result<(), Rejection>,
 }
 
@@ -219,6 +221,9 @@ pub struct Gate {
     realm: Arc<str>,
     shared: Shared,
     http_auth: HttpAuth,
+    cache: Arc<TokenCache>,
+    /// Evicts revoked tokens from `cache`; the revocation set holds it weakly.
+    _evict_revoked: Arc<Listener>,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -259,6 +264,10 @@ impl Gate {
                 }
             }
         }
+        let cache = Arc::new(TokenCache::new(&config.cache));
+        let c = cache.clone();
+        let evict_revoked: Arc<Listener> = Arc::new(move |r: &Revocation| c.evict_revoked(r));
+        shared.revocations.subscribe(&evict_revoked);
         Self {
             verifier,
             routes: RouteTable::new(config.routes.clone()),
@@ -266,8 +275,10 @@ impl Gate {
             sources,
             identity_headers,
             realm: Arc::from(config.realm.as_str()),
-            shared,
             http_auth: config.http_auth.clone(),
+            _evict_revoked: evict_revoked,
+            cache,
+            shared,
         }
     }
 
@@ -279,6 +290,11 @@ impl Gate {
     /// The decision counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
+    }
+
+    /// The verified-token cache.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
     }
 
     /// State kept across reloads.
@@ -374,7 +390,7 @@ impl Gate {
             return done(route, None, Err(Rejection::MissingToken));
         };
         trace.step(|| format!("token found in {}", source.describe()), Ok(()));
-        let verified = self.verifier.verify(&token).await.and_then(|(v, provider)| {
+        let verified = self.verify(&token).await.and_then(|(v, provider)| {
             if provider.config.sources.contains(source) {
                 Ok((v, provider))
             } else {
@@ -420,7 +436,7 @@ impl Gate {
     fn allow(
         &self,
         req: &Request,
-        verified: Option<&(Verified, &Arc<ProviderKeys>, &Source)>,
+        verified: Option<&(Arc<Verified>, &Arc<ProviderKeys>, &Source)>,
         trace_id: String,
     ) -> Allow {
         let mut set_headers = Vec::new();
@@ -457,6 +473,41 @@ impl Gate {
             remove_headers,
             identity,
             trace_id,
+        }
+    }
+
+    /// Verifies through the cache: a hit skips the signature but not the time claims, and counts
+    /// only while the key that verified it is still in its provider's key set.
+    async fn verify(&self, token: &str) -> Result<(Arc<Verified>, &Arc<ProviderKeys>), Rejection> {
+        if !self.cache.enabled() || token.len() > self.verifier.max_token_bytes() {
+            return self.verifier.verify(token).await.map(|(v, p)| (Arc::new(v), p));
+        }
+        let h = cache::hash(token);
+        if let Some(v) = self.cache.get(&h) {
+            if let Some(p) = self.verifier.provider(&v.issuer)
+                && p.keys.usable().is_some_and(|set| set.holds(&v.key))
+                && check_claims(&p.config, &v.claims, now_unix()).is_ok()
+            {
+                self.shared.metrics.cache_lookup(CacheOutcome::Hit);
+                return Ok((v, p));
+            }
+            // Expired, or its key is gone: verify afresh for the precise answer.
+            self.cache.forget(&h);
+        } else if let Some(r) = self.cache.refused(&h) {
+            self.shared.metrics.cache_lookup(CacheOutcome::RefusedHit);
+            return Err(r);
+        }
+        self.shared.metrics.cache_lookup(CacheOutcome::Miss);
+        match self.verifier.verify(token).await {
+            Ok((v, p)) => {
+                let v = Arc::new(v);
+                self.cache.insert(h, v.clone());
+                Ok((v, p))
+            }
+            Err(r) => {
+                self.cache.refuse(h, &r);
+                Err(r)
+            }
         }
     }
 

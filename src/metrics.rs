@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Metrics {
     allowed: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_refused_hits: AtomicU64,
+    cache_misses: AtomicU64,
     denied: Mutex<BTreeMap<&'static str, u64>>,
     dry_run: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
@@ -18,6 +21,21 @@ impl Metrics {
     /// Counts an allowed request.
     pub fn allowed(&self) {
         self.allowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a verified-token cache lookup: a hit, a remembered refusal, or a miss.
+    pub fn cache_lookup(&self, outcome: CacheOutcome) {
+        let counter = match outcome {
+            CacheOutcome::Hit => &self.cache_hits,
+            CacheOutcome::RefusedHit => &self.cache_refused_hits,
+            CacheOutcome::Miss => &self.cache_misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Verified-token cache hits so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
     }
 
     /// Counts a denial by reason label.
@@ -58,6 +76,19 @@ impl Metrics {
                 "jwtgate_decisions_total{{decision=\"deny\",reason=\"{label}\"}} {n}"
             );
         }
+        out.push_str("# HELP jwtgate_token_cache_lookups_total Verified-token cache lookups by outcome.\n");
+        out.push_str("# TYPE jwtgate_token_cache_lookups_total counter\n");
+        for (outcome, c) in [
+            ("hit", &self.cache_hits),
+            ("refused_hit", &self.cache_refused_hits),
+            ("miss", &self.cache_misses),
+        ] {
+            let _ = writeln!(
+                out,
+                "jwtgate_token_cache_lookups_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP jwtgate_dry_run_denials_total Requests a dry-run route would have denied.\n");
         out.push_str("# TYPE jwtgate_dry_run_denials_total counter\n");
         for ((route, label), n) in self.dry_run.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -69,6 +100,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// What a verified-token cache lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// A verified entry that is still good.
+    Hit,
+    /// A remembered refusal.
+    RefusedHit,
+    /// Nothing usable: verified afresh.
+    Miss,
 }
 
 /// Escapes a label value (route names are config-controlled, but stay safe).

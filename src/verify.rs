@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::config::{Config, Provider, normalize_typ};
 use crate::jws;
 use crate::keys::KeyStore;
+use crate::keys::jwks::Key;
 use crate::rejection::Rejection;
 
 /// Latest accepted NumericDate (9999-12-31T23:59:59Z); larger values are refused as invalid.
@@ -39,6 +40,9 @@ pub struct Verified {
     pub subject: Option<String>,
     /// `iss`.
     pub issuer: String,
+    /// The key that verified the signature (a cached entry is valid only while its provider's
+    /// current key set still holds this key).
+    pub key: Arc<Key>,
 }
 
 /// Verifies tokens against every configured provider.
@@ -81,6 +85,11 @@ impl Verifier {
         self.by_issuer.values()
     }
 
+    /// Tokens longer than this are refused before decoding.
+    pub fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
     /// The provider for an exact issuer.
     pub fn provider(&self, issuer: &str) -> Option<&Arc<ProviderKeys>> {
         self.by_issuer.get(issuer)
@@ -114,13 +123,13 @@ impl Verifier {
         if candidates.peek().is_none() {
             return Err(Rejection::UnknownKey);
         }
-        let verified = candidates.any(|key| {
-            jsonwebtoken::crypto::verify(jws.signature_b64, jws.signing_input.as_bytes(), &key.decoding, alg)
-                .unwrap_or(false)
-        });
-        if !verified {
-            return Err(Rejection::BadSignature);
-        }
+        let key = candidates
+            .find(|key| {
+                jsonwebtoken::crypto::verify(jws.signature_b64, jws.signing_input.as_bytes(), &key.decoding, alg)
+                    .unwrap_or(false)
+            })
+            .ok_or(Rejection::BadSignature)?
+            .clone();
         check_claims(p, &jws.claims, now())?;
         let subject = match jws.claims.get("sub") {
             Some(Value::String(s)) => Some(s.clone()),
@@ -133,6 +142,7 @@ impl Verifier {
                 subject,
                 payload_b64: jws.payload_b64.to_owned(),
                 claims: jws.claims,
+                key,
             },
             provider,
         ))

@@ -625,7 +625,9 @@ fn token_mint_rs256_sets_header_passes_claims_and_adds_iat_exp() {
     let obj = got.as_object_mut().unwrap();
     obj.remove("iat");
     obj.remove("exp");
-    assert_eq!(got, claims, "every claim passes through unchanged");
+    let jti = obj.remove("jti").expect("a jti is added");
+    assert_eq!(jti.as_str().map(str::len), Some(32), "a random uuid: {jti}");
+    assert_eq!(got, claims, "every other claim passes through unchanged");
 }
 
 #[test]
@@ -927,11 +929,11 @@ impl Drop for Served {
 fn quickstart_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("keys")).unwrap();
-    for key in ["jwks.json", "dev-hmac-secret.txt"] {
+    for key in ["jwks.json", "dev-hmac-secret.txt", "dev-admin-token.txt"] {
         std::fs::copy(repo(&format!("examples/keys/{key}")), dir.path().join("keys").join(key)).unwrap();
     }
     let quickstart = std::fs::read_to_string(repo("examples/quickstart.yaml")).unwrap();
-    let listen = r#"listen: { grpc: "127.0.0.1:9001", http: "127.0.0.1:9002" }"#;
+    let listen = r#"listen: { grpc: "127.0.0.1:9001", http: "127.0.0.1:9002", admin: "127.0.0.1:9003" }"#;
     assert!(
         quickstart.contains(listen),
         "quickstart.yaml's listen line changed; update this test"

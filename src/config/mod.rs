@@ -57,6 +57,19 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// Who may call the admin API.
     pub admin: AdminAuth,
+    /// The verified-token cache.
+    pub cache: CacheConfig,
+}
+
+/// `cache:`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most cached tokens (default 100,000); 0 turns the cache off.
+    pub max_entries: u64,
+    /// Longest an entry lives (default 10m); never past the token's `exp`.
+    pub max_ttl: Duration,
+    /// How long a permanently bad token is remembered by hash (default 5s).
+    pub negative_ttl: Duration,
 }
 
 /// Listener addresses.
@@ -380,7 +393,29 @@ impl Validator<'_> {
             unmatched: self.unmatched(&raw.defaults),
             http_auth: self.http_auth(raw.http_auth)?,
             revocation: self.revocation(raw.revocation)?,
+            cache: self.cache(&raw.cache)?,
         })
+    }
+
+    fn cache(&self, raw: &raw::RawCache) -> Result<CacheConfig, ConfigError> {
+        let c = CacheConfig {
+            max_entries: raw.max_entries.unwrap_or(100_000),
+            max_ttl: raw.max_ttl.unwrap_or(Duration::from_secs(600)),
+            negative_ttl: raw.negative_ttl.unwrap_or(Duration::from_secs(5)),
+        };
+        if c.max_entries > 10_000_000 {
+            return Err(self.err("cache.max_entries", "must be at most 10000000"));
+        }
+        if c.max_ttl.is_zero() {
+            return Err(self.err(
+                "cache.max_ttl",
+                "must be more than 0s (use max_entries: 0 to turn the cache off)",
+            ));
+        }
+        if c.negative_ttl > Duration::from_secs(60) {
+            return Err(self.err("cache.negative_ttl", "must be at most 60s"));
+        }
+        Ok(c)
     }
 
     fn addr(&self, field: &str, raw: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {

@@ -40,6 +40,23 @@ pub struct RawConfig {
     /// `admin:` (who may call the admin API).
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `cache:` (the verified-token cache).
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+/// `cache:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Most cached tokens; 0 turns the cache off.
+    pub max_entries: Option<u64>,
+    /// Longest an entry lives (it never outlives the token's `exp`).
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub max_ttl: Option<Duration>,
+    /// How long a permanently bad token is remembered; 0s turns that off.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub negative_ttl: Option<Duration>,
 }
 
 /// `revocation:`.

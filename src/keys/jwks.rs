@@ -120,6 +120,18 @@ impl KeySet {
         named.into_iter().chain(unnamed).filter(move |k| k.supports(alg))
     }
 
+    /// Whether this very key (not an equal one) is in the set.
+    pub fn holds(&self, key: &Arc<Key>) -> bool {
+        match &key.kid {
+            Some(kid) if !self.match_any_kid => self.by_kid.get(kid).is_some_and(|k| Arc::ptr_eq(k, key)),
+            _ => self
+                .without_kid
+                .iter()
+                .chain(self.by_kid.values())
+                .any(|k| Arc::ptr_eq(k, key)),
+        }
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.by_kid.len() + self.without_kid.len()

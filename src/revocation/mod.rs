@@ -87,10 +87,22 @@ pub enum Hit {
     Subject,
 }
 
+/// Called with every revocation that changes the live set (e.g. to evict cached tokens).
+pub type Listener = dyn Fn(&Revocation) + Send + Sync;
+
 /// The in-memory live set every replica keeps. Lookups borrow, never allocate.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RevocationSet {
     inner: RwLock<Maps>,
+    listeners: std::sync::Mutex<Vec<std::sync::Weak<Listener>>>,
+}
+
+impl std::fmt::Debug for RevocationSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationSet")
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -120,8 +132,28 @@ impl RevocationSet {
         None
     }
 
+    /// Calls `listener` with every revocation that changes the set, for as long as the caller
+    /// keeps the `Arc`.
+    pub fn subscribe(&self, listener: &Arc<Listener>) {
+        let mut ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        ls.retain(|l| l.strong_count() > 0);
+        ls.push(Arc::downgrade(listener));
+    }
+
     /// Adds (or, for a subject, moves the cut-off later); returns whether anything changed.
+    /// Listeners hear of a change after the set holds it.
     pub fn insert(&self, r: Revocation) -> bool {
+        let changed = self.insert_quietly(r.clone());
+        if changed {
+            let ls: Vec<_> = self.listeners.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for l in ls.iter().filter_map(std::sync::Weak::upgrade) {
+                l(&r);
+            }
+        }
+        changed
+    }
+
+    fn insert_quietly(&self, r: Revocation) -> bool {
         let mut maps = self.inner.write().unwrap_or_else(|p| p.into_inner());
         match &r.target {
             Target::Token { issuer, jti } => {
@@ -392,6 +424,20 @@ mod tests {
         );
         assert!(s.insert(subject("i", "alice", 2000, 9000)));
         assert_eq!(s.check("i", None, Some("alice"), Some(1500)), Some(Hit::Subject));
+    }
+
+    #[test]
+    fn listeners_hear_of_changes_while_they_are_held() {
+        let s = RevocationSet::default();
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = heard.clone();
+        let listener: Arc<Listener> = Arc::new(move |r: &Revocation| h.lock().unwrap().push(r.key()));
+        s.subscribe(&listener);
+        s.insert(token("i", "a", 10));
+        s.insert(token("i", "a", 5)); // no change: not heard
+        drop(listener);
+        s.insert(token("i", "b", 10));
+        assert_eq!(*heard.lock().unwrap(), vec![token("i", "a", 10).key()]);
     }
 
     #[test]
