@@ -183,3 +183,24 @@ async fn max_entries_zero_turns_the_cache_off() {
     assert_eq!(metrics(&gk).cache_hits(), 0);
     assert!(!gk.live().gate().load().cache().enabled());
 }
+
+#[tokio::test]
+async fn a_refresh_with_unchanged_keys_keeps_cached_tokens() {
+    let (issuer, gk) = start("", "refresh_interval: 1s, min_refetch_interval: 100ms").await;
+    let mut client = gk.client().await;
+    let t = token(&issuer, "rsa-a.pem", "a", json!({}));
+    assert_eq!(check(&mut client, bearer(&t)).await.unwrap().grpc_code, 0);
+    let fetched = issuer.jwks_hits();
+    let start = Instant::now();
+    while issuer.jwks_hits() < fetched + 2 {
+        assert!(start.elapsed() < Duration::from_secs(6), "no background refresh");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hits = metrics(&gk).cache_hits();
+    assert_eq!(check(&mut client, bearer(&t)).await.unwrap().grpc_code, 0);
+    assert_eq!(
+        metrics(&gk).cache_hits(),
+        hits + 1,
+        "the same key object survives the refresh"
+    );
+}

@@ -58,6 +58,17 @@ impl std::fmt::Debug for Key {
 }
 
 impl Key {
+    /// Same id, kind, declared `alg` and key material.
+    pub fn same_as(&self, other: &Key) -> bool {
+        use jsonwebtoken::DecodingKeyKind as K;
+        let material = match (self.decoding.kind(), other.decoding.kind()) {
+            (K::SecretOrDer(a), K::SecretOrDer(b)) => a == b,
+            (K::RsaModulusExponent { n: n1, e: e1 }, K::RsaModulusExponent { n: n2, e: e2 }) => n1 == n2 && e1 == e2,
+            _ => false,
+        };
+        self.kid == other.kid && self.kind == other.kind && self.alg == other.alg && material
+    }
+
     /// A shared-secret key for legacy HS* tokens.
     pub fn hmac(secret: &[u8]) -> Self {
         Self {
@@ -118,6 +129,20 @@ impl KeySet {
             (None, _) => Box::new(self.by_kid.values().chain(self.without_kid.iter())),
         };
         named.into_iter().chain(unnamed).filter(move |k| k.supports(alg))
+    }
+
+    /// Replaces keys equal to one in `old` by `old`'s object (see [`KeySet::holds`]).
+    pub fn keep_unchanged(&mut self, old: &KeySet) {
+        for (kid, key) in &mut self.by_kid {
+            if let Some(prev) = old.by_kid.get(kid).filter(|p| p.same_as(key)) {
+                *key = prev.clone();
+            }
+        }
+        for key in &mut self.without_kid {
+            if let Some(prev) = old.without_kid.iter().find(|p| p.same_as(key)) {
+                *key = prev.clone();
+            }
+        }
     }
 
     /// Whether this very key (not an equal one) is in the set.

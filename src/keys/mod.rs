@@ -297,7 +297,11 @@ impl KeyStore {
         });
     }
 
-    fn store_keys(&self, set: KeySet) {
+    fn store_keys(&self, mut set: KeySet) {
+        if let Some(old) = self.state.load().keys.as_ref() {
+            // Unchanged keys stay the same objects, so cached tokens they verified stay valid.
+            set.keep_unchanged(old);
+        }
         self.state.store(Arc::new(State {
             keys: Some(Arc::new(set)),
             loaded_at: Some((Instant::now(), SystemTime::now())),
