@@ -1,0 +1,116 @@
+//! The request path piece by piece: token extraction, route matching on a 200-route table, a
+//! cache lookup, and the whole `Gate::decide` warm (cache hit) and cold (cache off, full
+//! verification). `cargo bench --bench gate`.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::Algorithm;
+use jwtgate::config::Config;
+use jwtgate::gate::{Decision, Gate, Request};
+use serde_json::json;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// 200 routes: 199 that do not match `/api/orders`, then the one that does.
+fn routes() -> String {
+    let mut out = String::from("routes:\n");
+    for i in 0..199 {
+        out.push_str(&format!(
+            "  - {{ name: r{i}, match: {{ host: \"svc{i}.example.com\", path_prefix: /v{i}, methods: [GET, POST] }}, require: {{ scopes: [s{i}] }} }}\n"
+        ));
+    }
+    out.push_str("  - { name: api, match: { path_prefix: /api }, require: { scopes: [api.read] } }\n");
+    out
+}
+
+fn gate(dir: &Path, cache_entries: u64) -> Gate {
+    let jwk = jwtgate::mint::public_jwk(&fixture("rsa-a.pem"), Algorithm::RS256, "a").unwrap();
+    std::fs::write(dir.join("jwks.json"), json!({ "keys": [jwk] }).to_string()).unwrap();
+    let yaml = format!(
+        "providers:\n  - {{ name: corp, issuer: corp, jwks_file: jwks.json, audiences: [api], claims_to_headers: {{ sub: x-jwt-sub }} }}\n{}cache: {{ max_entries: {cache_entries} }}\n",
+        routes()
+    );
+    let config = Config::parse(&yaml, "bench.yaml", dir).unwrap();
+    Gate::new(&config, &reqwest::Client::new(), Default::default())
+}
+
+fn request(token: &str) -> Request {
+    let mut r = Request {
+        method: "GET".into(),
+        path: "/api/orders?page=2".into(),
+        host: "shop.example.com".into(),
+        ..Default::default()
+    };
+    for (k, v) in [
+        ("user-agent", "bench/1.0"),
+        ("accept", "*/*"),
+        ("x-request-id", "bench-1"),
+    ] {
+        r.headers.insert(k.into(), v.into());
+    }
+    r.headers.insert("authorization".into(), format!("Bearer {token}"));
+    r
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = jwtgate::mint::signing_key(&fixture("rsa-a.pem"), Algorithm::RS256).unwrap();
+    let claims = json!({"iss": "corp", "aud": "api", "sub": "alice", "scope": "api.read"});
+    let token = jwtgate::mint::mint(&key, Algorithm::RS256, Some("a"), claims.as_object().unwrap(), 3600).unwrap();
+    let req = request(&token);
+
+    let warm = gate(dir.path(), 100_000);
+    let cold = gate(dir.path(), 0);
+    rt.block_on(async {
+        for g in [&warm, &cold] {
+            for p in g.verifier().providers() {
+                p.keys.load_once().await.unwrap();
+            }
+            assert!(
+                matches!(g.decide(&req).await, Decision::Allow(_)),
+                "the benchmark request is allowed"
+            );
+        }
+    });
+
+    let sources = vec![jwtgate::config::Source::Header {
+        name: "authorization".into(),
+        prefix: "Bearer ".into(),
+    }];
+    c.bench_function("token_extraction", |b| {
+        b.iter(|| jwtgate::token::extract(&req, &sources).unwrap())
+    });
+
+    let path = jwtgate::route::path::normalize(&req.path).unwrap();
+    c.bench_function("path_normalisation", |b| {
+        b.iter(|| jwtgate::route::path::normalize(&req.path).unwrap())
+    });
+    c.bench_function("route_match_200_routes", |b| {
+        b.iter(|| warm.routes().select(&req, &path).unwrap())
+    });
+
+    let h = jwtgate::cache::hash(&token);
+    c.bench_function("cache_hash_and_hit", |b| {
+        b.iter(|| warm.cache().get(&jwtgate::cache::hash(&token)).unwrap())
+    });
+    c.bench_function("cache_hit_lookup_only", |b| b.iter(|| warm.cache().get(&h).unwrap()));
+
+    c.bench_function("decide_warm", |b| b.to_async(&rt).iter(|| warm.decide(&req)));
+    c.bench_function("decide_cold", |b| b.to_async(&rt).iter(|| cold.decide(&req)));
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
