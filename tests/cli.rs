@@ -373,7 +373,7 @@ fn mistakes() -> Vec<Mistake> {
         m("redis store without url", top("revocation: { store: redis }"),
           "revocation.url", "is required with `store: redis`"),
         m("redis url with another scheme", top("revocation: { store: redis, url: \"http://127.0.0.1/\" }"),
-          "revocation.url", "must start with redis:// or rediss://"),
+          "revocation.url", "must start with redis://"),
         m("purge_interval under 100ms", top("revocation: { purge_interval: 10ms }"),
           "revocation.purge_interval", "must be at least 100ms"),
         // Admin API.

@@ -2,7 +2,8 @@
 # The project's test command: `bash tests/run.sh [cargo test args...]`.
 #
 # 1. Installs Debian's nginx-light when no nginx is found (tests/nginx.rs runs it; its path is
-#    exported as JWTGATE_NGINX).
+#    exported as JWTGATE_NGINX), and Debian's redis-server when none is found
+#    (tests/redis_store.rs runs its own; the path is exported as JWTGATE_REDIS_SERVER).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
 #    (examples/envoy_check.py) that tests/python_client.rs runs. pip runs only when
 #    requirements.txt changed since the last successful install (its sha256 is kept in .venv).
@@ -38,6 +39,28 @@ if [[ -z "$nginx" ]]; then
 fi
 # tests/nginx.rs runs this nginx.
 export JWTGATE_NGINX=$nginx
+
+# tests/redis_store.rs starts its own redis-server on an ephemeral loopback port (the package's
+# service is not needed and, in a container, is not started).
+redis_server=$(command -v redis-server || true)
+if [[ -z "$redis_server" && -x /usr/bin/redis-server ]]; then
+    redis_server=/usr/bin/redis-server
+fi
+if [[ -z "$redis_server" ]]; then
+    echo "==> installing redis-server"
+    apt=(apt-get)
+    if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+        apt=(sudo apt-get)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${apt[@]}" install -y -q redis-server; then
+        "${apt[@]}" update -q
+        "${apt[@]}" install -y -q redis-server
+    fi
+    redis_server=$(command -v redis-server || echo /usr/bin/redis-server)
+fi
+# tests/redis_store.rs runs this redis-server.
+export JWTGATE_REDIS_SERVER=$redis_server
 
 # A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
 if ! "$venv/bin/python" -c '' 2>/dev/null; then

@@ -66,8 +66,14 @@ impl Validator<'_> {
                 let url = raw
                     .url
                     .ok_or_else(|| self.err(format!("{f}.url"), "is required with `store: redis`"))?;
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(self.err(format!("{f}.url"), "must start with redis:// or rediss://"));
+                if url.starts_with("rediss://") {
+                    return Err(self.err(
+                        format!("{f}.url"),
+                        "rediss:// (TLS) is not built in: use redis:// on a private network or through a TLS tunnel",
+                    ));
+                }
+                if !url.starts_with("redis://") {
+                    return Err(self.err(format!("{f}.url"), "must start with redis://"));
                 }
                 StoreConfig::Redis {
                     url,

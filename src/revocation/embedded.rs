@@ -51,16 +51,25 @@ impl EmbeddedStore {
         Ok(out)
     }
 
-    /// Writes durably (off the async threads).
+    /// Writes durably (off the async threads), unless a stronger entry for the same token or
+    /// subject is already stored.
     pub async fn put(&self, r: &Revocation) -> Result<(), StoreError> {
         let db = self.db.clone();
         let key = r.key();
         let value = serde_json::to_vec(r).map_err(|e| StoreError(e.to_string()))?;
+        let new = r.clone();
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_write().map_err(err)?;
             {
                 let mut table = txn.open_table(TABLE).map_err(err)?;
-                table.insert(key.as_str(), value.as_slice()).map_err(err)?;
+                let keep_old = table
+                    .get(key.as_str())
+                    .map_err(err)?
+                    .and_then(|old| serde_json::from_slice::<Revocation>(old.value()).ok())
+                    .is_some_and(|old| !new.stronger_than(&old));
+                if !keep_old {
+                    table.insert(key.as_str(), value.as_slice()).map_err(err)?;
+                }
             }
             txn.commit().map_err(err)
         })
@@ -117,6 +126,7 @@ mod tests {
             s.put(&token("a", 10)).await.unwrap();
             s.put(&token("b", 100)).await.unwrap();
             s.put(&token("b", 200)).await.unwrap();
+            s.put(&token("b", 150)).await.unwrap(); // weaker: the stored 200 stays
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let mut all = s.load().unwrap();

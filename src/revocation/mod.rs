@@ -72,6 +72,16 @@ impl Revocation {
         }
     }
 
+    /// Whether this entry should replace `old` (same [`Revocation::key`]): a token revocation
+    /// kept longer, or a later subject cut-off. Stores and the live set follow this one rule, so
+    /// a weaker revocation never replaces a stronger one anywhere.
+    pub fn stronger_than(&self, old: &Revocation) -> bool {
+        match (&self.target, &old.target) {
+            (Target::Subject { issued_before: new, .. }, Target::Subject { issued_before: old, .. }) => new > old,
+            _ => self.expires_at > old.expires_at,
+        }
+    }
+
     /// Whether the entry can be forgotten at `now`.
     pub fn expired(&self, now: u64) -> bool {
         self.expires_at <= now
@@ -159,7 +169,7 @@ impl RevocationSet {
             Target::Token { issuer, jti } => {
                 let by_jti = maps.tokens.entry(issuer.clone()).or_default();
                 match by_jti.get(jti) {
-                    Some(old) if old.expires_at >= r.expires_at => false,
+                    Some(old) if !r.stronger_than(old) => false,
                     _ => {
                         by_jti.insert(jti.clone(), r);
                         true

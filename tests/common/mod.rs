@@ -2,6 +2,7 @@
 //! and an in-process jwtgate on ephemeral ports with a real tonic client.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod redis_server;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
