@@ -288,15 +288,17 @@ async fn revoking_a_subject_denies_tokens_issued_before_the_cut_off_only() {
         assert_allowed(&gk, &token(&iss, json!({"iat": now()}))).await;
         assert_allowed(&gk, &bob).await;
 
-        // 0 means now.
-        let before = now();
+        // 0 means now, including tokens issued earlier in this second.
+        let same_second = token(&iss, json!({"sub": "bob"}));
+        let before = now() + 1;
         let r = revoke_subject(&mut admin, &iss.url(), "bob", 0)
             .await
             .unwrap()
             .revocation
             .unwrap();
-        assert!((before..=now()).contains(&r.issued_before));
+        assert!((before..=now() + 1).contains(&r.issued_before));
         assert_revoked(&gk, &bob).await;
+        assert_revoked(&gk, &same_second).await;
 
         let e = revoke_subject(&mut admin, "https://unknown.example/", "alice", 0)
             .await

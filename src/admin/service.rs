@@ -171,7 +171,9 @@ impl AdminService {
         let gate = self.gate.load_full();
         let p = provider(&gate, &req.issuer)?;
         let issued_before = match req.issued_before {
-            0 => now,
+            // `iat` has one-second resolution: "now" must also cover tokens issued earlier in
+            // this very second (a session that logs in again gets a token from the next second).
+            0 => now + 1,
             t if t > now.saturating_add(p.config.clock_skew.as_secs()) => {
                 return Err(invalid("issued_before is in the future"));
             }
