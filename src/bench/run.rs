@@ -191,7 +191,8 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
             && c.cores > 0.9 * client_cpus as f64
         {
             notes.push(format!(
-                "the client was CPU-bound during the {} runs ({:.2} of {client_cpus} CPU): that throughput is a lower bound",
+                "the client was CPU-bound during the {} runs ({:.2} of {client_cpus} CPU): that server may have had \
+                 capacity left, so its throughput is a lower bound; compare server CPU per request",
                 super::report::label(&sum.target),
                 c.cores
             ));
