@@ -1,5 +1,6 @@
 //! The no-op baseline: the same stack as jwtgate's listeners (tonic with the same builder, the
-//! health service beside it, `TCP_NODELAY` on accepted connections; axum served the same way)
+//! health service beside it, `TCP_NODELAY` and [`Corked`](crate::server::cork::Corked) writes on
+//! accepted connections; axum served the same way)
 //! answering OK to everything without looking at the request. What jwtgate costs beyond this is
 //! what deciding costs.
 
@@ -45,10 +46,10 @@ pub async fn serve(shutdown: CancellationToken) -> std::io::Result<(SocketAddr, 
 
     let (_reporter, health_service) = tonic_health::server::health_reporter();
     let incoming = TcpListenerStream::new(grpc_listener).map(|s| {
-        if let Ok(s) = &s {
+        s.map(|s| {
             let _ = s.set_nodelay(true);
-        }
-        s
+            crate::server::cork::Corked::new(s)
+        })
     });
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)

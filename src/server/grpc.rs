@@ -59,11 +59,15 @@ pub fn to_gate_request(check: CheckRequest) -> gate::Request {
             ..gate::Request::default()
         };
     };
-    let mut headers: HashMap<String, String> = http
-        .headers
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
+    // Envoy sends lower-case names (HTTP/2 requires them); the map is rebuilt only if not.
+    let mut headers = if http.headers.keys().any(|k| k.bytes().any(|b| b.is_ascii_uppercase())) {
+        http.headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    } else {
+        http.headers
+    };
     if headers.is_empty()
         && let Some(map) = http.header_map
     {
@@ -164,5 +168,43 @@ fn denied_response(deny: &Deny) -> CheckResponse {
             headers: deny.headers().into_iter().map(|(k, v)| header(k, v)).collect(),
             body: deny.body(),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request as AttrRequest};
+
+    fn check_with_headers(headers: &[(&str, &str)]) -> CheckRequest {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(AttrRequest {
+                    http: Some(HttpRequest {
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn header_names_are_looked_up_lower_case_whatever_case_they_came_in() {
+        let req = to_gate_request(check_with_headers(&[("Authorization", "Bearer x"), ("x-a", "1")]));
+        assert_eq!(req.header("authorization"), Some("Bearer x"));
+        assert_eq!(req.header("x-a"), Some("1"));
+        let req = to_gate_request(check_with_headers(&[
+            ("authorization", "Bearer y"),
+            (":authority", "h"),
+        ]));
+        assert_eq!(req.header("authorization"), Some("Bearer y"));
+        assert_eq!(req.host, "h");
     }
 }

@@ -2,6 +2,7 @@
 //! refresh, reports gRPC health, and shuts down gracefully on one cancellation signal.
 //! The adapters here translate; [`crate::gate`] decides.
 
+pub mod cork;
 pub mod grpc;
 pub mod http;
 pub mod live;
@@ -98,10 +99,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     tasks.push(tokio::spawn(report_health(gate.clone(), reporter, shutdown.clone())));
 
     let incoming = TcpListenerStream::new(grpc_listener).map(|s| {
-        if let Ok(s) = &s {
+        s.map(|s| {
             let _ = s.set_nodelay(true);
-        }
-        s
+            cork::Corked::new(s)
+        })
     });
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)

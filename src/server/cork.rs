@@ -1,0 +1,145 @@
+//! Corked writes for the gRPC connections: a connection's first write after a quiet spell waits
+//! until the runtime has run the tasks that were already ready, so the responses those tasks
+//! produce leave in one `writev` instead of one per HTTP/2 frame.
+//!
+//! Why: every check runs in a task of its own (hyper spawns one per HTTP/2 stream) and hands its
+//! response frames to the connection task, which tokio then runs next (its "LIFO slot"). When a
+//! check costs tens of microseconds — a signature verification — the connection task therefore
+//! wakes after each frame and writes it alone: measured 3.3 `writev` calls per cold RS256 check,
+//! each waking the peer, about a fifth of the server's CPU. Corked, the connection task goes to
+//! the back of the run queue once before writing (it wakes itself, which tokio treats as a
+//! yield), the other ready checks finish first, and one write carries all their frames. With
+//! nothing else ready the connection task is polled again at once, so an idle server adds one
+//! task poll per write and no delay.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::server::Connected;
+
+/// A connection whose writes wait for the ready tasks to run first; see the module docs.
+#[derive(Debug)]
+pub struct Corked<S> {
+    inner: S,
+    /// The current batch has already yielded once: write now.
+    yielded: bool,
+}
+
+impl<S> Corked<S> {
+    /// Wraps a connection.
+    pub fn new(inner: S) -> Self {
+        Self { inner, yielded: false }
+    }
+
+    /// `Ready` once this batch has yielded; the first call yields (wakes the task and returns
+    /// `Pending`, which puts the task behind the tasks already ready to run).
+    fn poll_cork(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            Poll::Ready(())
+        } else {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Corked<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_cork(cx));
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_cork(cx));
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    /// Flushing ends the batch: the next write yields again.
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let flushed = Pin::new(&mut self.inner).poll_flush(cx);
+        if flushed.is_ready() {
+            self.yielded = false;
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: Connected> Connected for Corked<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn bytes_pass_through_unchanged_in_both_directions() {
+        let (a, b) = tokio::io::duplex(1024);
+        let mut a = Corked::new(a);
+        let mut b = Corked::new(b);
+        a.write_all(b"ping").await.unwrap();
+        a.flush().await.unwrap();
+        let mut got = [0u8; 4];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        b.write_all(b"pong").await.unwrap();
+        b.flush().await.unwrap();
+        a.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"pong");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_lets_the_ready_tasks_run_first() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut a = Corked::new(a);
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = {
+            let order = order.clone();
+            tokio::spawn(async move {
+                a.write_all(b"x").await.unwrap();
+                order.lock().unwrap().push("written");
+                a.flush().await.unwrap();
+                a
+            })
+        };
+        let other = {
+            let order = order.clone();
+            tokio::spawn(async move { order.lock().unwrap().push("other task ran") })
+        };
+        let mut a = writer.await.unwrap();
+        other.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["other task ran", "written"]);
+        // After a flush the next write yields again, and bytes still arrive.
+        a.write_all(b"y").await.unwrap();
+        a.flush().await.unwrap();
+        let mut got = [0u8; 2];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"xy");
+    }
+}
