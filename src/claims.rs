@@ -30,6 +30,28 @@ pub fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
     out
 }
 
+/// Renders a claim as a header value: strings as is, numbers and booleans as text, arrays of
+/// scalars joined with `,`, objects as JSON. Values with control characters are dropped.
+pub fn header_value(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(_) | Value::Bool(_) => Some(i.to_string()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        Value::Object(_) => v.to_string(),
+        Value::Null => return None,
+    };
+    (!text.chars().any(char::is_control) && text.len() <= 8192).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,20 +5,16 @@
 //! revocation and rate limits slot in between verification and the decision.
 //! Nothing here knows gRPC or HTTP.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::cache::{self, TokenCache};
-use crate::claims::claim_path;
 use crate::config::routes::{Auth, HttpAuth, Mode, Route, Unmatched};
 use crate::config::{Config, Source};
 use crate::metrics::{CacheOutcome, Metrics};
 use crate::rejection::{Rejection, tonic_code};
 use crate::revocation::{Listener, Revocation, RevocationSet, Store, now_unix};
 use crate::route::{RouteTable, path};
-use crate::verify::check_claims;
 use crate::verify::{ProviderKeys, Verified, Verifier};
 use crate::{policy, token};
 
@@ -222,6 +218,8 @@ pub struct Gate {
     shared: Shared,
     http_auth: HttpAuth,
     cache: Arc<TokenCache>,
+    /// Top-level claims the route policies read: what a cached token keeps of its claims.
+    policy_claims: BTreeSet<String>,
     /// Evicts revoked tokens from `cache`; the revocation set holds it weakly.
     _evict_revoked: Arc<Listener>,
 }
@@ -278,6 +276,7 @@ impl Gate {
             http_auth: config.http_auth.clone(),
             _evict_revoked: evict_revoked,
             cache,
+            policy_claims: policy_claims(config),
             shared,
         }
     }
@@ -443,17 +442,17 @@ impl Gate {
         let mut identity = None;
         if let Some((v, provider, _)) = verified {
             let p = &provider.config;
-            for (claim, header) in &p.claims_to_headers {
-                if let Some(value) = claim_path(&v.claims, claim).and_then(header_value) {
-                    set_headers.push((header.clone(), value));
+            for ((_, header), value) in p.claims_to_headers.iter().zip(v.header_values.iter()) {
+                if let Some(value) = value {
+                    set_headers.push((header.clone(), value.clone()));
                 }
             }
-            if let Some(h) = &p.payload_header {
-                set_headers.push((h.clone(), v.payload_b64.clone()));
+            if let (Some(h), Some(payload)) = (&p.payload_header, &v.payload_b64) {
+                set_headers.push((h.clone(), payload.clone()));
             }
             identity = Some(Identity {
                 provider: v.provider.to_string(),
-                issuer: v.issuer.clone(),
+                issuer: v.issuer.to_string(),
                 subject: v.subject.clone(),
             });
         }
@@ -486,7 +485,7 @@ impl Gate {
         if let Some(v) = self.cache.get(&h) {
             if let Some(p) = self.verifier.provider(&v.issuer)
                 && p.keys.usable().is_some_and(|set| set.holds(&v.key))
-                && check_claims(&p.config, &v.claims, now_unix()).is_ok()
+                && !v.expired(&p.config, now_unix())
             {
                 self.shared.metrics.cache_lookup(CacheOutcome::Hit);
                 return Ok((v, p));
@@ -500,9 +499,8 @@ impl Gate {
         self.shared.metrics.cache_lookup(CacheOutcome::Miss);
         match self.verifier.verify(token).await {
             Ok((v, p)) => {
-                let v = Arc::new(v);
-                self.cache.insert(h, v.clone());
-                Ok((v, p))
+                self.cache.insert(h, Arc::new(v.for_cache(&self.policy_claims)));
+                Ok((Arc::new(v), p))
             }
             Err(r) => {
                 self.cache.refuse(h, &r);
@@ -513,12 +511,15 @@ impl Gate {
 
     /// `require_jti`, then the revocation set (memory only).
     fn not_revoked(&self, v: &Verified, p: &crate::config::Provider) -> Result<(), Rejection> {
-        let jti = v.claims.get("jti").and_then(Value::as_str);
+        let jti = v.jti.as_deref();
         if p.require_jti && jti.is_none() {
             return Err(Rejection::MissingClaim("jti".into()));
         }
-        let iat = v.claims.get("iat").and_then(Value::as_u64);
-        match self.shared.revocations.check(&v.issuer, jti, v.subject.as_deref(), iat) {
+        match self
+            .shared
+            .revocations
+            .check(&v.issuer, jti, v.subject.as_deref(), v.iat)
+        {
             Some(_) => Err(Rejection::Revoked),
             None => Ok(()),
         }
@@ -548,26 +549,24 @@ impl Gate {
     }
 }
 
-/// Renders a claim as a header value: strings as is, numbers and booleans as text, arrays of
-/// scalars joined with `,`, objects as JSON. Values with control characters are dropped.
-fn header_value(v: &Value) -> Option<String> {
-    let text = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(_) | Value::Bool(_) => Some(i.to_string()),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()?
-            .join(","),
-        Value::Object(_) => v.to_string(),
-        Value::Null => return None,
-    };
-    (!text.chars().any(char::is_control) && text.len() <= 8192).then_some(text)
+/// The top-level claims any route's requirements read (scopes, roles, claim tests). Everything
+/// else the gate needs of a token is extracted into [`Verified`]'s own fields.
+fn policy_claims(config: &Config) -> BTreeSet<String> {
+    let head = |path: &str| path.split('.').next().unwrap_or(path).to_owned();
+    let mut names = BTreeSet::new();
+    for r in config.routes.iter().filter_map(|r| match &r.auth {
+        Auth::Required(r) => Some(r),
+        Auth::Public | Auth::Optional => None,
+    }) {
+        if !r.scopes.is_empty() {
+            names.extend(["scope".to_owned(), "scp".to_owned()]);
+        }
+        if r.roles.is_some() {
+            names.extend(config.providers.iter().map(|p| head(&p.roles_claim)));
+        }
+        names.extend(r.claims.iter().map(|rule| head(&rule.path)));
+    }
+    names
 }
 
 /// The proxy's request id, else the W3C trace id, else a fresh one; always short and printable.
@@ -592,15 +591,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn header_values_render_scalars_and_refuse_control_chars() {
-        assert_eq!(header_value(&json!("a")), Some("a".into()));
-        assert_eq!(header_value(&json!(5)), Some("5".into()));
-        assert_eq!(header_value(&json!(["a", 1])), Some("a,1".into()));
-        assert_eq!(header_value(&json!("a\r\nx-evil: 1")), None);
-        assert_eq!(header_value(&json!(null)), None);
-    }
-
-    #[test]
     fn www_authenticate_follows_rfc6750() {
         let d = |r| Deny {
             rejection: r,
@@ -615,7 +605,7 @@ mod tests {
             d(Rejection::Expired).www_authenticate(),
             "Bearer realm=\"jwtgate\", error=\"invalid_token\", error_description=\"token expired\""
         );
-        let body: Value = serde_json::from_str(&d(Rejection::Expired).body()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&d(Rejection::Expired).body()).unwrap();
         assert_eq!(
             body,
             json!({"error":"invalid_token","reason":"token expired","trace_id":"t"})

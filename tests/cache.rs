@@ -204,3 +204,66 @@ async fn a_refresh_with_unchanged_keys_keeps_cached_tokens() {
         "the same key object survives the refresh"
     );
 }
+
+/// A cached entry keeps only the claims route policies read; every decision and header must
+/// still come out the same on a hit as on the first (verifying) request.
+#[tokio::test]
+async fn a_hit_decides_and_forwards_exactly_as_the_first_check() {
+    let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "a")]).await;
+    let yaml = format!(
+        r#"  - name: corp
+    issuer: "{iss}"
+    jwks_uri: "{jwks}"
+    audiences: [api]
+    roles_claim: realm_access.roles
+    claims_to_headers: {{ sub: x-jwt-sub, org.id: x-org, groups: x-groups }}
+    payload_header: x-jwt-payload
+routes:
+  - name: ops
+    match: {{ path_prefix: /ops }}
+    require: {{ scopes: [read], roles: {{ any_of: [ops] }}, claims: {{ org.tier: {{ one_of: [gold] }} }} }}
+  - name: any
+    match: {{ path_prefix: / }}
+"#,
+        iss = issuer.url(),
+        jwks = issuer.jwks_uri()
+    );
+    let gk = Gatekeeper::start(&yaml, &[]).await;
+    gk.wait_ready().await;
+    let mut client = gk.client().await;
+    let good = token(
+        &issuer,
+        "rsa-a.pem",
+        "a",
+        json!({"scope": "read write", "realm_access": {"roles": ["ops"]}, "org": {"id": 7, "tier": "gold"},
+               "groups": ["a", "b"], "unused": "x".repeat(500)}),
+    );
+    let no_role = token(
+        &issuer,
+        "rsa-a.pem",
+        "a",
+        json!({"scope": "read", "realm_access": {"roles": ["dev"]}, "org": {"id": 7, "tier": "gold"}}),
+    );
+    let ops = |t: &str| check_request("/ops/x", &[("authorization", &format!("Bearer {t}"))]);
+    let first = check(&mut client, ops(&good)).await.unwrap();
+    assert_eq!(first.grpc_code, 0, "{first:?}");
+    assert_eq!(first.headers.get("x-jwt-sub").map(String::as_str), Some("alice"));
+    assert_eq!(first.headers.get("x-org").map(String::as_str), Some("7"));
+    assert_eq!(first.headers.get("x-groups").map(String::as_str), Some("a,b"));
+    assert!(first.headers.contains_key("x-jwt-payload"));
+    let hits = metrics(&gk).cache_hits();
+    let again = check(&mut client, ops(&good)).await.unwrap();
+    assert_eq!(metrics(&gk).cache_hits() - hits, 1, "the second check is a hit");
+    assert_eq!(
+        (again.grpc_code, &again.headers, &again.metadata),
+        (0, &first.headers, &first.metadata)
+    );
+
+    let other_route = check(&mut client, bearer(&good)).await.unwrap();
+    assert_eq!((other_route.grpc_code, &other_route.headers), (0, &first.headers));
+
+    for round in ["miss", "hit"] {
+        let denied = check(&mut client, ops(&no_role)).await.unwrap();
+        assert_eq!(denied.http_status, Some(403), "{round}: {denied:?}");
+    }
+}

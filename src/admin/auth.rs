@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -139,12 +138,15 @@ impl Authenticator {
             provider: provider.config.name.clone(),
             subject: verified.subject.clone().unwrap_or_else(|| "-".into()),
         };
-        let jti = verified.claims.get("jti").and_then(Value::as_str);
-        let iat = verified.claims.get("iat").and_then(Value::as_u64);
         if gate
             .shared()
             .revocations
-            .check(&verified.issuer, jti, verified.subject.as_deref(), iat)
+            .check(
+                &verified.issuer,
+                verified.jti.as_deref(),
+                verified.subject.as_deref(),
+                verified.iat,
+            )
             .is_some()
         {
             return Err(Refused::new(

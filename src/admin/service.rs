@@ -126,17 +126,17 @@ impl AdminService {
             }
             Some(TokenTarget::Token(token)) => match gate.verifier().verify(token.trim()).await {
                 Ok((v, p)) => {
-                    let Some(jti) = v.claims.get("jti").and_then(Value::as_str) else {
+                    let Some(jti) = v.jti.as_deref() else {
                         return Err(invalid(
                             "the token has no jti, so it cannot be revoked alone: revoke its subject instead",
                         ));
                     };
                     check_field("jti", jti, false)?;
-                    let expires_at = match v.claims.get("exp").and_then(Value::as_u64) {
+                    let expires_at = match v.exp {
                         Some(exp) => exp.saturating_add(p.config.clock_skew.as_secs()),
                         None => now.saturating_add(self.longest_life(p)),
                     };
-                    (v.issuer, jti.to_owned(), expires_at)
+                    (v.issuer.to_string(), jti.to_owned(), expires_at)
                 }
                 Err(Rejection::Expired) => return Ok(nothing("the token has already expired: nothing to revoke")),
                 Err(Rejection::KeysUnavailable) => {

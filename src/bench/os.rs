@@ -1,5 +1,5 @@
 //! What the bench asks of the operating system (Linux): CPU pinning through `taskset`, and CPU
-//! time used by a process from `/proc`. Both degrade to "unknown" elsewhere.
+//! time and resident memory of a process from `/proc`. All degrade to "unknown" elsewhere.
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -91,6 +91,13 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// Resident set size of process `pid`, KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +110,17 @@ mod tests {
                 std::hint::black_box(t.elapsed());
             }
             assert!(cpu_time(std::process::id()).is_some_and(|d| d > Duration::ZERO));
+        }
+    }
+
+    #[test]
+    fn reads_own_rss_and_sees_it_grow() {
+        if std::path::Path::new("/proc/self/status").exists() {
+            let before = rss_kib(std::process::id()).unwrap();
+            let block = vec![1u8; 64 << 20];
+            let after = rss_kib(std::process::id()).unwrap();
+            assert!(after >= before + 60 * 1024, "{before} KiB → {after} KiB");
+            drop(std::hint::black_box(block));
         }
     }
 }

@@ -102,6 +102,29 @@ impl CpuUse {
     }
 }
 
+/// The server's resident memory during the measured window, sampled every second.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RssUse {
+    /// When measurement began, MiB.
+    pub start_mib: f64,
+    /// When it ended, MiB.
+    pub end_mib: f64,
+    /// The largest sample, MiB.
+    pub max_mib: f64,
+}
+
+impl RssUse {
+    /// From samples in KiB, in time order; `None` without any.
+    pub fn of(samples_kib: &[u64]) -> Option<Self> {
+        let mib = |k: u64| k as f64 / 1024.0;
+        Some(Self {
+            start_mib: mib(*samples_kib.first()?),
+            end_mib: mib(*samples_kib.last()?),
+            max_mib: mib(*samples_kib.iter().max()?),
+        })
+    }
+}
+
 /// What jwtgate's key machinery did during a run (warmup and measurement).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct KeyActivity {
@@ -132,6 +155,8 @@ pub struct Measurement {
     pub server_cpu: Option<CpuUse>,
     /// The bench process's CPU.
     pub client_cpu: Option<CpuUse>,
+    /// The server process's resident memory (unknown without `/proc`).
+    pub server_rss: Option<RssUse>,
     /// Key fetches (jwtgate only).
     pub keys: Option<KeyActivity>,
     /// "Fresh" tokens sent a second time because the pre-minted pool ran dry.
@@ -158,6 +183,7 @@ impl Measurement {
             },
             server_cpu: None,
             client_cpu: None,
+            server_rss: None,
             keys: None,
             fresh_tokens_reused: 0,
         }
@@ -433,6 +459,17 @@ impl Report {
                 let _ = writeln!(out, "{} errors: {}", label(&t.target), kinds.join(", "));
             }
             for (i, r) in t.runs.iter().enumerate() {
+                if let Some(m) = r.server_rss {
+                    let _ = writeln!(
+                        out,
+                        "{} run {}: server RSS {:.1} MiB when measurement began, {:.1} MiB at its end, max {:.1} MiB",
+                        label(&t.target),
+                        i + 1,
+                        m.start_mib,
+                        m.end_mib,
+                        m.max_mib
+                    );
+                }
                 if let Some(k) = r.keys
                     && (k.fetches.is_some_and(|f| f > 0) || k.jwks_hits.is_some())
                 {
@@ -493,6 +530,7 @@ mod tests {
             errors: Errors::default(),
             server_cpu: None,
             client_cpu: None,
+            server_rss: None,
             keys: None,
             fresh_tokens_reused: 0,
         };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::child::{Counters, ServerChild};
 use super::door::{self, DoorClient};
-use super::report::{CpuUse, KeyActivity, Measurement, Report, Setup, Summary};
+use super::report::{CpuUse, KeyActivity, Measurement, Report, RssUse, Setup, Summary};
 use super::runner::{self, Load, Window};
 use super::serve::JwtgateSetup;
 use super::tokens::{self, TokenSource, WARM_TOKENS};
@@ -49,6 +49,8 @@ pub struct Settings {
     pub keys_dir: PathBuf,
     /// jwtgate's log filter.
     pub server_log: String,
+    /// jwtgate's `cache.max_entries`; `None` for the mix's own ([`Mix::cache_entries`]).
+    pub cache_entries: Option<u64>,
     /// The bench binary, started again as the server child.
     pub exe: PathBuf,
 }
@@ -96,6 +98,9 @@ impl Settings {
 
 /// A fixed-rate run whose send lag p99 is above this (µs) is flagged.
 const LAG_WARNING_US: f64 = 1_000.0;
+
+/// How often the server's RSS is sampled during measurement.
+const RSS_EVERY: Duration = Duration::from_secs(1);
 
 /// The rate a max-rate run is assumed to reach, to size its fresh-token pool: cold asymmetric
 /// runs are bound by signature verification (RS256, the cheapest of them to verify, reaches
@@ -157,7 +162,7 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let setup = JwtgateSetup {
-        cache_entries: s.mix.cache_entries(),
+        cache_entries: s.cache_entries.unwrap_or(s.mix.cache_entries()),
         jwks_over_http: s.mix.jwks_over_http(),
         keys_dir: s.keys_dir.clone(),
         log: s.server_log.clone(),
@@ -203,7 +208,7 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
                 "the fresh-token pool ({}) ran dry: {reused} fresh tokens were sent again over {} run(s){}; raise --expected-rate or --fresh-pool",
                 tokens.fresh_pool(),
                 s.runs,
-                if s.mix == Mix::Cold {
+                if setup.cache_entries == 0 {
                     " (harmless with the cache off: each was verified in full)"
                 } else {
                     " (those were cache hits, not misses)"
@@ -268,8 +273,17 @@ async fn measure(
         let sample = || (os::cpu_time(server_pid), os::cpu_time(own_pid));
         tokio::time::sleep_until(window.measure_from.into()).await;
         let from = sample();
+        let mut rss: Vec<u64> = os::rss_kib(server_pid).into_iter().collect();
+        let mut next = window.measure_from + RSS_EVERY;
+        while next < window.end {
+            tokio::time::sleep_until(next.into()).await;
+            rss.extend(os::rss_kib(server_pid));
+            next += RSS_EVERY;
+        }
         tokio::time::sleep_until(window.end.into()).await;
-        (from, sample())
+        let to = sample();
+        rss.extend(os::rss_kib(server_pid));
+        (from, to, rss)
     });
     // The no-op allows everything without looking: only jwtgate's answers are judged.
     let expect = (target == Target::Jwtgate).then(|| s.mix.expects_allow());
@@ -280,10 +294,11 @@ async fn measure(
 
     let mut m = Measurement::of(target, &tally, window.measured());
     let wall = window.measured();
-    if let Some(((s0, c0), (s1, c1))) = cpu {
+    if let Some(((s0, c0), (s1, c1), rss)) = cpu {
         let used = |a: Option<Duration>, b: Option<Duration>| Some(CpuUse::of(b?.saturating_sub(a?), wall, m.requests));
         m.server_cpu = used(s0, s1);
         m.client_cpu = used(c0, c1);
+        m.server_rss = RssUse::of(&rss);
     }
     if target == Target::Jwtgate {
         m.keys = Some(key_activity(before, after));

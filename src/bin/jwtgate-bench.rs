@@ -71,6 +71,10 @@ struct Cli {
     /// jwtgate's log filter (its default is `info`, which logs every denial); `off` for none.
     #[arg(long, default_value = "info")]
     server_log: String,
+    /// jwtgate's `cache.max_entries` [default: 0 for cold, 100000 otherwise]; e.g. `--mix cold
+    /// --cache-entries 100000 --fresh-pool 100000` fills the cache with 100,000 tokens.
+    #[arg(long)]
+    cache_entries: Option<u64>,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
         expected_rate: cli.expected_rate,
         keys_dir: cli.keys_dir,
         server_log: cli.server_log,
+        cache_entries: cli.cache_entries,
         exe,
     };
     match bench::run(&settings) {
