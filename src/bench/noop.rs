@@ -13,8 +13,6 @@ use envoy_types::ext_authz::v3::pb::{
 };
 use envoy_types::pb::google::rpc;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -45,12 +43,7 @@ pub async fn serve(shutdown: CancellationToken) -> std::io::Result<(SocketAddr, 
     let addrs = (grpc_listener.local_addr()?, http_listener.local_addr()?);
 
     let (_reporter, health_service) = tonic_health::server::health_reporter();
-    let incoming = TcpListenerStream::new(grpc_listener).map(|s| {
-        s.map(|s| {
-            let _ = s.set_nodelay(true);
-            crate::server::cork::Corked::new(s)
-        })
-    });
+    let incoming = crate::server::grpc_incoming(grpc_listener);
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(NoopAuthorization))

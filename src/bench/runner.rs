@@ -13,18 +13,15 @@
 //!   The pacer runs inside the client's runtime, not on a thread of its own: on a pinned client
 //!   core, a pacer thread sleeping in `nanosleep` between sends costs a context switch per
 //!   request and competes with the runtime for the core. Instead it goes to the back of the run
-//!   queue ([`Reschedule`]; the runtime polls its I/O every 61 polls) until the next send time,
+//!   queue ([`yield_once`](crate::server::cork::yield_once); the runtime polls its I/O every 61 polls) until the next send time,
 //!   and sleeps on the runtime's timer (1 ms granularity) only for gaps over [`SPIN_BELOW`]. So
 //!   the client core shows busy during a fixed-rate run even when the load is light.
 //!
 //! A request counts when its send (or intended send) time is inside the measured window.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -276,7 +273,8 @@ async fn pace(tx: mpsc::UnboundedSender<Instant>, rate: f64, window: Window) {
             if gap > SPIN_BELOW {
                 tokio::time::sleep(gap - SPIN_BELOW).await;
             } else {
-                Reschedule(false).await;
+                let mut yielded = false;
+                std::future::poll_fn(|cx| crate::server::cork::yield_once(&mut yielded, cx)).await;
             }
             continue;
         }
@@ -284,25 +282,6 @@ async fn pace(tx: mpsc::UnboundedSender<Instant>, rate: f64, window: Window) {
             return;
         }
         i += 1;
-    }
-}
-
-/// Lets every other ready task run once, then resumes: the task wakes itself, which puts it at
-/// the back of the run queue. (`tokio::task::yield_now` instead defers the task until the worker
-/// runs out of other work, so a busy client would starve the pacer and slip the schedule.)
-struct Reschedule(bool);
-
-impl Future for Reschedule {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
     }
 }
 

@@ -36,13 +36,20 @@ impl<S> Corked<S> {
     /// `Ready` once this batch has yielded; the first call yields (wakes the task and returns
     /// `Pending`, which puts the task behind the tasks already ready to run).
     fn poll_cork(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielded {
-            Poll::Ready(())
-        } else {
-            self.yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
+        yield_once(&mut self.yielded, cx)
+    }
+}
+
+/// `Pending` the first time (`yielded` false): the task wakes itself, which puts it at the back
+/// of the run queue behind every task already ready; `Ready` once `yielded` is set. (Unlike
+/// `tokio::task::yield_now`, which defers the task until the worker has nothing else to do.)
+pub fn yield_once(yielded: &mut bool, cx: &mut Context<'_>) -> Poll<()> {
+    if *yielded {
+        Poll::Ready(())
+    } else {
+        *yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

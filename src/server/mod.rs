@@ -73,6 +73,19 @@ pub enum StartError {
     Store(#[from] crate::revocation::StoreError),
 }
 
+/// The gRPC listener's accepted connections as tonic serves them: `TCP_NODELAY`, corked writes.
+/// The no-op baseline of `jwtgate-bench` serves through this too, so both run the same stack.
+pub fn grpc_incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<cork::Corked<tokio::net::TcpStream>>> {
+    TcpListenerStream::new(listener).map(|s| {
+        s.map(|s| {
+            let _ = s.set_nodelay(true);
+            cork::Corked::new(s)
+        })
+    })
+}
+
 async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
     let listen = |source| StartError::Listen { field, addr, source };
     let listener = TcpListener::bind(addr).await.map_err(listen)?;
@@ -98,12 +111,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     let (reporter, health_service) = tonic_health::server::health_reporter();
     tasks.push(tokio::spawn(report_health(gate.clone(), reporter, shutdown.clone())));
 
-    let incoming = TcpListenerStream::new(grpc_listener).map(|s| {
-        s.map(|s| {
-            let _ = s.set_nodelay(true);
-            cork::Corked::new(s)
-        })
-    });
+    let incoming = grpc_incoming(grpc_listener);
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())))
