@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::cache::{self, TokenCache};
 use crate::config::routes::{Auth, HttpAuth, Mode, Route, Unmatched};
 use crate::config::{Config, Source};
+use crate::denial_log::DenialLog;
 use crate::metrics::{CacheOutcome, Metrics};
 use crate::rejection::{Rejection, tonic_code};
 use crate::revocation::{Listener, Revocation, RevocationSet, Store, now_unix};
@@ -136,12 +137,19 @@ impl Deny {
 
     /// JSON body `{error, reason, trace_id}`.
     pub fn body(&self) -> String {
-        serde_json::json!({
-            "error": self.rejection.body_error(),
-            "reason": self.rejection.reason(),
-            "trace_id": self.trace_id,
-        })
-        .to_string()
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            reason: &'a str,
+            trace_id: &'a str,
+        }
+        let body = Body {
+            error: self.rejection.body_error(),
+            reason: &self.rejection.reason(),
+            trace_id: &self.trace_id,
+        };
+        // Serialising three strings cannot fail.
+        serde_json::to_string(&body).unwrap_or_default()
     }
 }
 
@@ -222,6 +230,8 @@ pub struct Gate {
     policy_claims: BTreeSet<String>,
     /// Evicts revoked tokens from `cache`; the revocation set holds it weakly.
     _evict_revoked: Arc<Listener>,
+    /// How many denial lines may be logged per second.
+    denial_log: DenialLog,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -275,6 +285,7 @@ impl Gate {
             realm: Arc::from(config.realm.as_str()),
             http_auth: config.http_auth.clone(),
             _evict_revoked: evict_revoked,
+            denial_log: DenialLog::new(config.denials_logged_per_second),
             cache,
             policy_claims: policy_claims(config),
             shared,
@@ -327,21 +338,28 @@ impl Gate {
             Err(rejection) if outcome.route.is_some_and(|r| r.mode == Mode::DryRun) => {
                 self.shared.metrics.allowed();
                 self.shared.metrics.dry_run_denial(route_name, rejection.label());
-                tracing::warn!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "dry run: would deny");
+                if self.denial_log.admit() {
+                    tracing::warn!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "dry run: would deny");
+                }
                 let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
                 trace.with(|e| e.dry_run_denial = Some(rejection));
                 Decision::Allow(allow)
             }
-            Err(rejection) => {
-                self.shared.metrics.denied(rejection.label());
-                tracing::info!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
-                Decision::Deny(Deny {
-                    rejection,
-                    trace_id,
-                    realm: self.realm.clone(),
-                })
-            }
+            Err(rejection) => self.deny(req, route_name, rejection, trace_id),
         }
+    }
+
+    /// A denial, counted, and logged within the denial log's budget.
+    fn deny(&self, req: &Request, route_name: &str, rejection: Rejection, trace_id: String) -> Decision {
+        self.shared.metrics.denied(rejection.label());
+        if self.denial_log.admit() {
+            tracing::info!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
+        }
+        Decision::Deny(Deny {
+            rejection,
+            trace_id,
+            realm: self.realm.clone(),
+        })
     }
 
     async fn evaluate<'g>(&'g self, req: &Request, trace: &mut Trace<'_>) -> Outcome<'g> {
@@ -538,14 +556,7 @@ impl Gate {
     /// A denial decided by a front door before the gate could run (e.g. the HTTP door cannot
     /// tell which request to check); counted and logged like any other.
     pub fn refuse(&self, req: &Request, rejection: Rejection) -> Decision {
-        let trace_id = trace_id(req);
-        self.shared.metrics.denied(rejection.label());
-        tracing::info!(trace_id = %trace_id, reason = rejection.label(), "deny");
-        Decision::Deny(Deny {
-            rejection,
-            trace_id,
-            realm: self.realm.clone(),
-        })
+        self.deny(req, "(none)", rejection, trace_id(req))
     }
 }
 

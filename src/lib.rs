@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cache;
 pub mod claims;
 pub mod config;
+pub mod denial_log;
 pub mod gate;
 pub mod jws;
 pub mod keys;

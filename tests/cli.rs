@@ -1102,3 +1102,75 @@ fn serve_reports_an_unusable_revocation_store_as_such() {
     assert!(log.contains("revocation store"), "{log}");
     assert!(!log.contains("cannot listen"), "not a listening problem: {log}");
 }
+
+/// A flood of denials logs at most `log.denials_per_second` lines a second; the first line after
+/// it says how many went unlogged, and `/metrics` counts every denial.
+#[test]
+fn denial_lines_are_capped_per_second_and_the_skipped_ones_are_reported() {
+    const FLOOD: u64 = 20;
+    const BUDGET: u64 = 3;
+    let (dir, file) = quickstart_dir();
+    let config = std::fs::read_to_string(&file).unwrap() + &format!("\nlog: {{ denials_per_second: {BUDGET} }}\n");
+    std::fs::write(&file, config).unwrap();
+    let mut cmd = bin();
+    cmd.arg("serve").arg("--config").arg(&file).current_dir(dir.path());
+    let mut server = Served::spawn(cmd);
+    let (grpc, http) = server.addresses();
+
+    let rt = runtime();
+    let mut client = rt.block_on(async {
+        wait_ready(http).await;
+        AuthorizationClient::connect(format!("http://{grpc}")).await.unwrap()
+    });
+    let deny = |client: &mut AuthorizationClient<_>| {
+        rt.block_on(async {
+            let a = check(client, bearer("not-a-jwt")).await.unwrap();
+            assert_eq!(a.http_status, Some(401), "{a:?}");
+        })
+    };
+    for _ in 0..FLOOD {
+        deny(&mut client);
+    }
+    // The budget is per second: a second later this denial is logged, after the summary.
+    std::thread::sleep(Duration::from_millis(1100));
+    deny(&mut client);
+    let metrics = rt.block_on(async {
+        reqwest::get(format!("http://{http}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    server.signal("TERM");
+    let (_, log) = server.exit(Duration::from_secs(8));
+
+    let events: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let deny_lines: Vec<&Value> = events.iter().filter(|e| e["fields"]["message"] == "deny").collect();
+    let skipped: u64 = events.iter().filter_map(|e| e["fields"]["skipped"].as_u64()).sum();
+    assert!(deny_lines.iter().all(|e| e["fields"]["trace_id"].is_string()), "{log}");
+    // The flood may straddle one second boundary: at most two seconds' budgets, plus the last.
+    let logged = deny_lines.len() as u64;
+    assert!(
+        (BUDGET + 1..=2 * BUDGET + 1).contains(&logged),
+        "{logged} deny lines:\n{log}"
+    );
+    assert_eq!(
+        logged + skipped,
+        FLOOD + 1,
+        "every denial is logged or counted as skipped:\n{log}"
+    );
+    let last_summary = events.iter().rposition(|e| e["fields"]["skipped"].is_u64()).unwrap();
+    let last_deny = events.iter().rposition(|e| e["fields"]["message"] == "deny").unwrap();
+    assert!(
+        last_summary < last_deny,
+        "the summary comes before the line it precedes:\n{log}"
+    );
+
+    let counted: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("jwtgate_decisions_total{decision=\"deny\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, FLOOD + 1, "{metrics}");
+}

@@ -59,6 +59,8 @@ pub struct Config {
     pub admin: AdminAuth,
     /// The verified-token cache.
     pub cache: CacheConfig,
+    /// Most denial log lines per second (the rest are counted and summarised); 0 logs none.
+    pub denials_logged_per_second: u32,
 }
 
 /// `cache:`, validated.
@@ -394,6 +396,7 @@ impl Validator<'_> {
             http_auth: self.http_auth(raw.http_auth)?,
             revocation: self.revocation(raw.revocation)?,
             cache: self.cache(&raw.cache)?,
+            denials_logged_per_second: raw.log.denials_per_second.unwrap_or(1000),
         })
     }
 

@@ -43,6 +43,17 @@ pub struct RawConfig {
     /// `cache:` (the verified-token cache).
     #[serde(default)]
     pub cache: RawCache,
+    /// `log:`.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `log:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// Most denial lines logged per second; 0 logs none. Default 1000.
+    pub denials_per_second: Option<u32>,
 }
 
 /// `cache:`.
