@@ -12,12 +12,7 @@ use jwtgate::gate::{Decision, Gate, Request};
 use serde_json::json;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/keys")
-            .join(name),
-    )
-    .unwrap()
+    jwtgate::bench::fixture::fixture_key(name).unwrap()
 }
 
 /// 200 routes: 199 that do not match `/api/orders`, then the one that does.

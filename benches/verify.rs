@@ -2,19 +2,12 @@
 //! baseline for the cold-path targets. `cargo bench --bench verify`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/keys")
-            .join(name),
-    )
-    .unwrap()
+    jwtgate::bench::fixture::fixture_key(name).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,15 +23,7 @@ const ADMIN_ROLE: &str = "jwtgate-admin";
 const HS_SECRET: &str = "other-provider-secret-0123456789-abcdef";
 
 /// Every test runs under this bound.
-async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("test did not finish within 60s")
-}
-
-async fn issuer() -> Issuer {
-    Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await
-}
+const BOUND: Duration = Duration::from_secs(60);
 
 fn corp(issuer: &Issuer) -> String {
     jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), "")
@@ -154,8 +145,8 @@ async fn assert_allowed(gk: &Gatekeeper, t: &str) {
 
 #[tokio::test]
 async fn revoking_a_jti_denies_that_token_at_the_check_door_and_no_other() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = gatekeeper(&iss, "").await;
         let revoked = token(&iss, json!({"jti": "j-1"}));
         let other = token(&iss, json!({"jti": "j-2"}));
@@ -211,8 +202,8 @@ async fn revoking_a_jti_denies_that_token_at_the_check_door_and_no_other() {
 
 #[tokio::test]
 async fn revoking_by_the_token_itself_keeps_it_until_its_exp_plus_skew() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = gatekeeper(&iss, "").await;
         let mut admin = gk.admin().await;
         let exp = now() + 900;
@@ -255,8 +246,8 @@ async fn revoking_by_the_token_itself_keeps_it_until_its_exp_plus_skew() {
 
 #[tokio::test]
 async fn revoking_a_subject_denies_tokens_issued_before_the_cut_off_only() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = gatekeeper(&iss, "").await;
         let mut admin = gk.admin().await;
         let old = token(&iss, json!({"iat": now() - 120}));
@@ -323,8 +314,8 @@ async fn revoking_a_subject_denies_tokens_issued_before_the_cut_off_only() {
 
 #[tokio::test]
 async fn revocations_are_listed_in_key_order_page_by_page() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = gatekeeper(&iss, "").await;
         let mut admin = gk.admin().await;
         for jti in ["e", "b", "d", "a", "c"] {
@@ -381,8 +372,8 @@ async fn revocations_are_listed_in_key_order_page_by_page() {
 
 #[tokio::test]
 async fn key_status_shows_each_provider() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let yaml = format!(
             "{}  - name: legacy\n    issuer: monolith\n    hmac_secret: {{ file: hs.txt }}\nadmin: {{ token: {{ file: admin-token.txt }} }}\n",
             corp(&iss)
@@ -452,8 +443,8 @@ async fn codes(admin: &mut AdminClient<Channel>, credential: Option<&str>) -> Ve
 
 #[tokio::test]
 async fn static_token_mode_refuses_missing_and_wrong_credentials() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = gatekeeper(&iss, "").await;
         let mut admin = gk.admin().await;
         let unauthenticated = vec![Code::Unauthenticated; 4];
@@ -491,8 +482,8 @@ async fn static_token_mode_refuses_missing_and_wrong_credentials() {
 
 #[tokio::test]
 async fn provider_mode_needs_a_valid_token_from_the_admin_provider_with_the_role() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let yaml = format!(
             "{}    roles_claim: realm_access.roles\n  - name: other\n    issuer: other-issuer\n    hmac_secret: {{ file: hs.txt }}\n    roles_claim: realm_access.roles\nadmin: {{ provider: corp, role: {ADMIN_ROLE} }}\n",
             corp(&iss)
@@ -564,8 +555,8 @@ async fn provider_mode_needs_a_valid_token_from_the_admin_provider_with_the_role
 
 #[tokio::test]
 async fn with_no_admin_credentials_configured_every_call_is_refused() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = Gatekeeper::start(&corp(&iss), &[]).await;
         gk.wait_ready().await;
         let mut admin = gk.admin().await;
@@ -583,8 +574,8 @@ async fn with_no_admin_credentials_configured_every_call_is_refused() {
 
 #[tokio::test]
 async fn a_store_that_cannot_take_the_write_answers_unavailable() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         // A loopback port with nothing listening.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -606,8 +597,8 @@ async fn a_store_that_cannot_take_the_write_answers_unavailable() {
 
 #[tokio::test]
 async fn revocations_survive_a_restart_with_the_embedded_store() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = gatekeeper(&iss, "").await;
         let t = token(&iss, json!({"jti": "persist-1"}));
         let old = token(&iss, json!({"sub": "mallory", "iat": now() - 60}));
@@ -633,8 +624,8 @@ async fn revocations_survive_a_restart_with_the_embedded_store() {
 
 #[tokio::test]
 async fn expired_revocations_are_purged_from_memory_and_the_file() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let extra = "revocation: { purge_interval: 200ms }\n";
         let gk = gatekeeper(&iss, extra).await;
         let mut admin = gk.admin().await;
@@ -713,8 +704,8 @@ async fn next_log(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, pick
 
 #[tokio::test]
 async fn every_admin_call_leaves_one_audit_event_without_the_token() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("admin-token.txt"), ADMIN_TOKEN).unwrap();
         let file = dir.path().join("jwtgate.yaml");
@@ -831,8 +822,8 @@ fn out(o: &Output) -> (i32, String, String) {
 
 #[tokio::test]
 async fn the_cli_revokes_tokens_and_subjects_and_lists_them() {
-    bounded(async {
-        let iss = issuer().await;
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
         let gk = gatekeeper(&iss, "").await;
         let url = format!("http://{}", gk.admin_addr);
         let issuer = iss.url();

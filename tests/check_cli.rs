@@ -2,39 +2,17 @@
 //! reloading its config on SIGHUP, through the real binary.
 #![allow(clippy::unwrap_used)] // tests may panic
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{mint_dev, repo};
+use serde_json::json;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// A dev token from `jwtgate token mint` with these extra claims.
-fn mint(extra: &str) -> String {
-    let claims = format!(r#"{{"iss":"https://dev.jwtgate.local/","aud":"demo-api","sub":"alice"{extra}}}"#);
-    let out = bin()
-        .args([
-            "token",
-            "mint",
-            "--alg",
-            "RS256",
-            "--kid",
-            "dev-rsa-1",
-            "--claims",
-            &claims,
-            "--key",
-        ])
-        .arg(repo("examples/keys/dev-rsa.pem"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn explain(args: &[&str]) -> (i32, String) {
@@ -50,9 +28,9 @@ fn explain(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn check_explains_each_cookbook_recipe() {
-    let reader = mint(r#","scope":"api.read""#);
-    let writer = mint(r#","scope":"api.read api.write""#);
-    let acme = mint(r#","tenant":"acme""#);
+    let reader = mint_dev(json!({"scope": "api.read"}));
+    let writer = mint_dev(json!({"scope": "api.read api.write"}));
+    let acme = mint_dev(json!({"tenant": "acme"}));
 
     let (code, out) = explain(&["--path", "/health/ready"]);
     assert_eq!(code, 0, "{out}");
@@ -103,7 +81,7 @@ fn check_explains_each_cookbook_recipe() {
 
 #[test]
 fn check_says_why_a_token_was_rejected() {
-    let mut expired = mint(r#","scope":"api.read","exp":1000"#);
+    let mut expired = mint_dev(json!({"scope": "api.read", "exp": 1000}));
     let (code, out) = explain(&["--token", &expired, "--path", "/api"]);
     assert_eq!(code, 1, "{out}");
     assert!(

@@ -16,7 +16,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{bearer, check};
+use common::{bearer, check, mint_cli as mint, repo};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -38,11 +38,6 @@ fn bin() -> Command {
         c.env_remove(var);
     }
     c
-}
-
-/// A path inside the repository.
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// Process output as text.
@@ -81,24 +76,6 @@ fn assert_refused(out: &Output, file: &Path, field: &str, reason: &str, what: &s
 fn token_cmd(args: &[&str]) -> (Option<i32>, String, String) {
     let out = bin().arg("token").args(args).output().unwrap();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
-}
-
-/// `jwtgate token mint` with a key from `examples/keys/` and these claims; the token printed.
-fn mint(key: &str, alg: &str, kid: Option<&str>, claims: &Value, extra: &[&str]) -> String {
-    let key = repo(&format!("examples/keys/{key}")).display().to_string();
-    let claims = claims.to_string();
-    let mut args = vec!["mint", "--key", &key, "--alg", alg, "--claims", &claims];
-    if let Some(kid) = kid {
-        args.extend(["--kid", kid]);
-    }
-    args.extend(extra);
-    let (code, out, err) = token_cmd(&args);
-    assert_eq!(code, Some(0), "token mint {args:?}: {err}");
-    assert!(
-        out.ends_with('\n') && out.trim().lines().count() == 1,
-        "one token line: {out:?}"
-    );
-    out.trim().to_owned()
 }
 
 /// The claims of a token, decoded without verifying it.

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,15 +28,7 @@ const KEY_PREFIX: &str = "jwtgate:";
 const CHANNEL: &str = "jwtgate:revocations";
 
 /// Every test runs under this bound.
-async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(90), f)
-        .await
-        .expect("test did not finish within 90s")
-}
-
-async fn issuer() -> Issuer {
-    Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await
-}
+const BOUND: Duration = Duration::from_secs(90);
 
 /// A replica: the issuer's provider and the Redis store at `url`.
 async fn replica(iss: &Issuer, url: &str) -> Gatekeeper {
@@ -243,9 +234,9 @@ impl Drop for Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_replica_is_enforced_by_another_within_a_second() {
-    bounded(async {
+    bounded(BOUND, async {
         let redis = RedisServer::start().await;
-        let iss = issuer().await;
+        let iss = rsa_issuer().await;
         let a = replica(&iss, &redis.url()).await;
         let b = replica(&iss, &redis.url()).await;
         wait_connected(&a, true).await;
@@ -321,9 +312,9 @@ async fn a_revocation_on_one_replica_is_enforced_by_another_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_started_later_loads_every_live_revocation() {
-    bounded(async {
+    bounded(BOUND, async {
         let redis = RedisServer::start().await;
-        let iss = issuer().await;
+        let iss = rsa_issuer().await;
         let a = replica(&iss, &redis.url()).await;
         let revoked = token(&iss, json!({"jti": "early-1"}));
         let old = token(&iss, json!({"sub": "dave", "iat": now() - 60}));
@@ -358,9 +349,9 @@ async fn a_replica_started_later_loads_every_live_revocation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_replicas_keep_serving_and_writes_fail_clearly() {
-    bounded(async {
+    bounded(BOUND, async {
         let mut redis = RedisServer::start().await;
-        let iss = issuer().await;
+        let iss = rsa_issuer().await;
         let a = replica(&iss, &redis.url()).await;
         let b = replica(&iss, &redis.url()).await;
         wait_connected(&a, true).await;
@@ -464,10 +455,10 @@ async fn with_redis_down_replicas_keep_serving_and_writes_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_cut_off_from_redis_catches_up_when_it_reconnects() {
-    bounded(async {
+    bounded(BOUND, async {
         let redis = RedisServer::start().await;
         let proxy = Proxy::start(redis.port).await;
-        let iss = issuer().await;
+        let iss = rsa_issuer().await;
         let a = replica(&iss, &redis.url()).await;
         let b = replica(&iss, &proxy.url()).await;
         wait_connected(&a, true).await;
@@ -515,9 +506,9 @@ async fn a_replica_cut_off_from_redis_catches_up_when_it_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_keys_live_as_long_as_their_revocation_and_never_weaken() {
-    bounded(async {
+    bounded(BOUND, async {
         let redis = RedisServer::start().await;
-        let iss = issuer().await;
+        let iss = rsa_issuer().await;
         let a = replica_with(&iss, &redis.url(), ", key_prefix: \"ttl-test:\", channel: \"ttl-chan\"").await;
         let mut conn = redis_client(&redis.url()).await;
         let key = |r: &Revocation| format!("ttl-test:r:{}", r.key());
@@ -570,11 +561,11 @@ async fn redis_keys_live_as_long_as_their_revocation_and_never_weaken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_password_never_shows() {
-    bounded(async {
+    bounded(BOUND, async {
         const PASSWORD: &str = "s3cret-pw-0123";
         let mut redis = RedisServer::start_with(&["--requirepass", PASSWORD]).await;
         let url = format!("redis://:{PASSWORD}@127.0.0.1:{}/0", redis.port);
-        let iss = issuer().await;
+        let iss = rsa_issuer().await;
         let a = replica(&iss, &url).await;
         wait_connected(&a, true).await;
         store(&a).revoke(revoke_jti(&iss, "pw-1", now() + 660)).await.unwrap();

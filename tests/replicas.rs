@@ -5,18 +5,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
-use common::{bearer, check};
+use common::{bearer, check, mint_dev, repo};
+use serde_json::json;
 
 const ADMIN_TOKEN: &str = "replica-test-admin-token-0123456789";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 /// A `jwtgate serve` child, killed on drop.
 struct Replica {
@@ -73,25 +70,6 @@ impl Drop for Replica {
     }
 }
 
-fn mint(claims: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-        .args([
-            "token",
-            "mint",
-            "--alg",
-            "RS256",
-            "--kid",
-            "dev-rsa-1",
-            "--claims",
-            claims,
-            "--key",
-        ])
-        .arg(repo("examples/keys/dev-rsa.pem"))
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 fn cli(replica: &Replica, args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
         .args(args)
@@ -142,8 +120,8 @@ async fn allowed(replica: &Replica, token: &str) -> bool {
 async fn a_revocation_on_one_replica_reaches_the_other_within_a_second() {
     let redis = RedisServer::start().await;
     let (a, b) = (Replica::start(&redis.url()), Replica::start(&redis.url()));
-    let claims = |sub: &str| format!(r#"{{"iss":"https://dev.jwtgate.local/","aud":"demo-api","sub":"{sub}"}}"#);
-    let (t1, t2, other) = (mint(&claims("alice")), mint(&claims("bob")), mint(&claims("carol")));
+    let mint = |sub: &str| mint_dev(json!({ "sub": sub }));
+    let (t1, t2, other) = (mint("alice"), mint("bob"), mint("carol"));
     for t in [&t1, &t2, &other] {
         assert!(allowed(&a, t).await && allowed(&b, t).await);
     }

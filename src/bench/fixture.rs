@@ -26,6 +26,11 @@ fn key_file(alg: Alg) -> Option<&'static str> {
     }
 }
 
+/// A key file of this source tree's fixtures (`tests/fixtures/keys`), by name.
+pub fn fixture_key(name: &str) -> Result<Vec<u8>, String> {
+    read(&default_keys_dir(), name)
+}
+
 fn read(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
     let path = dir.join(name);
     std::fs::read(&path).map_err(|e| format!("cannot read the fixture key {}: {e}", path.display()))

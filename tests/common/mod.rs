@@ -28,6 +28,61 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A path inside the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// `jwtgate token mint` run through the binary with a key from `examples/keys/`, `--alg`,
+/// `--kid` if given, these claims and `extra` arguments; the one token line it prints (panics,
+/// with its stderr, on anything else).
+pub fn mint_cli(key: &str, alg: &str, kid: Option<&str>, claims: &Value, extra: &[&str]) -> String {
+    let key = repo(&format!("examples/keys/{key}")).display().to_string();
+    let claims = claims.to_string();
+    let mut args = vec!["mint", "--key", &key, "--alg", alg, "--claims", &claims];
+    if let Some(kid) = kid {
+        args.extend(["--kid", kid]);
+    }
+    args.extend(extra);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .arg("token")
+        .args(&args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "token mint {args:?}: {stderr}");
+    assert!(
+        stdout.ends_with('\n') && stdout.trim().lines().count() == 1,
+        "one token line: {stdout:?}"
+    );
+    stdout.trim().to_owned()
+}
+
+/// A token for the quickstart's dev provider (RS256, `dev-rsa-1`) with `extra` claims added to
+/// its `iss`, `aud: demo-api` and `sub: alice`, minted by the binary.
+pub fn mint_dev(extra: Value) -> String {
+    let mut claims = json!({"iss": "https://dev.jwtgate.local/", "aud": "demo-api", "sub": "alice"});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    mint_cli("dev-rsa.pem", "RS256", Some("dev-rsa-1"), &claims, &[])
+}
+
+/// Runs `f` under a time bound, failing the test past it.
+pub async fn bounded<F: std::future::Future>(limit: Duration, f: F) -> F::Output {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within {limit:?}"))
+}
+
+/// A JWKS issuer serving the RS256 fixture key `rsa-a.pem` as `kid` "rsa".
+pub async fn rsa_issuer() -> Issuer {
+    Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await
+}
+
 pub fn pem(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).expect("fixture key")
 }
