@@ -144,4 +144,119 @@ mod tests {
         b.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"xy");
     }
+
+    /// Counts the writes that reach the "socket"; reports itself vectored, as a TCP stream does.
+    struct CountingWrites<S> {
+        inner: S,
+        writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for CountingWrites<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for CountingWrites<S> {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if written.is_ready() {
+                self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            written
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            if written.is_ready() {
+                self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            written
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// The regression behind the bad-signature gap: h2 chains a DATA payload of 256 bytes or more
+    /// when the connection says it is vectored, and a chained payload flushes before the next
+    /// frame — so denials (≈ 300 bytes) left one write each. Eight such responses queued
+    /// together must leave in one write (at most two), not eight.
+    #[tokio::test(flavor = "current_thread")]
+    async fn responses_of_a_denials_size_queued_together_leave_in_one_write() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const STREAMS: usize = 8;
+        const BODY: usize = 300;
+
+        let (server_io, client_io) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let before_responses = Arc::new(AtomicUsize::new(usize::MAX));
+        let server = {
+            let writes = writes.clone();
+            let before_responses = before_responses.clone();
+            tokio::spawn(async move {
+                let io = Corked::new(CountingWrites {
+                    inner: server_io,
+                    writes: writes.clone(),
+                });
+                let mut conn = h2::server::handshake(io).await.unwrap();
+                let mut pending = Vec::new();
+                while pending.len() < STREAMS {
+                    let (_request, respond) = conn.accept().await.unwrap().unwrap();
+                    pending.push(respond);
+                }
+                before_responses.store(writes.load(Ordering::SeqCst), Ordering::SeqCst);
+                for mut respond in pending {
+                    let mut body = respond.send_response(http::Response::new(()), false).unwrap();
+                    body.send_data(bytes::Bytes::from(vec![b'x'; BODY]), true).unwrap();
+                }
+                while conn.accept().await.is_some() {}
+            })
+        };
+
+        let (client, connection) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let mut responses = Vec::new();
+        for _ in 0..STREAMS {
+            let request = http::Request::get("http://jwtgate/check").body(()).unwrap();
+            let (response, _) = client.send_request(request, true).unwrap();
+            responses.push(response);
+        }
+        for response in responses {
+            let mut body = response.await.unwrap().into_body();
+            let mut received = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                received += chunk.len();
+                body.flow_control().release_capacity(chunk.len()).unwrap();
+            }
+            assert_eq!(received, BODY);
+        }
+        let response_writes = writes.load(Ordering::SeqCst) - before_responses.load(Ordering::SeqCst);
+        drop(client);
+        server.await.unwrap();
+        assert!(
+            (1..=2).contains(&response_writes),
+            "{STREAMS} responses of {BODY} bytes took {response_writes} writes"
+        );
+    }
 }
