@@ -1,6 +1,6 @@
 //! Corked writes for the gRPC connections: a connection's first write after a quiet spell waits
 //! until the runtime has run the tasks that were already ready, so the responses those tasks
-//! produce leave in one `writev` instead of one per HTTP/2 frame.
+//! produce leave in one socket write instead of one per HTTP/2 frame.
 //!
 //! Why: every check runs in a task of its own (hyper spawns one per HTTP/2 stream) and hands its
 //! response frames to the connection task, which tokio then runs next (its "LIFO slot"). When a
