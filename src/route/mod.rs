@@ -164,6 +164,13 @@ mod tests {
         );
         assert_eq!(pick(&t, "GET", "h", "/ADMIN").as_deref(), Some("admin"));
         assert_eq!(pick(&t, "GET", "h", "/%41dmin").as_deref(), Some("admin"));
+        // Case-insensitive and case-sensitive routes mixed: each sees the path its own way.
+        let t = table(
+            "  - { name: other, match: { path_prefix: /other, case_insensitive: true } }\n  - { name: exact, match: { path: /Admin } }\n  - { name: admin, match: { path_prefix: /admin, case_insensitive: true } }\n",
+        );
+        assert_eq!(pick(&t, "GET", "h", "/Admin").as_deref(), Some("exact"));
+        assert_eq!(pick(&t, "GET", "h", "/ADMIN/x").as_deref(), Some("admin"));
+        assert_eq!(pick(&t, "GET", "h", "/admin").as_deref(), Some("admin"));
     }
 
     #[test]
