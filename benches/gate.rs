@@ -7,13 +7,13 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
-use jwtgate::config::Config;
-use jwtgate::gate::{Decision, Gate, Request};
+use jwtgate_core::config::Config;
+use jwtgate_core::gate::Gate;
+use jwtgate_core::request::{Decision, Request};
 use serde_json::json;
 
-fn fixture(name: &str) -> Vec<u8> {
-    jwtgate::bench::fixture::fixture_key(name).unwrap()
-}
+mod common;
+use common::fixture;
 
 /// 200 routes: 199 that do not match `/api/orders`, then the one that does.
 fn routes() -> String {
@@ -28,7 +28,7 @@ fn routes() -> String {
 }
 
 fn gate(dir: &Path, cache_entries: u64) -> Gate {
-    let jwk = jwtgate::mint::public_jwk(&fixture("rsa-a.pem"), Algorithm::RS256, "a").unwrap();
+    let jwk = jwtgate_core::mint::public_jwk(&fixture("rsa-a.pem"), Algorithm::RS256, "a").unwrap();
     std::fs::write(dir.join("jwks.json"), json!({ "keys": [jwk] }).to_string()).unwrap();
     let yaml = format!(
         "providers:\n  - {{ name: corp, issuer: corp, jwks_file: jwks.json, audiences: [api], claims_to_headers: {{ sub: x-jwt-sub }} }}\n{}cache: {{ max_entries: {cache_entries} }}\n",
@@ -62,9 +62,9 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let key = jwtgate::mint::signing_key(&fixture("rsa-a.pem"), Algorithm::RS256).unwrap();
+    let key = jwtgate_core::mint::signing_key(&fixture("rsa-a.pem"), Algorithm::RS256).unwrap();
     let claims = json!({"iss": "corp", "aud": "api", "sub": "alice", "scope": "api.read"});
-    let token = jwtgate::mint::mint(&key, Algorithm::RS256, Some("a"), claims.as_object().unwrap(), 3600).unwrap();
+    let token = jwtgate_core::mint::mint(&key, Algorithm::RS256, Some("a"), claims.as_object().unwrap(), 3600).unwrap();
     let req = request(&token);
 
     let warm = gate(dir.path(), 100_000);
@@ -81,25 +81,25 @@ fn bench(c: &mut Criterion) {
         }
     });
 
-    let sources = vec![jwtgate::config::Source::Header {
+    let sources = vec![jwtgate_core::config::Source::Header {
         name: "authorization".into(),
         prefix: "Bearer ".into(),
     }];
     c.bench_function("token_extraction", |b| {
-        b.iter(|| jwtgate::token::extract(&req, &sources).unwrap())
+        b.iter(|| jwtgate_core::token::extract(&req, &sources).unwrap())
     });
 
-    let path = jwtgate::route::path::normalize(&req.path).unwrap();
+    let path = jwtgate_core::path::normalize(&req.path).unwrap();
     c.bench_function("path_normalisation", |b| {
-        b.iter(|| jwtgate::route::path::normalize(&req.path).unwrap())
+        b.iter(|| jwtgate_core::path::normalize(&req.path).unwrap())
     });
     c.bench_function("route_match_200_routes", |b| {
         b.iter(|| warm.routes().select(&req, &path).unwrap())
     });
 
-    let h = jwtgate::cache::hash(&token);
+    let h = jwtgate_core::cache::hash(&token);
     c.bench_function("cache_hash_and_hit", |b| {
-        b.iter(|| warm.cache().get(&jwtgate::cache::hash(&token)).unwrap())
+        b.iter(|| warm.cache().get(&jwtgate_core::cache::hash(&token)).unwrap())
     });
     c.bench_function("cache_hit_lookup_only", |b| b.iter(|| warm.cache().get(&h).unwrap()));
 

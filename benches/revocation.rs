@@ -3,7 +3,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jwtgate::revocation::{Revocation, RevocationSet, Target};
+use jwtgate_core::revocation::{Revocation, RevocationSet, Target};
 
 /// Resident set size in bytes, from /proc/self/statm.
 fn rss() -> usize {

@@ -6,9 +6,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-fn fixture(name: &str) -> Vec<u8> {
-    jwtgate::bench::fixture::fixture_key(name).unwrap()
-}
+mod common;
+use common::fixture;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -25,13 +24,13 @@ fn bench(c: &mut Criterion) {
     ];
     let keys: Vec<_> = cases
         .iter()
-        .map(|(alg, file)| jwtgate::mint::public_jwk(&fixture(file), *alg, &format!("{alg:?}")).unwrap())
+        .map(|(alg, file)| jwtgate_core::mint::public_jwk(&fixture(file), *alg, &format!("{alg:?}")).unwrap())
         .collect();
     std::fs::write(dir.path().join("jwks.json"), json!({ "keys": keys }).to_string()).unwrap();
     std::fs::write(dir.path().join("secret"), "s".repeat(64)).unwrap();
     let yaml = "providers:\n  - { name: a, issuer: a, jwks_file: jwks.json, audiences: [api] }\n  - { name: h, issuer: h, hmac_secret: { file: secret }, audiences: [api] }\n";
-    let config = jwtgate::config::Config::parse(yaml, "bench.yaml", dir.path()).unwrap();
-    let verifier = jwtgate::verify::Verifier::new(&config, &reqwest::Client::new());
+    let config = jwtgate_core::config::Config::parse(yaml, "bench.yaml", dir.path()).unwrap();
+    let verifier = jwtgate_core::verify::Verifier::new(&config, &reqwest::Client::new());
     rt.block_on(async {
         for p in verifier.providers() {
             p.keys.load_once().await.unwrap();
@@ -40,8 +39,8 @@ fn bench(c: &mut Criterion) {
     let claims = |iss: &str| json!({"iss": iss, "aud": "api", "sub": "alice"});
     let mut group = c.benchmark_group("verify");
     for (alg, file) in cases {
-        let key = jwtgate::mint::signing_key(&fixture(file), alg).unwrap();
-        let token = jwtgate::mint::mint(
+        let key = jwtgate_core::mint::signing_key(&fixture(file), alg).unwrap();
+        let token = jwtgate_core::mint::mint(
             &key,
             alg,
             Some(&format!("{alg:?}")),
@@ -54,8 +53,8 @@ fn bench(c: &mut Criterion) {
                 .iter(|| async { verifier.verify(&token).await.unwrap() })
         });
     }
-    let key = jwtgate::mint::signing_key(&"s".repeat(64).into_bytes(), Algorithm::HS256).unwrap();
-    let token = jwtgate::mint::mint(&key, Algorithm::HS256, None, claims("h").as_object().unwrap(), 3600).unwrap();
+    let key = jwtgate_core::mint::signing_key(&"s".repeat(64).into_bytes(), Algorithm::HS256).unwrap();
+    let token = jwtgate_core::mint::mint(&key, Algorithm::HS256, None, claims("h").as_object().unwrap(), 3600).unwrap();
     group.bench_function("HS256", |b| {
         b.to_async(&rt)
             .iter(|| async { verifier.verify(&token).await.unwrap() })

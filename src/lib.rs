@@ -1,28 +1,14 @@
-//! jwtgate: one verifier that Envoy (gRPC ext_authz), Istio (CUSTOM authorization) and HTTP
-//! proxies ask "may this request pass, and with which identity?".
+//! jwtgate, the server: the doors Envoy (gRPC ext_authz), Istio (CUSTOM authorization) and HTTP
+//! proxies (Nginx, Traefik, Caddy, Envoy's HTTP mode) ask "may this request pass, and with which
+//! identity?", the admin API and its client, and the command line.
 //!
-//! Data flows one way: request → token → key → claims → decision → response. The protocol
-//! adapters in [`server`] translate the wire into a [`gate::Request`] and render the
-//! [`gate::Decision`]; everything in between knows nothing of gRPC or HTTP.
+//! The decision itself lives in `jwtgate_core` and knows no door: [`server`] translates the wire
+//! into a `jwtgate_core::request::Request`, the core's gate decides, and
+//! [`server::render`] turns the decision into the answer both doors give.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
-pub mod bench;
-pub mod cache;
-pub mod claims;
-pub mod config;
-pub mod denial_log;
-pub mod gate;
-pub mod jws;
-pub mod keys;
-pub mod metrics;
-pub mod mint;
-pub mod policy;
-pub mod rejection;
-pub mod revocation;
-pub mod route;
+pub mod cli;
 pub mod server;
-pub mod token;
-pub mod verify;

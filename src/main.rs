@@ -1,13 +1,12 @@
-//! The `jwtgate` command: argument handling only; everything else lives in the library.
+//! The `jwtgate` command: argument handling only; each command lives in [`jwtgate::cli`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use clap::{ArgGroup, Parser, Subcommand};
-use jsonwebtoken::Algorithm;
-use jwtgate::config::Config;
-use tokio_util::sync::CancellationToken;
+use jwtgate::admin::pb;
+use jwtgate::cli::admin::{Call, Endpoint};
+use jwtgate::cli::{self, check, token};
 
 #[derive(Parser)]
 #[command(
@@ -177,16 +176,9 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => serve(&config),
-        Command::ValidateConfig { file } => match Config::load(&file) {
-            Ok(c) => {
-                println!("{}: ok ({} provider(s))", file.display(), c.providers.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => config_error(&e),
-        },
+    match Cli::parse().command {
+        Command::Serve { config } => cli::serve::serve(&config),
+        Command::ValidateConfig { file } => cli::validate_config(&file),
         Command::Check {
             config,
             token,
@@ -195,435 +187,103 @@ fn main() -> ExitCode {
             host,
             headers,
             context,
-        } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return config_error(&e),
-            };
-            let mut req = jwtgate::gate::Request {
+        } => check::check(
+            &config,
+            check::Args {
+                token,
                 method,
                 path,
                 host,
-                ..Default::default()
+                headers,
+                context,
+            },
+        ),
+        Command::Token { command } => {
+            let out = match command {
+                TokenCommand::Mint {
+                    key,
+                    alg,
+                    kid,
+                    claims,
+                    ttl,
+                } => token::mint(token::MintArgs {
+                    key,
+                    alg,
+                    kid,
+                    claims,
+                    ttl,
+                }),
+                TokenCommand::Jwks { keys } => token::jwks(&keys),
             };
-            for h in headers {
-                let Some((k, v)) = h.split_once(':') else {
-                    eprintln!("jwtgate: --header wants `NAME: VALUE`, got `{h}`");
-                    return ExitCode::from(2);
-                };
-                req.headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-            }
-            for c in context {
-                let Some((k, v)) = c.split_once('=') else {
-                    eprintln!("jwtgate: --context wants `KEY=VALUE`, got `{c}`");
-                    return ExitCode::from(2);
-                };
-                req.context.insert(k.to_owned(), v.to_owned());
-            }
-            if let Some(t) = token {
-                req.headers.insert("authorization".into(), format!("Bearer {t}"));
-            }
-            check(&config, &req)
-        }
-        Command::Revoke { command } => admin(AdminCommand::Revoke(command)),
-        Command::Keys { command } => admin(AdminCommand::Keys(command)),
-        Command::Token { command } => match token(command) {
-            Ok(out) => {
-                println!("{out}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("jwtgate: {e}");
-                ExitCode::from(2)
-            }
-        },
-    }
-}
-
-fn config_error(e: &jwtgate::config::ConfigError) -> ExitCode {
-    eprintln!("jwtgate: invalid config: {e}");
-    ExitCode::from(2)
-}
-
-fn serve(path: &std::path::Path) -> ExitCode {
-    init_logging();
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => return config_error(&e),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("jwtgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let running = match jwtgate::server::start(&config, shutdown.clone()).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("jwtgate: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tokio::spawn(running.live.clone().watch(path.to_path_buf()));
-        let live = running.live.clone();
-        let reload_path = path.to_path_buf();
-        tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the config");
-                let _ = live.reload(&reload_path);
-            }
-        });
-        wait_for_signal().await;
-        tracing::info!("shutting down: no new connections, finishing in-flight checks");
-        shutdown.cancel();
-        if tokio::time::timeout(config.shutdown_grace, running.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("in-flight checks still running after the grace period; exiting");
-        }
-        ExitCode::SUCCESS
-    })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-/// `jwtgate check`: the same gate as `serve`, with the token's provider's keys loaded once.
-fn check(config: &Config, req: &jwtgate::gate::Request) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("jwtgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let gate = jwtgate::gate::Gate::new(config, &jwtgate::keys::fetch::client(), Default::default());
-        let issuer = req
-            .header("authorization")
-            .and_then(|a| a.get(7..))
-            .and_then(|t| jwtgate::jws::parse_unverified(t).ok())
-            .and_then(|jws| jws.claims.get("iss").and_then(|i| i.as_str()).map(str::to_owned));
-        if let Some(p) = issuer.as_deref().and_then(|i| gate.verifier().provider(i))
-            && let Err(e) = p.keys.load_once().await
-        {
-            println!("keys for provider {}: {e}", p.config.name);
-        }
-        let (decision, ex) = gate.explain(req).await;
-        println!("request:  {} {} (host {:?})", req.method, req.path, req.host);
-        if let Some(path) = &ex.path {
-            println!("path:     {path} (normalised)");
-        }
-        println!("route:    {}", ex.route.as_deref().unwrap_or("(none matched)"));
-        println!("provider: {}", ex.provider.as_deref().unwrap_or("-"));
-        for step in &ex.steps {
-            match &step.outcome {
-                Ok(()) => println!("  pass  {}", step.what),
-                Err(why) => println!("  FAIL  {}: {why}", step.what),
-            }
-        }
-        if let Some(r) = &ex.dry_run_denial {
-            println!("dry run: would deny ({} {}), allowed", r.http_status(), r.reason());
-        }
-        match decision {
-            jwtgate::gate::Decision::Allow(allow) => {
-                println!("decision: ALLOW");
-                for (k, v) in &allow.set_headers {
-                    println!("  set     {k}: {v}");
+            match out {
+                Ok(out) => {
+                    println!("{out}");
+                    ExitCode::SUCCESS
                 }
-                for k in &allow.remove_headers {
-                    println!("  remove  {k}");
+                Err(e) => {
+                    eprintln!("jwtgate: {e}");
+                    ExitCode::from(cli::UNUSABLE)
                 }
-                ExitCode::SUCCESS
-            }
-            jwtgate::gate::Decision::Deny(deny) => {
-                println!("decision: DENY {} {}", deny.http_status(), deny.rejection.reason());
-                println!("  www-authenticate: {}", deny.www_authenticate());
-                ExitCode::from(1)
             }
         }
-    })
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("JWTGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
+        Command::Revoke { command } => {
+            let (admin, call) = revoke(command);
+            cli::admin::admin(&admin.into(), call)
+        }
+        Command::Keys {
+            command: KeysCommand::Status { admin },
+        } => cli::admin::admin(&admin.into(), Call::KeyStatus),
     }
 }
 
-fn token(command: TokenCommand) -> Result<String, String> {
-    match command {
-        TokenCommand::Mint {
-            key,
-            alg,
-            kid,
-            claims,
-            ttl,
-        } => {
-            let alg = parse_alg(&alg)?;
-            let key = std::fs::read(&key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-            let key = jwtgate::mint::signing_key(&key, alg)?;
-            let claims = match claims.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
-                None => claims,
-            };
-            let claims: serde_json::Value =
-                serde_json::from_str(&claims).map_err(|e| format!("--claims is not JSON: {e}"))?;
-            let claims = claims.as_object().ok_or("--claims must be a JSON object")?;
-            let ttl = jwtgate::config::duration::parse(&ttl).map_err(|e| format!("--ttl: {e}"))?;
-            jwtgate::mint::mint(&key, alg, kid.as_deref(), claims, ttl.as_secs())
-        }
-        TokenCommand::Jwks { keys } => {
-            let mut out = Vec::new();
-            for spec in keys {
-                let mut parts = spec.rsplitn(3, ':');
-                let (kid, alg, path) = match (parts.next(), parts.next(), parts.next()) {
-                    (Some(k), Some(a), Some(p)) => (k, a, p),
-                    _ => return Err(format!("--key `{spec}`: expected PEM_FILE:ALG:KID")),
-                };
-                let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-                out.push(jwtgate::mint::public_jwk(&pem, parse_alg(alg)?, kid)?);
-            }
-            serde_json::to_string_pretty(&serde_json::json!({ "keys": out })).map_err(|e| e.to_string())
+impl From<AdminArgs> for Endpoint {
+    fn from(a: AdminArgs) -> Self {
+        Self {
+            url: a.url,
+            token: a.admin_token,
         }
     }
 }
 
-fn parse_alg(name: &str) -> Result<Algorithm, String> {
-    Algorithm::from_str(name).map_err(|_| format!("unknown algorithm `{name}`"))
-}
-
-/// A command for a running jwtgate's admin API.
-enum AdminCommand {
-    Revoke(RevokeCommand),
-    Keys(KeysCommand),
-}
-
-/// Runs an admin command: 0 on success, 1 with the gRPC status message on failure.
-fn admin(command: AdminCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("jwtgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(admin_call(command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("jwtgate: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn admin_call(command: AdminCommand) -> Result<(), String> {
-    use jwtgate::admin::pb;
+/// The admin API call a `revoke` command asks for.
+fn revoke(command: RevokeCommand) -> (AdminArgs, Call) {
     use pb::revoke_token_request::Target;
     match command {
-        AdminCommand::Revoke(RevokeCommand::Token {
+        RevokeCommand::Token {
             jti,
             issuer,
             expires_at,
             token,
             reason,
             admin,
-        }) => {
+        } => {
+            // clap requires `--token`, or `--jti` with `--issuer`.
             let target = match (token, issuer, jti) {
-                (Some(t), _, _) => Target::Token(t),
-                (None, Some(issuer), Some(jti)) => Target::Id(pb::TokenId {
+                (Some(t), _, _) => Some(Target::Token(t)),
+                (None, Some(issuer), Some(jti)) => Some(Target::Id(pb::TokenId {
                     issuer,
                     jti,
                     expires_at: expires_at.unwrap_or(0),
-                }),
-                _ => return Err("give --token, or --issuer with --jti".into()),
+                })),
+                _ => None,
             };
-            let msg = pb::RevokeTokenRequest {
-                target: Some(target),
-                reason,
-            };
-            let (mut client, auth) = connect(&admin).await?;
-            let answer = client.revoke_token(auth.request(msg)).await.map_err(status)?;
-            print_revoked(answer.into_inner());
+            (admin, Call::RevokeToken(pb::RevokeTokenRequest { target, reason }))
         }
-        AdminCommand::Revoke(RevokeCommand::Subject {
+        RevokeCommand::Subject {
             issuer,
             subject,
             before,
             reason,
             admin,
-        }) => {
-            let msg = pb::RevokeSubjectRequest {
+        } => (
+            admin,
+            Call::RevokeSubject(pb::RevokeSubjectRequest {
                 issuer,
                 subject,
                 issued_before: before.unwrap_or(0),
                 reason,
-            };
-            let (mut client, auth) = connect(&admin).await?;
-            let answer = client.revoke_subject(auth.request(msg)).await.map_err(status)?;
-            print_revoked(answer.into_inner());
-        }
-        AdminCommand::Revoke(RevokeCommand::List { page_size, admin }) => {
-            let (mut client, auth) = connect(&admin).await?;
-            let mut page_token = String::new();
-            loop {
-                let msg = pb::ListRevocationsRequest {
-                    page_size,
-                    page_token: page_token.clone(),
-                };
-                let page = client
-                    .list_revocations(auth.request(msg))
-                    .await
-                    .map_err(status)?
-                    .into_inner();
-                for r in &page.revocations {
-                    println!("{}", revocation_line(r));
-                }
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                if page.next_page_token == page_token {
-                    return Err("the admin API returned the same page twice".into());
-                }
-                page_token = page.next_page_token;
-            }
-        }
-        AdminCommand::Keys(KeysCommand::Status { admin }) => {
-            let (mut client, auth) = connect(&admin).await?;
-            let answer = client
-                .key_status(auth.request(pb::KeyStatusRequest {}))
-                .await
-                .map_err(status)?;
-            for p in answer.into_inner().providers {
-                let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-                print!(
-                    "{} {} keys={} kids={} last_loaded={} age={} fetches={} issuer={:?}",
-                    p.provider,
-                    p.state,
-                    p.keys,
-                    p.kids.join(","),
-                    opt(p.last_loaded_unix),
-                    opt(p.age_seconds),
-                    p.fetches,
-                    p.issuer
-                );
-                match &p.last_error {
-                    Some(e) => println!(" error={e:?}"),
-                    None => println!(),
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The bearer credential each admin request carries.
-struct AdminAuthHeader(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl AdminAuthHeader {
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(message);
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        req
-    }
-}
-
-async fn connect(
-    admin: &AdminArgs,
-) -> Result<
-    (
-        jwtgate::admin::pb::admin_client::AdminClient<tonic::transport::Channel>,
-        AdminAuthHeader,
-    ),
-    String,
-> {
-    let auth = match &admin.admin_token {
-        None => AdminAuthHeader(None),
-        Some(t) => AdminAuthHeader(Some(
-            format!("Bearer {t}")
-                .parse()
-                .map_err(|_| "--admin-token is not a valid header value")?,
-        )),
-    };
-    let endpoint = tonic::transport::Endpoint::from_shared(admin.url.clone())
-        .map_err(|e| format!("--admin {}: {e}", admin.url))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .timeout(std::time::Duration::from_secs(30));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach the admin API at {}: {}", admin.url, error_chain(&e)))?;
-    Ok((jwtgate::admin::pb::admin_client::AdminClient::new(channel), auth))
-}
-
-fn status(s: tonic::Status) -> String {
-    format!("{} ({:?})", s.message(), s.code())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        // Layers often repeat their inner error's words.
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-fn print_revoked(answer: jwtgate::admin::pb::RevokeResponse) {
-    match answer.revocation {
-        Some(r) => println!("revoked {}", revocation_line(&r)),
-        None => println!("nothing to do: {}", answer.note),
-    }
-}
-
-/// One revocation on one line; strings are quoted.
-fn revocation_line(r: &jwtgate::admin::pb::Revocation) -> String {
-    use jwtgate::admin::pb::RevocationKind;
-    let what = match r.kind() {
-        RevocationKind::Token => format!("token issuer={:?} jti={:?}", r.issuer, r.jti),
-        RevocationKind::Subject => format!(
-            "subject issuer={:?} subject={:?} issued_before={}",
-            r.issuer, r.subject, r.issued_before
+            }),
         ),
-        RevocationKind::Unspecified => format!("unknown issuer={:?}", r.issuer),
-    };
-    format!(
-        "{what} expires_at={} created_at={} reason={:?}",
-        r.expires_at, r.created_at, r.reason
-    )
+        RevokeCommand::List { page_size, admin } => (admin, Call::List { page_size }),
+    }
 }

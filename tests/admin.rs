@@ -255,7 +255,7 @@ async fn revoking_a_subject_denies_tokens_issued_before_the_cut_off_only() {
         let no_iat = {
             let mut c = claims(&iss.url());
             c["exp"] = json!(now() + 600);
-            let key = jwtgate::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
+            let key = jwtgate_core::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
             let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
             header.kid = Some("rsa".into());
             jsonwebtoken::encode(&header, &c, &key).unwrap()
@@ -553,6 +553,47 @@ async fn provider_mode_needs_a_valid_token_from_the_admin_provider_with_the_role
     .await
 }
 
+/// Admin callers go through the gate's own token path: a provider that requires `jti` refuses an
+/// admin token without one, exactly as a check refuses it at the door.
+#[tokio::test]
+async fn a_require_jti_provider_refuses_an_admin_token_without_jti() {
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
+        let yaml = format!(
+            "{}    require_jti: true\nadmin: {{ provider: corp, role: {ADMIN_ROLE} }}\n",
+            corp(&iss)
+        );
+        let gk = Gatekeeper::start(&yaml, &[]).await;
+        gk.wait_ready().await;
+        let mut admin = gk.admin().await;
+        let roles = json!({"roles": [ADMIN_ROLE]});
+        let with_jti = token(&iss, json!({"roles": [ADMIN_ROLE], "jti": "ops-1"}));
+        let ok = vec![Code::InvalidArgument, Code::InvalidArgument, Code::Ok, Code::Ok];
+        assert_eq!(codes(&mut admin, Some(&with_jti)).await, ok);
+
+        let mut no_jti_claims = roles.clone();
+        no_jti_claims["jti"] = Value::Null; // mint adds a jti unless one is given
+        let without_jti = token(&iss, no_jti_claims);
+        assert_eq!(
+            codes(&mut admin, Some(&without_jti)).await,
+            vec![Code::Unauthenticated; 4],
+            "require_jti applies to admin callers"
+        );
+        let e = admin
+            .key_status(authed(pb::KeyStatusRequest {}, &without_jti))
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("missing required claim jti"), "{e:?}");
+        // The check door refuses the same token for the same reason.
+        let a = check(&mut gk.client().await, bearer(&without_jti)).await.unwrap();
+        assert_eq!(
+            (a.http_status, a.reason().as_str()),
+            (Some(401), "missing required claim jti")
+        );
+    })
+    .await
+}
+
 #[tokio::test]
 async fn with_no_admin_credentials_configured_every_call_is_refused() {
     bounded(BOUND, async {
@@ -650,7 +691,7 @@ async fn expired_revocations_are_purged_from_memory_and_the_file() {
         let stored = {
             let mut attempts = 0;
             let store = loop {
-                match jwtgate::revocation::embedded::EmbeddedStore::open(&data) {
+                match jwtgate_core::revocation::embedded::EmbeddedStore::open(&data) {
                     Ok(s) => break s,
                     Err(_) if attempts < 50 => {
                         attempts += 1;
@@ -664,8 +705,8 @@ async fn expired_revocations_are_purged_from_memory_and_the_file() {
         let jtis: Vec<String> = stored
             .iter()
             .filter_map(|r| match &r.target {
-                jwtgate::revocation::Target::Token { jti, .. } => Some(jti.clone()),
-                jwtgate::revocation::Target::Subject { .. } => None,
+                jwtgate_core::revocation::Target::Token { jti, .. } => Some(jti.clone()),
+                jwtgate_core::revocation::Target::Subject { .. } => None,
             })
             .collect();
         assert_eq!(jtis, ["long"], "the file no longer holds the expired entry");

@@ -79,7 +79,7 @@ fn header_b64(v: Value) -> String {
 /// Re-signs `header.payload` with a fixture key (RS256/ES256) after editing the header.
 fn resign(key: &str, alg: Algorithm, header: Value, payload: &Value) -> String {
     let input = format!("{}.{}", header_b64(header), B64.encode(payload.to_string()));
-    let k = jwtgate::mint::signing_key(&pem(key), alg).unwrap();
+    let k = jwtgate_core::mint::signing_key(&pem(key), alg).unwrap();
     let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &k, alg).unwrap();
     format!("{input}.{sig}")
 }
@@ -110,7 +110,7 @@ async fn hs256_signed_with_the_providers_public_key_is_refused() {
     for secret in [pub_pem, jwk_json.into_bytes(), der] {
         let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
         header.kid = Some("rsa".into());
-        let key = jsonwebtoken::EncodingKey::from_secret(&secret);
+        let key = jsonwebtoken::EncodingKey::from_secret(&secret).unwrap();
         let t = jsonwebtoken::encode(&header, &w.claims(), &key).unwrap();
         w.denied(&t, "algorithm not allowed").await;
     }
@@ -352,7 +352,7 @@ async fn duplicate_members_in_header_or_claims() {
         B64.encode(r#"{"alg":"RS256","kid":"rsa"}"#),
         B64.encode(payload)
     );
-    let k = jwtgate::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
+    let k = jwtgate_core::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
     let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &k, Algorithm::RS256).unwrap();
     w.denied(&format!("{input}.{sig}"), "malformed token: duplicate JSON member")
         .await;
@@ -390,7 +390,7 @@ async fn expiry_claim_cases() {
             B64.encode(r#"{"alg":"RS256","kid":"rsa"}"#),
             B64.encode(c.to_string())
         );
-        let k = jwtgate::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
+        let k = jwtgate_core::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
         format!(
             "{input}.{}",
             jsonwebtoken::crypto::sign(input.as_bytes(), &k, Algorithm::RS256).unwrap()

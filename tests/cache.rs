@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use jsonwebtoken::Algorithm;
-use jwtgate::revocation::{Revocation, Target, now_unix};
+use jwtgate_core::clock;
+use jwtgate_core::revocation::{Revocation, Target};
 use serde_json::json;
 
 async fn start(extra_top: &str, keys: &str) -> (Issuer, Gatekeeper) {
@@ -37,7 +38,7 @@ fn token(issuer: &Issuer, key: &str, kid: &str, extra: serde_json::Value) -> Str
     sign(&pem(key), Algorithm::RS256, Some(kid), c)
 }
 
-fn metrics(gk: &Gatekeeper) -> std::sync::Arc<jwtgate::metrics::Metrics> {
+fn metrics(gk: &Gatekeeper) -> std::sync::Arc<jwtgate_core::metrics::Metrics> {
     gk.live().gate().load().metrics().clone()
 }
 
@@ -72,7 +73,7 @@ async fn a_seen_token_is_answered_from_the_cache() {
 async fn a_cached_token_still_expires() {
     let (issuer, gk) = start("", "").await;
     let mut client = gk.client().await;
-    let t = token(&issuer, "rsa-a.pem", "a", json!({"exp": now_unix() + 2}));
+    let t = token(&issuer, "rsa-a.pem", "a", json!({"exp": clock::now().unix + 2}));
     assert_eq!(check(&mut client, bearer(&t)).await.unwrap().grpc_code, 0);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let a = check(&mut client, bearer(&t)).await.unwrap();
@@ -84,7 +85,12 @@ async fn revocation_evicts_cached_tokens_at_once() {
     let (issuer, gk) = start("", "").await;
     let mut client = gk.client().await;
     let by_jti = token(&issuer, "rsa-a.pem", "a", json!({"jti": "j-1"}));
-    let by_sub = token(&issuer, "rsa-a.pem", "a", json!({"sub": "bob", "iat": now_unix() - 10}));
+    let by_sub = token(
+        &issuer,
+        "rsa-a.pem",
+        "a",
+        json!({"sub": "bob", "iat": clock::now().unix - 10}),
+    );
     let other = token(&issuer, "rsa-a.pem", "a", json!({"jti": "j-2"}));
     for t in [&by_jti, &by_sub, &other] {
         assert_eq!(check(&mut client, bearer(t)).await.unwrap().grpc_code, 0);
@@ -94,8 +100,8 @@ async fn revocation_evicts_cached_tokens_at_once() {
     let store = gk.running.as_ref().unwrap().store.clone();
     let revoke = |target| Revocation {
         target,
-        expires_at: now_unix() + 600,
-        created_at: now_unix(),
+        expires_at: clock::now().unix + 600,
+        created_at: clock::now().unix,
         reason: "test".into(),
     };
     store
@@ -109,7 +115,7 @@ async fn revocation_evicts_cached_tokens_at_once() {
         .revoke(revoke(Target::Subject {
             issuer: issuer.url(),
             subject: "bob".into(),
-            issued_before: now_unix(),
+            issued_before: clock::now().unix,
         }))
         .await
         .unwrap();

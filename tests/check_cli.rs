@@ -122,6 +122,52 @@ fn check_refuses_a_bad_config_with_exit_2() {
     );
 }
 
+/// `check` finds the token where `serve` would: through the provider's configured sources. With
+/// only a cookie (or a query parameter) enabled there is no `Authorization` header to peek at,
+/// yet the provider's keys must be loaded and the token verified.
+#[test]
+fn check_finds_the_token_in_a_cookie_or_the_query_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cookie.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "providers:\n  - name: dev\n    issuer: \"https://dev.jwtgate.local/\"\n    jwks_file: {}\n    audiences: [demo-api]\n    sources: [{{ cookie: access_token }}, {{ query: at }}]\n    claims_to_headers: {{ sub: x-jwt-sub }}\n",
+            repo("examples/keys/jwks.json").display()
+        ),
+    )
+    .unwrap();
+    let token = mint_dev(json!({}));
+    let run = |args: &[&str]| {
+        let out = bin()
+            .arg("check")
+            .arg("--config")
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
+    };
+
+    let cookie = format!("cookie: theme=dark; access_token={token}");
+    let (code, out) = run(&["--header", &cookie, "--path", "/api"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("  pass  token found in cookie access_token"), "{out}");
+    assert!(
+        out.contains("provider: dev") && out.contains("set     x-jwt-sub: alice"),
+        "{out}"
+    );
+
+    let (code, out) = run(&["--path", &format!("/api?at={token}")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("  pass  token found in query parameter at"), "{out}");
+
+    // A bearer header is not a source this provider enables: no token at all.
+    let (code, out) = run(&["--token", &token, "--path", "/api"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("  FAIL  token present: missing token"), "{out}");
+}
+
 /// Kills the server if the test fails half-way.
 struct Server(Child);
 

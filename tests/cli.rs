@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{bearer, check, mint_cli as mint, repo};
+use common::{bearer, check, mint_cli as mint, now, repo};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -43,11 +43,6 @@ fn bin() -> Command {
 /// Process output as text.
 fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
-}
-
-/// Seconds since the epoch.
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// Writes `body` as `jwtgate.yaml` in `dir` and returns its path.
@@ -697,7 +692,8 @@ fn token_mint_hs256_with_the_dev_secret_file_verifies_with_that_secret() {
     // The secret is the file without its trailing newline, as `hmac_secret: {file: …}` reads it.
     let mut v = Validation::new(Algorithm::HS256);
     v.set_audience(&["demo-api"]);
-    let data = jsonwebtoken::decode::<Value>(&token, &DecodingKey::from_secret(&dev_hmac_secret()), &v).unwrap();
+    let data =
+        jsonwebtoken::decode::<Value>(&token, &DecodingKey::from_secret(&dev_hmac_secret()).unwrap(), &v).unwrap();
     assert_eq!(data.claims["sub"], "bob");
 }
 

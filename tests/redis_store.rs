@@ -19,7 +19,8 @@ use common::redis_server::RedisServer;
 use common::*;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use jsonwebtoken::Algorithm;
-use jwtgate::revocation::{Revocation, Store, Target, now_unix};
+use jwtgate_core::clock;
+use jwtgate_core::revocation::{Revocation, Store, Target};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -66,7 +67,7 @@ fn revoke_jti(iss: &Issuer, jti: &str, expires_at: u64) -> Revocation {
             jti: jti.into(),
         },
         expires_at,
-        created_at: now_unix(),
+        created_at: clock::now().unix,
         reason: "test".into(),
     }
 }
@@ -79,7 +80,7 @@ fn revoke_subject(iss: &Issuer, subject: &str, issued_before: u64, expires_at: u
             issued_before,
         },
         expires_at,
-        created_at: now_unix(),
+        created_at: clock::now().unix,
         reason: "password change".into(),
     }
 }

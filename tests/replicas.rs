@@ -38,7 +38,7 @@ impl Replica {
             .args(["serve", "--config"])
             .arg(&file)
             .env("JWTGATE_LOG_FORMAT", "json")
-            .env("JWTGATE_LOG", "info,jwtgate::revocation=debug")
+            .env("JWTGATE_LOG", "info,jwtgate_core::revocation=debug")
             .env("JWTGATE_TEST_ADMIN", ADMIN_TOKEN)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -1,7 +1,8 @@
 //! Who is calling the admin API. The credential is `authorization: Bearer X` metadata: the static
-//! `admin.token` (compared in constant time), or a token that verifies with the gate's verifier,
-//! comes from `admin.provider`, is not revoked, and holds `admin.role` in that provider's
-//! `roles_claim`. With neither configured, every call is refused.
+//! `admin.token` (compared in constant time), or a token that passes the gate's own token path
+//! ([`Gate::authorize`](jwtgate_core::gate::Gate::authorize): verification, `require_jti`,
+//! revocation) and the route-like requirement `{providers: [admin.provider], roles:
+//! [admin.role]}`. With neither configured, every call is refused.
 
 use std::fmt;
 
@@ -9,10 +10,11 @@ use subtle::ConstantTimeEq;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use crate::claims::{claim_path, string_list};
-use crate::config::{AdminAuth, Secret};
-use crate::rejection::Rejection;
-use crate::server::SharedGate;
+use jwtgate_core::config::routes::Requirements;
+use jwtgate_core::config::{AdminAuth, Secret};
+use jwtgate_core::gate::Refusal;
+use jwtgate_core::live::SharedGate;
+use jwtgate_core::rejection::{Class, Rejection};
 
 /// An authenticated, authorised admin caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,7 @@ impl Refused {
 /// Decides who may call the admin API.
 pub struct Authenticator {
     token: Option<Secret>,
-    provider_role: Option<(String, String)>,
+    requirement: Option<Requirements>,
     gate: SharedGate,
 }
 
@@ -68,25 +70,25 @@ impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
             .field("token", &self.token.is_some())
-            .field("provider_role", &self.provider_role)
+            .field("requirement", &self.requirement)
             .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
-    /// From the validated `admin:` section; provider tokens are verified with `gate`'s verifier
-    /// in force at each call.
+    /// From the validated `admin:` section; provider tokens are checked by the gate in force at
+    /// each call.
     pub fn new(admin: &AdminAuth, gate: SharedGate) -> Self {
         Self {
             token: admin.token.clone(),
-            provider_role: admin.provider.clone().zip(admin.role.clone()),
+            requirement: admin.requirement(),
             gate,
         }
     }
 
     /// Whether any credential can be accepted (else every call is refused).
     pub fn enabled(&self) -> bool {
-        self.token.is_some() || self.provider_role.is_some()
+        self.token.is_some() || self.requirement.is_some()
     }
 
     /// Who is calling, or why the call is refused: UNAUTHENTICATED for missing or invalid
@@ -112,64 +114,42 @@ impl Authenticator {
         {
             return Ok(Caller::StaticToken);
         }
-        let Some((admin_provider, role)) = &self.provider_role else {
+        let Some(requirement) = &self.requirement else {
             return Err(Refused::new(
                 Status::unauthenticated("invalid admin credentials"),
                 "unknown",
             ));
         };
         let gate = self.gate.load_full();
-        let (verified, provider) = match gate.verifier().verify(credential).await {
-            Ok(ok) => ok,
-            Err(Rejection::KeysUnavailable) => {
-                return Err(Refused::new(
-                    Status::unavailable("cannot verify admin credentials: signing keys unavailable"),
-                    "unknown",
-                ));
+        match gate.authorize(credential, requirement).await {
+            Ok(identity) => Ok(Caller::Provider {
+                provider: identity.provider,
+                subject: identity.subject.unwrap_or_else(|| "-".into()),
+            }),
+            Err(Refusal { rejection, identity }) => {
+                let caller = identity.map_or_else(
+                    || "unknown".to_owned(),
+                    |id| {
+                        Caller::Provider {
+                            provider: id.provider,
+                            subject: id.subject.unwrap_or_else(|| "-".into()),
+                        }
+                        .to_string()
+                    },
+                );
+                Err(Refused::new(refusal_status(&rejection), caller))
             }
-            Err(r) => {
-                return Err(Refused::new(
-                    Status::unauthenticated(format!("invalid admin credentials: {r}")),
-                    "unknown",
-                ));
-            }
-        };
-        let caller = Caller::Provider {
-            provider: provider.config.name.clone(),
-            subject: verified.subject.clone().unwrap_or_else(|| "-".into()),
-        };
-        if gate
-            .shared()
-            .revocations
-            .check(
-                &verified.issuer,
-                verified.jti.as_deref(),
-                verified.subject.as_deref(),
-                verified.iat,
-            )
-            .is_some()
-        {
-            return Err(Refused::new(
-                Status::unauthenticated("invalid admin credentials: token revoked"),
-                caller.to_string(),
-            ));
         }
-        if &provider.config.name != admin_provider {
-            return Err(Refused::new(
-                Status::permission_denied(format!(
-                    "tokens from provider {} cannot call the admin API",
-                    provider.config.name
-                )),
-                caller.to_string(),
-            ));
-        }
-        if !string_list(claim_path(&verified.claims, &provider.config.roles_claim)).contains(&role.as_str()) {
-            return Err(Refused::new(
-                Status::permission_denied(format!("missing role {role} in {}", provider.config.roles_claim)),
-                caller.to_string(),
-            ));
-        }
-        Ok(caller)
+    }
+}
+
+/// The status for a credential the gate refused: UNAVAILABLE when the keys are, PERMISSION_DENIED
+/// for a valid token that lacks the admin provider or role, UNAUTHENTICATED otherwise.
+fn refusal_status(rejection: &Rejection) -> Status {
+    match rejection.class() {
+        Class::Unavailable => Status::unavailable("cannot verify admin credentials: signing keys unavailable"),
+        Class::Forbidden => Status::permission_denied(format!("not allowed to call the admin API: {rejection}")),
+        Class::Unauthenticated => Status::unauthenticated(format!("invalid admin credentials: {rejection}")),
     }
 }
 

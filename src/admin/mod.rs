@@ -1,9 +1,11 @@
 //! The admin API (gRPC `jwtgate.admin.v1.Admin`, on `listen.admin`): revoke tokens and subjects,
 //! list revocations, show key status. Who may call it is decided in [`auth`]; every call, allowed
-//! or refused, leaves one event on the `jwtgate::audit` log target ([`audit`]).
+//! or refused, leaves one event on the `jwtgate::audit` log target ([`audit`]). [`client`] is
+//! the command line's side.
 
 pub mod audit;
 pub mod auth;
+pub mod client;
 pub mod service;
 
 use tokio::net::TcpListener;

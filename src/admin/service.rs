@@ -7,6 +7,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwtgate_core::clock;
+use jwtgate_core::config::{AdminAuth, RevocationConfig};
+use jwtgate_core::gate::Gate;
+use jwtgate_core::jws;
+use jwtgate_core::live::SharedGate;
+use jwtgate_core::rejection::Rejection;
+use jwtgate_core::revocation::{Revocation, Store, Target};
+use jwtgate_core::verify::{MAX_NUMERIC_DATE, ProviderKeys};
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
@@ -14,12 +22,6 @@ use super::audit::{self, quote};
 use super::auth::Authenticator;
 use super::pb;
 use super::pb::revoke_token_request::Target as TokenTarget;
-use crate::config::{AdminAuth, RevocationConfig};
-use crate::gate::Gate;
-use crate::rejection::Rejection;
-use crate::revocation::{Revocation, Store, Target, now_unix};
-use crate::server::SharedGate;
-use crate::verify::{MAX_NUMERIC_DATE, ProviderKeys};
 
 /// Entries per page when the caller asks for none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -109,7 +111,7 @@ impl AdminService {
 
     async fn revoke_token_now(&self, req: pb::RevokeTokenRequest) -> Done<pb::RevokeResponse> {
         check_field("reason", &req.reason, true)?;
-        let now = now_unix();
+        let now = clock::now().unix;
         let gate = self.gate.load_full();
         let (issuer, jti, expires_at) = match req.target {
             None => return Err(invalid("give the token, or its issuer and jti")),
@@ -167,7 +169,7 @@ impl AdminService {
         check_field("issuer", &req.issuer, false)?;
         check_field("subject", &req.subject, false)?;
         check_field("reason", &req.reason, true)?;
-        let now = now_unix();
+        let now = clock::now().unix;
         let gate = self.gate.load_full();
         let p = provider(&gate, &req.issuer)?;
         let issued_before = match req.issued_before {
@@ -254,9 +256,10 @@ impl AdminService {
 
     fn key_status_now(&self) -> Done<pb::KeyStatusResponse> {
         let gate = self.gate.load();
-        let mut providers: Vec<pb::ProviderKeyStatus> = gate
+        let providers: Vec<pb::ProviderKeyStatus> = gate
             .verifier()
-            .providers()
+            .providers_by_name()
+            .into_iter()
             .map(|p| {
                 let s = p.keys.status();
                 pb::ProviderKeyStatus {
@@ -272,7 +275,6 @@ impl AdminService {
                 }
             })
             .collect();
-        providers.sort_by(|a, b| a.provider.cmp(&b.provider));
         let outcome = format!("{} provider(s)", providers.len());
         Ok((pb::KeyStatusResponse { providers }, outcome))
     }
@@ -361,7 +363,7 @@ fn token_target(token: &str) -> String {
     if token.len() > MAX_AUDITED_TOKEN_BYTES {
         return "token (too large to read)".into();
     }
-    match crate::jws::parse_unverified(token.trim()) {
+    match jws::parse_unverified(token.trim()) {
         Ok(jws) => {
             let claim = |name| jws.claims.get(name).and_then(Value::as_str).map_or("-".into(), quote);
             format!("token issuer={} jti={}", claim("iss"), claim("jti"))

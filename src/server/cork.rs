@@ -42,7 +42,7 @@ impl<S> Corked<S> {
 /// `Pending` the first time (`yielded` false): the task wakes itself, which puts it at the back
 /// of the run queue behind every task already ready; `Ready` once `yielded` is set. (Unlike
 /// `tokio::task::yield_now`, which defers the task until the worker has nothing else to do.)
-pub fn yield_once(yielded: &mut bool, cx: &mut Context<'_>) -> Poll<()> {
+fn yield_once(yielded: &mut bool, cx: &mut Context<'_>) -> Poll<()> {
     if *yielded {
         Poll::Ready(())
     } else {

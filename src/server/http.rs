@@ -1,7 +1,7 @@
 //! The HTTP listener: the HTTP front door for Nginx `auth_request`, Envoy's HTTP ext_authz mode
 //! (and Istio's `envoyExtAuthzHttp`) and Traefik/Caddy forward-auth, plus `/healthz`, `/readyz`
-//! and `/metrics`. It only translates: which request is being checked → [`gate::Request`], and
-//! [`Decision`] → status, headers and body. The gate decides.
+//! and `/metrics`. It only translates: which request is being checked → [`Request`], and the
+//! decision → status, headers and body ([`render`]). The gate decides.
 //!
 //! Which request is being checked:
 //! - under `http_auth.envoy_prefix` (Envoy HTTP mode): this request's method, and its path with
@@ -15,20 +15,21 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get};
+use jwtgate_core::config::routes::HttpAuth;
+use jwtgate_core::gate::Gate;
+use jwtgate_core::keys::KeyStatus;
+use jwtgate_core::live::SharedGate;
+use jwtgate_core::rejection::Rejection;
+use jwtgate_core::request::Request;
+use jwtgate_core::revocation::StoreStatus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::routes::HttpAuth;
-use crate::gate::{self, Decision, Gate};
-use crate::keys::KeyStatus;
-use crate::rejection::Rejection;
-use crate::revocation::StoreStatus;
-use crate::server::SharedGate;
+use super::render;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -55,13 +56,15 @@ pub struct Readiness {
 
 /// Readiness now: every provider's keys usable.
 pub fn readiness(gate: &Gate, shutdown: &CancellationToken) -> Readiness {
-    let mut providers: Vec<KeyStatus> = gate.verifier().providers().map(|p| p.keys.status()).collect();
-    providers.sort_by(|a, b| a.provider.cmp(&b.provider));
-    let keys_ready = gate.verifier().providers().all(|p| p.keys.usable().is_some());
+    let verifier = gate.verifier();
     Readiness {
-        ready: keys_ready && !shutdown.is_cancelled(),
+        ready: verifier.keys_ready() && !shutdown.is_cancelled(),
         shutting_down: shutdown.is_cancelled(),
-        providers,
+        providers: verifier
+            .providers_by_name()
+            .into_iter()
+            .map(|p| p.keys.status())
+            .collect(),
         revocation: gate.shared().store.as_ref().map(|s| s.status()),
     }
 }
@@ -103,11 +106,11 @@ async fn auth(
     match original {
         Some((method, uri, host)) => decide(&gate, method, uri, host, &headers, false).await,
         None => {
-            let req = gate::Request {
+            let req = Request {
                 headers: headers_map(&headers),
-                ..gate::Request::default()
+                ..Request::default()
             };
-            render(gate.refuse(&req, Rejection::OriginalRequestUnknown), false)
+            render::http_response(gate.refuse(&req, Rejection::OriginalRequestUnknown), false)
         }
     }
 }
@@ -186,7 +189,7 @@ fn headers_map(headers: &HeaderMap) -> HashMap<String, String> {
 async fn decide(gate: &Gate, method: String, path: String, host: String, headers: &HeaderMap, envoy: bool) -> Response {
     let headers = headers_map(headers);
     let request_id = headers.get("x-request-id").cloned();
-    let req = gate::Request {
+    let req = Request {
         method,
         path,
         host,
@@ -194,39 +197,5 @@ async fn decide(gate: &Gate, method: String, path: String, host: String, headers
         context: HashMap::new(),
         request_id,
     };
-    render(gate.decide(&req).await, envoy)
-}
-
-/// Allow → exactly 200 with the identity headers (a removed identity header is sent empty, so a
-/// proxy that copies it overwrites the client's copy); Envoy also gets
-/// `x-envoy-auth-headers-to-remove`. Deny → the gate's status, headers and JSON body.
-fn render(decision: Decision, envoy: bool) -> Response {
-    let mut out = HeaderMap::new();
-    let mut put = |k: &str, v: &str| {
-        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
-            out.insert(k, v);
-        }
-    };
-    match decision {
-        Decision::Allow(allow) => {
-            for (k, v) in &allow.set_headers {
-                put(k, v);
-            }
-            for k in &allow.remove_headers {
-                put(k, "");
-            }
-            if envoy && !allow.remove_headers.is_empty() {
-                put("x-envoy-auth-headers-to-remove", &allow.remove_headers.join(", "));
-            }
-            put("x-jwtgate-trace-id", &allow.trace_id);
-            (StatusCode::OK, out, Body::empty()).into_response()
-        }
-        Decision::Deny(deny) => {
-            for (k, v) in deny.headers() {
-                put(k, &v);
-            }
-            let status = StatusCode::from_u16(deny.http_status()).unwrap_or(StatusCode::FORBIDDEN);
-            (status, out, deny.body()).into_response()
-        }
-    }
+    render::http_response(gate.decide(&req).await, envoy)
 }

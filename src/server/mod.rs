@@ -1,29 +1,29 @@
 //! Listeners and wiring: binds the gRPC, HTTP and admin listeners, starts every provider's key
 //! refresh, reports gRPC health, and shuts down gracefully on one cancellation signal.
-//! The adapters here translate; [`crate::gate`] decides.
+//! The doors here translate ([`grpc`], [`http`]) and [`render`] answers; the core's gate
+//! decides.
 
-pub mod cork;
+mod cork;
 pub mod grpc;
 pub mod http;
-pub mod live;
-
-pub use live::{Live, SharedGate};
+pub mod render;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use jwtgate_core::config::Config;
+use jwtgate_core::gate::Shared;
+use jwtgate_core::keys::fetch;
+use jwtgate_core::live::{Live, SharedGate};
+use jwtgate_core::revocation::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::gate::Shared;
-use crate::keys::fetch;
-use crate::revocation::Store;
+use crate::admin::{self, AdminService};
 
 /// The gRPC service name Envoy health-checks.
 pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
@@ -70,20 +70,7 @@ pub enum StartError {
     },
     /// The revocation store could not be opened.
     #[error("cannot open the revocation store: {0}")]
-    Store(#[from] crate::revocation::StoreError),
-}
-
-/// The gRPC listener's accepted connections as tonic serves them: `TCP_NODELAY`, corked writes.
-/// The no-op baseline of `jwtgate-bench` serves through this too, so both run the same stack.
-pub fn grpc_incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<cork::Corked<tokio::net::TcpStream>>> {
-    TcpListenerStream::new(listener).map(|s| {
-        s.map(|s| {
-            let _ = s.set_nodelay(true);
-            cork::Corked::new(s)
-        })
-    })
+    Store(#[from] StoreError),
 }
 
 async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
@@ -111,11 +98,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     let (reporter, health_service) = tonic_health::server::health_reporter();
     tasks.push(tokio::spawn(report_health(gate.clone(), reporter, shutdown.clone())));
 
-    let incoming = grpc_incoming(grpc_listener);
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())))
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())));
+    let grpc = transport::serve_grpc(grpc, grpc_listener, shutdown.clone());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = grpc.await {
             tracing::error!("gRPC server failed: {e}");
@@ -126,26 +112,18 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         gate: gate.clone(),
         shutdown: shutdown.clone(),
     });
-    let http = axum::serve(
-        http_listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let http = transport::serve_http(router, http_listener, shutdown.clone());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http.await {
             tracing::error!("HTTP server failed: {e}");
         }
     }));
 
-    let admin = crate::admin::AdminService::new(gate.clone(), store.clone(), &config.admin, &config.revocation);
+    let admin = AdminService::new(gate.clone(), store.clone(), &config.admin, &config.revocation);
     if !admin.enabled() {
         tracing::info!("no admin.token or admin.provider configured: the admin API refuses every call");
     }
-    tasks.push(tokio::spawn(crate::admin::serve(
-        admin_listener,
-        admin,
-        shutdown.clone(),
-    )));
+    tasks.push(tokio::spawn(admin::serve(admin_listener, admin, shutdown.clone())));
 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, admin = %admin_addr, providers = config.providers.len(), "jwtgate listening");
     for p in config.providers.iter().filter(|p| p.audiences.is_empty()) {
@@ -166,7 +144,7 @@ async fn report_health(gate: SharedGate, reporter: tonic_health::server::HealthR
     use tonic_health::ServingStatus;
     let mut last = None;
     loop {
-        let ready = !shutdown.is_cancelled() && gate.load().verifier().providers().all(|p| p.keys.usable().is_some());
+        let ready = !shutdown.is_cancelled() && gate.load().verifier().keys_ready();
         if last != Some(ready) {
             let status = if ready {
                 ServingStatus::Serving

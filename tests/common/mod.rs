@@ -99,20 +99,18 @@ pub fn key_for(alg: Algorithm) -> &'static str {
 
 /// Public JWK for a fixture key.
 pub fn jwk(name: &str, alg: Algorithm, kid: &str) -> Value {
-    jwtgate::mint::public_jwk(&pem(name), alg, kid).expect("jwk")
+    jwtgate_core::mint::public_jwk(&pem(name), alg, kid).expect("jwk")
 }
 
+/// Seconds since the epoch, from jwtgate's one clock.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    jwtgate_core::clock::now().unix
 }
 
 /// Signs `claims` with a fixture key (or, for HS*, the raw secret in `key`).
 pub fn sign(key: &[u8], alg: Algorithm, kid: Option<&str>, claims: Value) -> String {
-    let key = jwtgate::mint::signing_key(key, alg).expect("signing key");
-    jwtgate::mint::mint(&key, alg, kid, claims.as_object().expect("object"), 600).expect("mint")
+    let key = jwtgate_core::mint::signing_key(key, alg).expect("signing key");
+    jwtgate_core::mint::mint(&key, alg, kid, claims.as_object().expect("object"), 600).expect("mint")
 }
 
 /// Hand-assembles a token from header and payload JSON text and a raw signature segment.
@@ -291,7 +289,7 @@ impl Gatekeeper {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
         let text = config_text(providers_yaml);
-        let config = jwtgate::config::Config::parse(&text, "test.yaml", dir.path()).expect("test config");
+        let config = jwtgate_core::config::Config::parse(&text, "test.yaml", dir.path()).expect("test config");
         let shutdown = CancellationToken::new();
         let running = jwtgate::server::start(&config, shutdown.clone()).await.unwrap();
         Self {
@@ -341,7 +339,7 @@ impl Gatekeeper {
     }
 
     /// The configuration in force, to reload.
-    pub fn live(&self) -> &std::sync::Arc<jwtgate::server::Live> {
+    pub fn live(&self) -> &std::sync::Arc<jwtgate_core::live::Live> {
         &self.running.as_ref().unwrap().live
     }
 

@@ -1,0 +1,271 @@
+//! The server side of a run, executed in a child process of the bench binary (so that it can be
+//! pinned to its own CPU): `serve-jwtgate` and `serve-noop`.
+//!
+//! Protocol with the parent ([`super::child`]): the child prints one line on stdout, either
+//! `READY grpc=ADDR http=ADDR [jwks=ADDR]` or `ERROR reason`, then serves until its stdin closes
+//! (the parent closes it, or dies), and then removes its files and exits.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use super::{AUDIENCE, ENVOY_PREFIX, HS_ISSUER, ISSUER, fixture};
+
+/// The first word of the line a ready child prints.
+pub const READY: &str = "READY";
+
+/// How `serve-jwtgate` sets jwtgate up (its command-line arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JwtgateSetup {
+    /// `cache.max_entries` (0 turns the verified-token cache off).
+    #[arg(long)]
+    pub cache_entries: u64,
+    /// Serve the JWKS from a loopback HTTP server (`jwks_uri`) instead of a file (`jwks_file`).
+    #[arg(long)]
+    pub jwks_over_http: bool,
+    /// Where the fixture keys are.
+    #[arg(long)]
+    pub keys_dir: PathBuf,
+    /// jwtgate's log filter (as `JWTGATE_LOG`); `off` installs no logger. Logs go to stderr,
+    /// which the parent points at /dev/null.
+    #[arg(long)]
+    pub log: String,
+}
+
+impl JwtgateSetup {
+    /// These settings as `serve-jwtgate` arguments.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--cache-entries".into(),
+            self.cache_entries.to_string().into(),
+            "--keys-dir".into(),
+            self.keys_dir.clone().into(),
+            "--log".into(),
+            self.log.clone().into(),
+        ];
+        if self.jwks_over_http {
+            args.push("--jwks-over-http".into());
+        }
+        args
+    }
+}
+
+/// The jwtgate config under test. The provider's key source is `key_source` (one YAML line).
+fn config_text(key_source: &str, cache_entries: u64) -> String {
+    format!(
+        r#"listen: {{ grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }}
+http_auth: {{ envoy_prefix: "{ENVOY_PREFIX}" }}
+providers:
+  - name: bench
+    issuer: "{ISSUER}"
+    {key_source}
+    audiences: [{AUDIENCE}]
+    claims_to_headers: {{ sub: x-jwt-sub }}
+    keys: {{ min_refetch_interval: 30s }}
+  - name: bench-hs
+    issuer: "{HS_ISSUER}"
+    hmac_secret: {{ file: hs.secret }}
+    audiences: [{AUDIENCE}]
+    claims_to_headers: {{ sub: x-jwt-sub }}
+{cache}"#,
+        cache = cache_section(cache_entries),
+    )
+}
+
+/// THE ONE PLACE the `cache:` section of the config under test is written.
+fn cache_section(max_entries: u64) -> String {
+    format!("cache: {{ max_entries: {max_entries} }}\n")
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // As `jwtgate serve` builds it: one worker per CPU the process may run on.
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+fn fail(why: impl std::fmt::Display) -> ExitCode {
+    println!("ERROR {why}");
+    let _ = std::io::stdout().flush();
+    ExitCode::FAILURE
+}
+
+fn ready(grpc: SocketAddr, http: SocketAddr, jwks: Option<SocketAddr>) {
+    let jwks = jwks.map(|a| format!(" jwks={a}")).unwrap_or_default();
+    println!("{READY} grpc={grpc} http={http}{jwks}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Resolves when stdin reaches end of file or on Ctrl-C.
+async fn until_parent_leaves() {
+    let stdin = tokio::task::spawn_blocking(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    });
+    tokio::select! {
+        _ = stdin => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `serve-noop`: the no-op gRPC and HTTP servers.
+pub fn serve_noop() -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        match super::noop::serve(shutdown.clone()).await {
+            Ok((grpc, http)) => ready(grpc, http, None),
+            Err(e) => return fail(format!("cannot listen: {e}")),
+        }
+        until_parent_leaves().await;
+        shutdown.cancel();
+        ExitCode::SUCCESS
+    })
+}
+
+/// `serve-jwtgate`: jwtgate from a temporary config with the fixture keys.
+pub fn serve_jwtgate(setup: &JwtgateSetup) -> ExitCode {
+    if setup.log != "off" {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&setup.log))
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
+    let dir = std::env::temp_dir().join(format!("jwtgate-bench-{}", std::process::id()));
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let code = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let running = match start_jwtgate(setup, &dir, shutdown.clone()).await {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        until_parent_leaves().await;
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), running.wait()).await;
+        ExitCode::SUCCESS
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+async fn start_jwtgate(
+    setup: &JwtgateSetup,
+    dir: &Path,
+    shutdown: CancellationToken,
+) -> Result<jwtgate::server::Running, String> {
+    let io = |what: &str, e: std::io::Error| format!("cannot {what} in {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| io("create the directory", e))?;
+    let jwks = fixture::jwks(&setup.keys_dir)?.to_string();
+    std::fs::write(dir.join("hs.secret"), fixture::HMAC_SECRET).map_err(|e| io("write hs.secret", e))?;
+    let (key_source, jwks_addr) = if setup.jwks_over_http {
+        let addr = serve_jwks(jwks, shutdown.clone())
+            .await
+            .map_err(|e| format!("cannot start the JWKS server: {e}"))?;
+        (format!("jwks_uri: \"http://{addr}/jwks\""), Some(addr))
+    } else {
+        std::fs::write(dir.join("jwks.json"), jwks).map_err(|e| io("write jwks.json", e))?;
+        ("jwks_file: jwks.json".to_owned(), None)
+    };
+    let text = config_text(&key_source, setup.cache_entries);
+    std::fs::write(dir.join("jwtgate.yaml"), &text).map_err(|e| io("write jwtgate.yaml", e))?;
+    let config = jwtgate_core::config::Config::parse(&text, "jwtgate.yaml", dir).map_err(|e| e.to_string())?;
+    let running = jwtgate::server::start(&config, shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
+    ready(running.grpc_addr, running.http_addr, jwks_addr);
+    Ok(running)
+}
+
+/// A loopback JWKS server: `GET /jwks` serves the key set and counts the hit, `GET /hits` says
+/// how many there were.
+async fn serve_jwks(jwks: String, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    #[derive(Clone)]
+    struct Jwks {
+        body: Arc<str>,
+        hits: Arc<AtomicU64>,
+    }
+    let state = Jwks {
+        body: jwks.into(),
+        hits: Arc::default(),
+    };
+    let router = Router::new()
+        .route(
+            "/jwks",
+            get(|State(s): State<Jwks>| async move {
+                s.hits.fetch_add(1, Ordering::Relaxed);
+                ([("content-type", "application/json")], s.body.to_string())
+            }),
+        )
+        .route(
+            "/hits",
+            get(|State(s): State<Jwks>| async move { s.hits.load(Ordering::Relaxed).to_string() }),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    });
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_round_trips_through_its_arguments() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            setup: JwtgateSetup,
+        }
+        let setup = JwtgateSetup {
+            cache_entries: 7,
+            jwks_over_http: true,
+            keys_dir: "/k".into(),
+            log: "off".into(),
+        };
+        let mut argv = vec![std::ffi::OsString::from("x")];
+        argv.extend(setup.to_args());
+        let parsed = Cmd::parse_from(argv);
+        assert_eq!(parsed.setup.cache_entries, 7);
+        assert!(parsed.setup.jwks_over_http);
+        assert_eq!(parsed.setup.keys_dir, PathBuf::from("/k"));
+        assert_eq!(parsed.setup.log, "off");
+    }
+
+    #[test]
+    fn config_under_test_is_valid_for_both_key_sources() {
+        let dir = std::env::temp_dir().join(format!("jwtgate-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hs.secret"), fixture::HMAC_SECRET).unwrap();
+        std::fs::write(dir.join("jwks.json"), "{\"keys\":[]}").unwrap();
+        for (source, entries) in [
+            ("jwks_file: jwks.json", 0),
+            ("jwks_uri: \"http://127.0.0.1:9/jwks\"", 100_000),
+        ] {
+            let config = jwtgate_core::config::Config::parse(&config_text(source, entries), "t.yaml", &dir).unwrap();
+            assert_eq!(config.cache.max_entries, entries);
+            assert_eq!(config.providers.len(), 2);
+            assert_eq!(config.http_auth.envoy_prefix.as_deref(), Some(ENVOY_PREFIX));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,136 @@
+//! Validated `revocation:` and `admin:` sections.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawAdmin, RawRevocation, RawStoreKind};
+use super::routes::{Requirements, Roles};
+use super::{ConfigError, Provider, Secret, Validator};
+
+/// Where revocations are kept and how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// The store.
+    pub store: StoreConfig,
+    /// How long a subject cut-off is kept when its provider sets no `max_lifetime` (default 24h).
+    pub subject_retention: Duration,
+    /// How often expired entries are purged (default 60s).
+    pub purge_interval: Duration,
+}
+
+/// The revocation store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// redb on local disk (default directory `jwtgate-data` beside the config file).
+    Embedded {
+        /// Directory of the database file.
+        path: PathBuf,
+    },
+    /// Redis, for several replicas.
+    Redis {
+        /// `redis://…` URL.
+        url: String,
+        /// Prefix of every key (default `jwtgate:`).
+        key_prefix: String,
+        /// Pub/sub channel (default `jwtgate:revocations`).
+        channel: String,
+    },
+}
+
+/// Who may call the admin API: a static token, or a bearer token from a provider with a role.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAuth {
+    /// Static admin token, compared in constant time.
+    pub token: Option<Secret>,
+    /// Provider whose tokens may call the admin API (with `role`).
+    pub provider: Option<String>,
+    /// Role required in that provider's `roles_claim`.
+    pub role: Option<String>,
+}
+
+impl AdminAuth {
+    /// What a provider token must meet to call the admin API, as a route would say it:
+    /// `{providers: [provider], roles: [role]}`. The gate checks it on a check's own path
+    /// (verification, `require_jti`, revocation, requirements).
+    pub fn requirement(&self) -> Option<Requirements> {
+        let (provider, role) = self.provider.clone().zip(self.role.clone())?;
+        Some(Requirements {
+            providers: vec![provider],
+            roles: Some(Roles::AllOf(vec![role])),
+            ..Requirements::default()
+        })
+    }
+}
+
+impl Validator<'_> {
+    pub(super) fn revocation(&self, raw: RawRevocation) -> Result<RevocationConfig, ConfigError> {
+        let f = "revocation";
+        let store = match raw.store.unwrap_or(RawStoreKind::Embedded) {
+            RawStoreKind::Embedded => {
+                if raw.url.is_some() || raw.key_prefix.is_some() || raw.channel.is_some() {
+                    return Err(self.err(f, "`url`, `key_prefix` and `channel` go with `store: redis`"));
+                }
+                StoreConfig::Embedded {
+                    path: self.base.join(raw.path.unwrap_or_else(|| "jwtgate-data".into())),
+                }
+            }
+            RawStoreKind::Redis => {
+                if raw.path.is_some() {
+                    return Err(self.err(format!("{f}.path"), "goes with `store: embedded`"));
+                }
+                let url = raw
+                    .url
+                    .ok_or_else(|| self.err(format!("{f}.url"), "is required with `store: redis`"))?;
+                if url.starts_with("rediss://") {
+                    return Err(self.err(
+                        format!("{f}.url"),
+                        "rediss:// (TLS) is not built in: use redis:// on a private network or through a TLS tunnel",
+                    ));
+                }
+                if !url.starts_with("redis://") {
+                    return Err(self.err(format!("{f}.url"), "must start with redis://"));
+                }
+                StoreConfig::Redis {
+                    url,
+                    key_prefix: raw.key_prefix.unwrap_or_else(|| "jwtgate:".into()),
+                    channel: raw.channel.unwrap_or_else(|| "jwtgate:revocations".into()),
+                }
+            }
+        };
+        let purge_interval = raw.purge_interval.unwrap_or(Duration::from_secs(60));
+        if purge_interval < Duration::from_millis(100) {
+            return Err(self.err(format!("{f}.purge_interval"), "must be at least 100ms"));
+        }
+        Ok(RevocationConfig {
+            store,
+            subject_retention: raw.subject_retention.unwrap_or(Duration::from_secs(86_400)),
+            purge_interval,
+        })
+    }
+
+    pub(super) fn admin(&self, raw: RawAdmin, providers: &[Provider]) -> Result<AdminAuth, ConfigError> {
+        let token = match raw.token {
+            None => None,
+            Some(t) => {
+                let bytes = self.secret("admin.token", t)?;
+                if bytes.len() < 16 {
+                    return Err(self.err("admin.token", "must be at least 16 bytes"));
+                }
+                Some(Secret(bytes))
+            }
+        };
+        match (&raw.provider, &raw.role) {
+            (Some(p), Some(_)) if !providers.iter().any(|x| &x.name == p) => {
+                return Err(self.err("admin.provider", format!("no provider `{p}`")));
+            }
+            (Some(_), None) => return Err(self.err("admin.role", "is required with `admin.provider`")),
+            (None, Some(_)) => return Err(self.err("admin.provider", "is required with `admin.role`")),
+            _ => {}
+        }
+        Ok(AdminAuth {
+            token,
+            provider: raw.provider,
+            role: raw.role,
+        })
+    }
+}

@@ -1,0 +1,396 @@
+//! Validated routes, defaults and the HTTP door's trust settings: what a request must present,
+//! chosen by where it goes.
+
+use std::collections::HashSet;
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde_json::Value;
+
+use super::raw::{
+    RawAuth, RawClaimTest, RawDefaults, RawHttpAuth, RawMatch, RawMode, RawRequire, RawRoles, RawRoute, RawUnmatched,
+};
+use super::{ConfigError, Provider, Validator};
+
+/// One route: the first whose `match` holds decides what a request needs.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name for logs, metrics and `jwtgate check`.
+    pub name: String,
+    /// Conditions on the request.
+    pub matcher: Match,
+    /// What the request must present.
+    pub auth: Auth,
+    /// Enforce, or only log and count would-be denials.
+    pub mode: Mode,
+}
+
+/// Conditions of a route; all that are given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Match {
+    /// `host`, exact or `*.suffix`.
+    pub host: Option<HostMatch>,
+    /// `path_prefix`, `path` or `path_regex`, against the normalised path.
+    pub path: Option<PathMatch>,
+    /// Upper-case methods; empty means any.
+    pub methods: Vec<String>,
+    /// Envoy `context_extensions` that must be present with these values.
+    pub context: Vec<(String, String)>,
+    /// Compare paths ignoring ASCII case (for upstreams that do).
+    pub case_insensitive: bool,
+}
+
+/// A host condition; hosts compare lower-case, without port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// This host only.
+    Exact(String),
+    /// Any host ending in this suffix (which starts with `.`): `*.example.com` → `.example.com`.
+    Suffix(String),
+}
+
+/// A path condition on the normalised path.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// The path starts with this.
+    Prefix(String),
+    /// The path is exactly this.
+    Exact(String),
+    /// The whole path matches this (anchored) expression.
+    Regex(Regex),
+}
+
+/// What a route asks of the request.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No token needed and none verified; client-sent identity headers are still removed.
+    Public,
+    /// A token is verified if present (a bad one is refused); anonymous requests pass.
+    Optional,
+    /// A valid token that meets these requirements.
+    Required(Requirements),
+}
+
+/// Requirements on a verified token.
+#[derive(Debug, Clone, Default)]
+pub struct Requirements {
+    /// Any of these providers; empty means any provider.
+    pub providers: Vec<String>,
+    /// All of these scopes, from `scope` (space-delimited) or `scp` (array or string).
+    pub scopes: Vec<String>,
+    /// Roles from the provider's `roles_claim`.
+    pub roles: Option<Roles>,
+    /// Tests on claims.
+    pub claims: Vec<ClaimRule>,
+}
+
+/// A role requirement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Roles {
+    /// Every one of these roles.
+    AllOf(Vec<String>),
+    /// At least one of these roles.
+    AnyOf(Vec<String>),
+}
+
+/// A test on the value at a claim path.
+#[derive(Debug, Clone)]
+pub struct ClaimRule {
+    /// Dot path, e.g. `tenant` or `org.id`.
+    pub path: String,
+    /// The test; an array claim passes if any element passes.
+    pub test: ClaimTest,
+}
+
+/// How a claim value is tested.
+#[derive(Debug, Clone)]
+pub enum ClaimTest {
+    /// Equal to this value (strings compare exactly; numbers and booleans by value).
+    Equals(Value),
+    /// Equal to one of these values.
+    OneOf(Vec<Value>),
+    /// A string matching this (anchored) expression.
+    Regex(Regex),
+}
+
+/// Enforce a route's decision, or only report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Deny what the route denies.
+    Enforce,
+    /// Decide fully, log and count a would-be denial, allow.
+    DryRun,
+}
+
+/// What a request that matches no route gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    /// 403 (the default): deny what nobody described.
+    Deny,
+    /// Treated like an `auth: public` route.
+    Public,
+}
+
+/// The HTTP front door's settings.
+#[derive(Debug, Clone)]
+pub struct HttpAuth {
+    /// Envoy HTTP mode: requests under this prefix describe the original request by their own
+    /// method and the rest of the path.
+    pub envoy_prefix: Option<String>,
+    /// Peers whose `X-Original-*` / `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl HttpAuth {
+    /// Whether a peer's `X-Original-*` / `X-Forwarded-*` headers are believed.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// The route used when the config has no `routes:`: every request needs a valid token from any
+/// provider.
+pub fn default_routes() -> Vec<Route> {
+    vec![Route {
+        name: "default".into(),
+        matcher: Match::default(),
+        auth: Auth::Required(Requirements::default()),
+        mode: Mode::Enforce,
+    }]
+}
+
+/// Whether `path` is a dot-separated claim path like `sub` or `realm_access.roles`.
+pub fn is_claim_path(path: &str) -> bool {
+    !path.is_empty() && !path.split('.').any(str::is_empty)
+}
+
+impl Validator<'_> {
+    pub(super) fn routes(&self, raw: Option<Vec<RawRoute>>, providers: &[Provider]) -> Result<Vec<Route>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(default_routes());
+        };
+        let mut names = HashSet::new();
+        let mut routes = Vec::with_capacity(raw.len());
+        for (i, r) in raw.into_iter().enumerate() {
+            let field = format!("routes[{i}]");
+            let name = r.name.unwrap_or_else(|| format!("route{i}"));
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(self.err(format!("{field}.name"), format!("`{name}` is empty or used twice")));
+            }
+            let matcher = self.matcher(&format!("{field}.match"), r.matcher)?;
+            let auth = match (r.auth, r.require) {
+                (Some(RawAuth::Public), None) => Auth::Public,
+                (Some(RawAuth::Optional), None) => Auth::Optional,
+                (Some(RawAuth::Public | RawAuth::Optional), Some(_)) => {
+                    return Err(self.err(
+                        format!("{field}.require"),
+                        "only for routes that require a token (`auth: required`, the default)",
+                    ));
+                }
+                (Some(RawAuth::Required) | None, require) => Auth::Required(self.requirements(
+                    &format!("{field}.require"),
+                    require.unwrap_or_default(),
+                    providers,
+                )?),
+            };
+            let mode = match r.mode {
+                None | Some(RawMode::Enforce) => Mode::Enforce,
+                Some(RawMode::DryRun) => Mode::DryRun,
+            };
+            routes.push(Route {
+                name,
+                matcher,
+                auth,
+                mode,
+            });
+        }
+        Ok(routes)
+    }
+
+    fn matcher(&self, field: &str, m: RawMatch) -> Result<Match, ConfigError> {
+        let host = match m.host {
+            None => None,
+            Some(h) => {
+                let h = h.to_ascii_lowercase();
+                let valid =
+                    |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                match h.strip_prefix('*') {
+                    Some(suffix) if suffix.starts_with('.') && valid(&suffix[1..]) => {
+                        Some(HostMatch::Suffix(suffix.into()))
+                    }
+                    None if valid(&h) => Some(HostMatch::Exact(h)),
+                    _ => {
+                        return Err(self.err(format!("{field}.host"), "use an exact host or `*.suffix`, without port"));
+                    }
+                }
+            }
+        };
+        let ci = m.case_insensitive.unwrap_or(false);
+        let paths = [m.path_prefix.is_some(), m.path.is_some(), m.path_regex.is_some()];
+        if paths.iter().filter(|p| **p).count() > 1 {
+            return Err(self.err(field, "use at most one of `path_prefix`, `path` and `path_regex`"));
+        }
+        let literal = |name: &str, p: String| -> Result<String, ConfigError> {
+            if !p.starts_with('/') {
+                return Err(self.err(format!("{field}.{name}"), "must start with `/`"));
+            }
+            let normal = crate::path::normalize(&p)
+                .map_err(|e| self.err(format!("{field}.{name}"), format!("not a usable path: {e}")))?;
+            if normal != p {
+                return Err(self.err(
+                    format!("{field}.{name}"),
+                    format!("write it in normalised form (`{normal}`): requests are matched after normalisation"),
+                ));
+            }
+            Ok(if ci { p.to_ascii_lowercase() } else { p })
+        };
+        let path = if let Some(p) = m.path_prefix {
+            Some(PathMatch::Prefix(literal("path_prefix", p)?))
+        } else if let Some(p) = m.path {
+            Some(PathMatch::Exact(literal("path", p)?))
+        } else if let Some(r) = m.path_regex {
+            let anchored = format!("^(?:{r})$");
+            let re = regex::RegexBuilder::new(&anchored)
+                .case_insensitive(ci)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| self.err(format!("{field}.path_regex"), format!("invalid expression: {e}")))?;
+            Some(PathMatch::Regex(re))
+        } else {
+            None
+        };
+        let mut methods = Vec::new();
+        for m in m.methods.unwrap_or_default() {
+            if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphabetic()) {
+                return Err(self.err(format!("{field}.methods"), format!("`{m}` is not an HTTP method")));
+            }
+            methods.push(m.to_ascii_uppercase());
+        }
+        let context = m.context.unwrap_or_default().into_iter().collect();
+        Ok(Match {
+            host,
+            path,
+            methods,
+            context,
+            case_insensitive: ci,
+        })
+    }
+
+    fn requirements(&self, field: &str, r: RawRequire, providers: &[Provider]) -> Result<Requirements, ConfigError> {
+        let list = providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+        let wanted = r.providers.unwrap_or_default();
+        for name in &wanted {
+            if !providers.iter().any(|p| &p.name == name) {
+                return Err(self.err(
+                    format!("{field}.providers"),
+                    format!("no provider `{name}` (have: {list})"),
+                ));
+            }
+        }
+        let non_empty = |name: &str, v: Vec<String>| -> Result<Vec<String>, ConfigError> {
+            if v.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+                return Err(self.err(format!("{field}.{name}"), "entries must be non-empty without spaces"));
+            }
+            Ok(v)
+        };
+        let scopes = non_empty("scopes", r.scopes.unwrap_or_default())?;
+        let roles = match r.roles {
+            None => None,
+            Some(RawRoles::AllOf(v)) => Some(Roles::AllOf(non_empty("roles", v)?)),
+            Some(RawRoles::Rule(rule)) => match (rule.all_of, rule.any_of) {
+                (Some(v), None) => Some(Roles::AllOf(non_empty("roles.all_of", v)?)),
+                (None, Some(v)) if !v.is_empty() => Some(Roles::AnyOf(non_empty("roles.any_of", v)?)),
+                _ => {
+                    return Err(self.err(
+                        format!("{field}.roles"),
+                        "give a list, or exactly one of `all_of`, `any_of`",
+                    ));
+                }
+            },
+        };
+        let mut claims = Vec::new();
+        for (path, test) in r.claims.unwrap_or_default() {
+            let f = format!("{field}.claims.{path}");
+            if !is_claim_path(&path) {
+                return Err(self.err(f, "a claim path is dot-separated names, like `tenant` or `org.id`"));
+            }
+            claims.push(ClaimRule {
+                path,
+                test: self.claim_test(&f, test)?,
+            });
+        }
+        Ok(Requirements {
+            providers: wanted,
+            scopes,
+            roles,
+            claims,
+        })
+    }
+
+    fn claim_test(&self, field: &str, t: RawClaimTest) -> Result<ClaimTest, ConfigError> {
+        let scalar = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+        match (t.equals, t.one_of, t.regex) {
+            (Some(v), None, None) if scalar(&v) => Ok(ClaimTest::Equals(v)),
+            (None, Some(vs), None) if !vs.is_empty() && vs.iter().all(scalar) => Ok(ClaimTest::OneOf(vs)),
+            (None, None, Some(r)) => regex::RegexBuilder::new(&format!("^(?:{r})$"))
+                .size_limit(1 << 20)
+                .build()
+                .map(ClaimTest::Regex)
+                .map_err(|e| self.err(format!("{field}.regex"), format!("invalid expression: {e}"))),
+            _ => Err(self.err(
+                field,
+                "give exactly one of `equals: VALUE`, `one_of: [VALUES]`, `regex: EXPR` (values are strings, numbers or booleans)",
+            )),
+        }
+    }
+
+    pub(super) fn unmatched(&self, d: &RawDefaults) -> Unmatched {
+        match d.unmatched {
+            None | Some(RawUnmatched::Deny) => Unmatched::Deny,
+            Some(RawUnmatched::Public) => Unmatched::Public,
+        }
+    }
+
+    pub(super) fn http_auth(&self, h: RawHttpAuth) -> Result<HttpAuth, ConfigError> {
+        let envoy_prefix = match h.envoy_prefix {
+            None => None,
+            Some(p) if p.starts_with('/') && p.len() > 1 && !p.ends_with('/') && !p.contains(['?', '#']) => Some(p),
+            Some(_) => {
+                return Err(self.err(
+                    "http_auth.envoy_prefix",
+                    "a path like `/ext_authz`: leading `/`, no trailing `/`",
+                ));
+            }
+        };
+        if envoy_prefix
+            .as_deref()
+            .is_some_and(|p| ["/auth", "/healthz", "/readyz", "/metrics"].contains(&p))
+        {
+            return Err(self.err("http_auth.envoy_prefix", "collides with one of jwtgate's own paths"));
+        }
+        let raw = h
+            .trusted_proxies
+            .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]);
+        let mut trusted_proxies = Vec::with_capacity(raw.len());
+        for (i, t) in raw.iter().enumerate() {
+            let net = t
+                .parse::<IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        format!("http_auth.trusted_proxies[{i}]"),
+                        format!("`{t}` is not an address or CIDR"),
+                    )
+                })?;
+            trusted_proxies.push(net.trunc());
+        }
+        Ok(HttpAuth {
+            envoy_prefix,
+            trusted_proxies,
+        })
+    }
+}

@@ -1,0 +1,548 @@
+//! The decision, computed in one place for every front door: [`Request`] in, [`Decision`] out.
+//!
+//! Order of steps: normalise the path ([`crate::path`]) → pick the route ([`crate::route`]) →
+//! find the token ([`crate::token`]) → verify it, through the verified-token cache
+//! ([`crate::verify`], [`crate::cache`]) → check it came from a source its provider enables →
+//! `require_jti` and revocation ([`crate::revocation`]) → the route's requirements
+//! ([`crate::policy`]) → allow with identity headers, or deny (dry run applied). The admin API's
+//! callers go through the same token steps ([`Gate::authorize`]). Nothing here knows gRPC or
+//! HTTP: [`Deny`] carries the rejection, and the doors render it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::cache::{self, TokenCache};
+use crate::clock;
+use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
+use crate::config::{Config, Provider, Source};
+use crate::denial_log::DenialLog;
+use crate::metrics::{CacheOutcome, Metrics};
+use crate::path;
+use crate::rejection::Rejection;
+use crate::request::{Allow, Decision, Deny, Identity, Request};
+use crate::revocation::{Listener, Revocation, RevocationSet, Store};
+use crate::route::RouteTable;
+use crate::verify::{ProviderKeys, Verified, Verifier};
+use crate::{jws, policy, token};
+
+/// One step of a decision, as `jwtgate check` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What was checked.
+    pub what: String,
+    /// Passed, or why it failed.
+    pub outcome: Result<(), Rejection>,
+}
+
+/// How a decision was reached: the route, the provider and every check made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Explanation {
+    /// The normalised path that routes were matched against.
+    pub path: Option<String>,
+    /// The matched route's name; `None` when no route matched.
+    pub route: Option<String>,
+    /// The provider that verified the token.
+    pub provider: Option<String>,
+    /// Every check, in order.
+    pub steps: Vec<Step>,
+    /// A denial that a dry-run route turned into an allow.
+    pub dry_run_denial: Option<Rejection>,
+}
+
+/// What a route decided before dry run is applied.
+struct Outcome<'g> {
+    route: Option<&'g Route>,
+    verified: Option<(Arc<Verified>, &'g Arc<ProviderKeys>, &'g Source)>,
+    result: Result<(), Rejection>,
+}
+
+/// Records steps only when explaining; free otherwise.
+struct Trace<'e>(Option<&'e mut Explanation>);
+
+impl Trace<'_> {
+    fn step(&mut self, what: impl FnOnce() -> String, outcome: Result<(), &Rejection>) {
+        if let Some(e) = self.0.as_deref_mut() {
+            e.steps.push(Step {
+                what: what(),
+                outcome: outcome.map_err(Rejection::clone),
+            });
+        }
+    }
+
+    fn with(&mut self, f: impl FnOnce(&mut Explanation)) {
+        if let Some(e) = self.0.as_deref_mut() {
+            f(e);
+        }
+    }
+}
+
+/// Orders the steps of a decision: path → route → token → verification → requirements →
+/// decision (with dry run applied).
+pub struct Gate {
+    verifier: Verifier,
+    routes: RouteTable,
+    unmatched: Unmatched,
+    sources: Vec<Source>,
+    identity_headers: Vec<String>,
+    realm: Arc<str>,
+    shared: Shared,
+    http_auth: HttpAuth,
+    cache: Arc<TokenCache>,
+    /// Top-level claims the route policies read: what a cached token keeps of its claims.
+    policy_claims: BTreeSet<String>,
+    /// Evicts revoked tokens from `cache`; the revocation set holds it weakly.
+    _evict_revoked: Arc<Listener>,
+    /// How many denial lines may be logged per second.
+    denial_log: DenialLog,
+}
+
+/// State that outlives a config reload: counters and the revocation set.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// Decision counters.
+    pub metrics: Arc<Metrics>,
+    /// The live revocation set (kept in sync by the revocation store).
+    pub revocations: Arc<RevocationSet>,
+    /// The store behind it, for status (none in one-shot commands such as `jwtgate check`).
+    pub store: Option<Arc<Store>>,
+}
+
+impl Gate {
+    /// Builds the gate (and every provider's key store) from a validated config.
+    pub fn new(config: &Config, client: &reqwest::Client, shared: Shared) -> Self {
+        Self::with_verifier(config, Verifier::new(config, client), shared)
+    }
+
+    /// Builds the gate around an existing verifier (a reload that keeps fetched keys).
+    pub fn with_verifier(config: &Config, verifier: Verifier, shared: Shared) -> Self {
+        let mut sources: Vec<Source> = Vec::new();
+        let mut identity_headers: Vec<String> = Vec::new();
+        for p in &config.providers {
+            for s in &p.sources {
+                if !sources.contains(s) {
+                    sources.push(s.clone());
+                }
+            }
+            for h in p
+                .claims_to_headers
+                .iter()
+                .map(|(_, h)| h)
+                .chain(p.payload_header.iter())
+            {
+                if !identity_headers.contains(h) {
+                    identity_headers.push(h.clone());
+                }
+            }
+        }
+        let cache = Arc::new(TokenCache::new(&config.cache));
+        let c = cache.clone();
+        let evict_revoked: Arc<Listener> = Arc::new(move |r: &Revocation| c.evict_revoked(r));
+        shared.revocations.subscribe(&evict_revoked);
+        Self {
+            verifier,
+            routes: RouteTable::new(config.routes.clone()),
+            unmatched: config.unmatched,
+            sources,
+            identity_headers,
+            realm: Arc::from(config.realm.as_str()),
+            http_auth: config.http_auth.clone(),
+            _evict_revoked: evict_revoked,
+            denial_log: DenialLog::new(config.denials_logged_per_second),
+            cache,
+            policy_claims: policy_claims(config),
+            shared,
+        }
+    }
+
+    /// The verifier, for key status and background refresh.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The decision counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The verified-token cache.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// State kept across reloads.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// May this request pass, and with which identity?
+    pub async fn decide(&self, req: &Request) -> Decision {
+        self.run(req, Trace(None)).await
+    }
+
+    /// The decision and how it was reached (for `jwtgate check`).
+    pub async fn explain(&self, req: &Request) -> (Decision, Explanation) {
+        let mut explanation = Explanation::default();
+        let decision = self.run(req, Trace(Some(&mut explanation))).await;
+        (decision, explanation)
+    }
+
+    /// Checks a bearer credential the way a check checks a request's token — verification
+    /// (through the cache), `require_jti` and revocation — then `requirements`, so every check a
+    /// route applies to a token applies here too. The admin API authenticates its callers with
+    /// it. Not counted as a decision.
+    pub async fn authorize(&self, token: &str, requirements: &Requirements) -> Result<Identity, Refusal> {
+        let mut trace = Trace(None);
+        let (verified, provider) = self.authenticate(token, None, &mut trace).await?;
+        let identity = verified.identity();
+        match self.requirements_met(requirements, &provider.config, &verified, &mut trace) {
+            Ok(()) => Ok(identity),
+            Err(rejection) => Err(Refusal {
+                rejection,
+                identity: Some(identity),
+            }),
+        }
+    }
+
+    /// The provider whose keys verify the request's token: the token is found through the
+    /// configured sources exactly as [`Gate::decide`] finds it, and its provider named by its
+    /// (unverified) `iss`. For one-shot commands that must load that provider's keys first.
+    pub fn token_provider(&self, req: &Request) -> Option<&Arc<ProviderKeys>> {
+        let (token, _) = token::extract(req, &self.sources)?;
+        let jws = jws::parse_unverified(&token).ok()?;
+        let issuer = jws.claims.get("iss")?.as_str()?;
+        self.verifier.provider(issuer)
+    }
+
+    async fn run(&self, req: &Request, mut trace: Trace<'_>) -> Decision {
+        let trace_id = trace_id(req);
+        let outcome = self.evaluate(req, &mut trace).await;
+        let route_name = outcome.route.map_or("(unmatched)", |r| r.name.as_str());
+        match outcome.result {
+            Ok(()) => {
+                self.shared.metrics.allowed();
+                let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
+                tracing::debug!(trace_id = %allow.trace_id, route = route_name, "allow");
+                Decision::Allow(allow)
+            }
+            Err(rejection) if outcome.route.is_some_and(|r| r.mode == Mode::DryRun) => {
+                self.shared.metrics.allowed();
+                self.shared.metrics.dry_run_denial(route_name, rejection.label());
+                if self.denial_log.admit() {
+                    tracing::warn!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "dry run: would deny");
+                }
+                let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
+                trace.with(|e| e.dry_run_denial = Some(rejection));
+                Decision::Allow(allow)
+            }
+            Err(rejection) => self.deny(req, route_name, rejection, trace_id),
+        }
+    }
+
+    /// A denial, counted, and logged within the denial log's budget.
+    fn deny(&self, req: &Request, route_name: &str, rejection: Rejection, trace_id: String) -> Decision {
+        self.shared.metrics.denied(rejection.label());
+        if self.denial_log.admit() {
+            tracing::info!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
+        }
+        Decision::Deny(Deny {
+            rejection,
+            trace_id,
+            realm: self.realm.clone(),
+        })
+    }
+
+    async fn evaluate<'g>(&'g self, req: &Request, trace: &mut Trace<'_>) -> Outcome<'g> {
+        let done = |route, verified, result| Outcome {
+            route,
+            verified,
+            result,
+        };
+        let path = match path::normalize(&req.path) {
+            Ok(p) => p,
+            Err(e) => {
+                let r = Rejection::BadPath(e);
+                trace.step(|| "path can be normalised".into(), Err(&r));
+                return done(None, None, Err(r));
+            }
+        };
+        trace.with(|e| e.path = Some(path.clone()));
+        let route = self.routes.select(req, &path);
+        trace.with(|e| e.route = route.map(|r| r.name.clone()));
+        let auth = match (route, self.unmatched) {
+            (Some(r), _) => &r.auth,
+            (None, Unmatched::Public) => {
+                trace.step(|| "no route matches; defaults.unmatched is public".into(), Ok(()));
+                &Auth::Public
+            }
+            (None, Unmatched::Deny) => {
+                trace.step(|| "a route matches".into(), Err(&Rejection::NoRoute));
+                return done(None, None, Err(Rejection::NoRoute));
+            }
+        };
+        let requirements = match auth {
+            Auth::Public => {
+                trace.step(|| "route is public: no token needed, none verified".into(), Ok(()));
+                return done(route, None, Ok(()));
+            }
+            Auth::Optional => None,
+            Auth::Required(r) => Some(r),
+        };
+        let Some((token, source)) = token::extract(req, &self.sources) else {
+            if requirements.is_none() {
+                trace.step(|| "token optional: none sent, anonymous".into(), Ok(()));
+                return done(route, None, Ok(()));
+            }
+            trace.step(|| "token present".into(), Err(&Rejection::MissingToken));
+            return done(route, None, Err(Rejection::MissingToken));
+        };
+        trace.step(|| format!("token found in {}", source.describe()), Ok(()));
+        let (verified, provider) = match self.authenticate(&token, Some(source), trace).await {
+            Ok(ok) => ok,
+            Err(refusal) => return done(route, None, Err(refusal.rejection)),
+        };
+        let result = match requirements {
+            Some(r) => self.requirements_met(r, &provider.config, &verified, trace),
+            None => Ok(()),
+        };
+        done(route, Some((verified, provider, source)), result)
+    }
+
+    /// The token's own checks, in order: verification (through the cache), the source its
+    /// provider enables (for a token found in a request), then `require_jti` and revocation.
+    async fn authenticate<'g>(
+        &'g self,
+        token: &str,
+        source: Option<&Source>,
+        trace: &mut Trace<'_>,
+    ) -> Result<(Arc<Verified>, &'g Arc<ProviderKeys>), Refusal> {
+        let verified = self.verify(token).await.and_then(|(v, provider)| match source {
+            Some(s) if !provider.config.sources.contains(s) => Err(Rejection::SourceNotAllowed),
+            _ => Ok((v, provider)),
+        });
+        let (verified, provider) = match verified {
+            Ok(ok) => ok,
+            Err(rejection) => {
+                trace.step(
+                    || "token verifies (issuer, algorithm, key, signature, claims)".into(),
+                    Err(&rejection),
+                );
+                return Err(Refusal {
+                    rejection,
+                    identity: None,
+                });
+            }
+        };
+        trace.with(|e| e.provider = Some(provider.config.name.clone()));
+        trace.step(
+            || {
+                format!(
+                    "token verifies with provider {} (issuer, algorithm, key, signature, claims)",
+                    provider.config.name
+                )
+            },
+            Ok(()),
+        );
+        if let Err(rejection) = self.not_revoked(&verified, &provider.config) {
+            trace.step(|| "token not revoked".into(), Err(&rejection));
+            return Err(Refusal {
+                rejection,
+                identity: Some(verified.identity()),
+            });
+        }
+        Ok((verified, provider))
+    }
+
+    /// Every requirement, each one explained; the first that fails decides.
+    fn requirements_met(
+        &self,
+        requirements: &Requirements,
+        provider: &Provider,
+        verified: &Verified,
+        trace: &mut Trace<'_>,
+    ) -> Result<(), Rejection> {
+        let mut result = Ok(());
+        for (what, outcome) in policy::steps(requirements, provider, &verified.claims) {
+            trace.step(|| what, outcome.as_ref().map(|_| ()));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+
+    fn allow(
+        &self,
+        req: &Request,
+        verified: Option<&(Arc<Verified>, &Arc<ProviderKeys>, &Source)>,
+        trace_id: String,
+    ) -> Allow {
+        let mut set_headers = Vec::new();
+        let mut identity = None;
+        if let Some((v, provider, _)) = verified {
+            let p = &provider.config;
+            for ((_, header), value) in p.claims_to_headers.iter().zip(v.header_values.iter()) {
+                if let Some(value) = value {
+                    set_headers.push((header.clone(), value.clone()));
+                }
+            }
+            if let (Some(h), Some(payload)) = (&p.payload_header, &v.payload_b64) {
+                set_headers.push((h.clone(), payload.clone()));
+            }
+            identity = Some(v.identity());
+        }
+        let mut remove_headers: Vec<String> = self
+            .identity_headers
+            .iter()
+            .filter(|h| req.headers.contains_key(*h) && !set_headers.iter().any(|(s, _)| s == *h))
+            .cloned()
+            .collect();
+        if let Some((_, provider, Source::Header { name, .. })) = verified
+            && !provider.config.forward_token
+        {
+            remove_headers.push(name.clone());
+        }
+        Allow {
+            set_headers,
+            remove_headers,
+            identity,
+            trace_id,
+        }
+    }
+
+    /// Verifies through the cache: a hit skips the signature but not the time claims, and counts
+    /// only while the key that verified it is still in its provider's key set.
+    async fn verify(&self, token: &str) -> Result<(Arc<Verified>, &Arc<ProviderKeys>), Rejection> {
+        if !self.cache.enabled() || token.len() > self.verifier.max_token_bytes() {
+            return self.verifier.verify(token).await.map(|(v, p)| (Arc::new(v), p));
+        }
+        let h = cache::hash(token);
+        if let Some(v) = self.cache.get(&h) {
+            if let Some(p) = self.verifier.provider(&v.issuer)
+                && p.keys.usable().is_some_and(|set| set.holds(&v.key))
+                && !v.expired(&p.config, clock::now().unix)
+            {
+                self.shared.metrics.cache_lookup(CacheOutcome::Hit);
+                return Ok((v, p));
+            }
+            // Expired, or its key is gone: verify afresh for the precise answer.
+            self.cache.forget(&h);
+        } else if let Some(r) = self.cache.refused(&h) {
+            self.shared.metrics.cache_lookup(CacheOutcome::RefusedHit);
+            return Err(r);
+        }
+        self.shared.metrics.cache_lookup(CacheOutcome::Miss);
+        match self.verifier.verify(token).await {
+            Ok((v, p)) => {
+                self.cache.insert(h, Arc::new(v.for_cache(&self.policy_claims)));
+                Ok((Arc::new(v), p))
+            }
+            Err(r) => {
+                self.cache.refuse(h, &r);
+                Err(r)
+            }
+        }
+    }
+
+    /// `require_jti`, then the revocation set (memory only).
+    fn not_revoked(&self, v: &Verified, p: &Provider) -> Result<(), Rejection> {
+        let jti = v.jti.as_deref();
+        if p.require_jti && jti.is_none() {
+            return Err(Rejection::MissingClaim("jti".into()));
+        }
+        match self
+            .shared
+            .revocations
+            .check(&v.issuer, jti, v.subject.as_deref(), v.iat)
+        {
+            Some(_) => Err(Rejection::Revoked),
+            None => Ok(()),
+        }
+    }
+
+    /// The routes in use.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The HTTP door's settings.
+    pub fn http_auth(&self) -> &HttpAuth {
+        &self.http_auth
+    }
+
+    /// A denial decided by a front door before the gate could run (e.g. the HTTP door cannot
+    /// tell which request to check); counted and logged like any other.
+    pub fn refuse(&self, req: &Request, rejection: Rejection) -> Decision {
+        self.deny(req, "(none)", rejection, trace_id(req))
+    }
+}
+
+/// A credential [`Gate::authorize`] refused: why, and who presented it when that is known (the
+/// token verified but is revoked, or lacks what the requirements ask).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub rejection: Rejection,
+    /// Who, once the token's signature and claims verified.
+    pub identity: Option<Identity>,
+}
+
+/// The top-level claims any requirement reads (the routes' and the admin API's: scopes, roles,
+/// claim tests). Everything else the gate needs of a token is extracted into [`Verified`]'s own
+/// fields.
+fn policy_claims(config: &Config) -> BTreeSet<String> {
+    let head = |path: &str| path.split('.').next().unwrap_or(path).to_owned();
+    let admin = config.admin.requirement();
+    let routes = config.routes.iter().filter_map(|r| match &r.auth {
+        Auth::Required(r) => Some(r),
+        Auth::Public | Auth::Optional => None,
+    });
+    let mut names = BTreeSet::new();
+    for r in routes.chain(admin.as_ref()) {
+        if !r.scopes.is_empty() {
+            names.extend(["scope".to_owned(), "scp".to_owned()]);
+        }
+        if r.roles.is_some() {
+            names.extend(config.providers.iter().map(|p| head(&p.roles_claim)));
+        }
+        names.extend(r.claims.iter().map(|rule| head(&rule.path)));
+    }
+    names
+}
+
+/// The proxy's request id, else the W3C trace id, else a fresh one; always short and printable.
+fn trace_id(req: &Request) -> String {
+    let from_traceparent = || {
+        req.header("traceparent")
+            .and_then(|tp| tp.split('-').nth(1))
+            .map(str::to_owned)
+    };
+    req.request_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .or_else(|| req.header("x-request-id").map(str::to_owned))
+        .or_else(from_traceparent)
+        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_are_taken_only_when_safe() {
+        let mut r = Request {
+            request_id: Some("abc-123".into()),
+            ..Request::default()
+        };
+        assert_eq!(trace_id(&r), "abc-123");
+        r.request_id = Some("evil\"\r\n".into());
+        assert_eq!(trace_id(&r).len(), 32);
+        r.request_id = None;
+        r.headers.insert(
+            "traceparent".into(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        );
+        assert_eq!(trace_id(&r), "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+}

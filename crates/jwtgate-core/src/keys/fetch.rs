@@ -1,0 +1,235 @@
+//! Bounded HTTP fetches from issuers: a time limit on the whole exchange, a size limit on the
+//! body, no redirects to another host, and `Cache-Control: max-age` read for the refresh timer.
+
+use std::time::Duration;
+
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE};
+use reqwest::redirect;
+
+/// Largest JWKS or discovery document read.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Why a document could not be fetched. Messages name the URL and never carry credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No complete answer within `fetch_timeout`.
+    #[error("no complete answer from {url} within {}", crate::config::duration::format(*.timeout))]
+    Timeout {
+        /// What was asked for.
+        url: String,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// The request failed (connection refused, TLS, protocol).
+    #[error("GET {url}: {reason}")]
+    Request {
+        /// What was asked for.
+        url: String,
+        /// reqwest's words, without the URL they repeat.
+        reason: String,
+    },
+    /// A redirect to another host, or too many redirects.
+    #[error("GET {url}: redirect to another host or too many redirects refused")]
+    Redirect {
+        /// What was asked for.
+        url: String,
+    },
+    /// A status other than 2xx.
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        /// What was asked for.
+        url: String,
+        /// The status answered.
+        status: reqwest::StatusCode,
+    },
+    /// A declared length over [`MAX_BODY_BYTES`].
+    #[error("GET {url}: body of {length} bytes is over the {MAX_BODY_BYTES}-byte limit")]
+    DeclaredTooLarge {
+        /// What was asked for.
+        url: String,
+        /// The `Content-Length` answered.
+        length: u64,
+    },
+    /// A body that grew past [`MAX_BODY_BYTES`].
+    #[error("GET {url}: body is over the {MAX_BODY_BYTES}-byte limit")]
+    TooLarge {
+        /// What was asked for.
+        url: String,
+    },
+    /// An HTML page (a login page or a proxy's error page), not a JSON document.
+    #[error("GET {url}: answered with HTML, not JSON")]
+    Html {
+        /// What was asked for.
+        url: String,
+    },
+}
+
+/// Why OIDC discovery did not yield a usable `jwks_uri`.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The discovery document could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// It is not JSON.
+    #[error("discovery document is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// It names another issuer (OIDC Discovery §4.3).
+    #[error("discovery document names a different issuer")]
+    OtherIssuer,
+    /// It names no issuer.
+    #[error("discovery document has no `issuer`")]
+    NoIssuer,
+    /// It has no `jwks_uri`.
+    #[error("discovery document has no `jwks_uri`")]
+    NoJwksUri,
+    /// Its `jwks_uri` is not an http(s) URL.
+    #[error("discovery `jwks_uri` is not an http(s) URL")]
+    BadJwksUri,
+}
+
+/// A fetched document.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The body, at most [`MAX_BODY_BYTES`].
+    pub body: Vec<u8>,
+    /// `Cache-Control: max-age`, if the issuer sent one.
+    pub max_age: Option<Duration>,
+}
+
+/// The HTTP client used for every key fetch.
+pub fn client() -> reqwest::Client {
+    let policy = redirect::Policy::custom(|attempt| {
+        let same_host = attempt.previous().first().is_some_and(|first| {
+            first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if attempt.previous().len() > 3 || !same_host {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .redirect(policy)
+        .user_agent(concat!("jwtgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// GETs `url`, bounded in time and size.
+pub async fn get(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<Fetched, FetchError> {
+    tokio::time::timeout(timeout, get_unbounded_time(client, url))
+        .await
+        .map_err(|_| FetchError::Timeout {
+            url: url.to_owned(),
+            timeout,
+        })?
+}
+
+async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetched, FetchError> {
+    let failed = |e: reqwest::Error| FetchError::Request {
+        url: url.to_owned(),
+        reason: without_url(&e),
+    };
+    let mut resp = client
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(failed)?;
+    let status = resp.status();
+    if status.is_redirection() {
+        return Err(FetchError::Redirect { url: url.to_owned() });
+    }
+    if !status.is_success() {
+        return Err(FetchError::Status {
+            url: url.to_owned(),
+            status,
+        });
+    }
+    if let Some(length) = resp.content_length()
+        && length > MAX_BODY_BYTES as u64
+    {
+        return Err(FetchError::DeclaredTooLarge {
+            url: url.to_owned(),
+            length,
+        });
+    }
+    let max_age = resp
+        .headers()
+        .get(CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(max_age);
+    let html = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html"));
+    if html {
+        return Err(FetchError::Html { url: url.to_owned() });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(FetchError::TooLarge { url: url.to_owned() });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Fetched { body, max_age })
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        msg = msg.replace(&format!(" for url ({url})"), "");
+    }
+    msg
+}
+
+/// Reads `max-age=N` from a `Cache-Control` value; `no-store`/`no-cache` mean 0.
+pub fn max_age(value: &str) -> Option<Duration> {
+    value.split(',').map(str::trim).find_map(|d| {
+        let lower = d.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        lower
+            .strip_prefix("max-age=")
+            .and_then(|n| n.trim_matches('"').parse::<u64>().ok())
+            .map(Duration::from_secs)
+    })
+}
+
+/// Fetches `{issuer}/.well-known/openid-configuration` and returns its `jwks_uri`, after
+/// checking that the document names the configured issuer exactly (OIDC Discovery §4.3).
+pub async fn discover(client: &reqwest::Client, issuer: &str, timeout: Duration) -> Result<String, DiscoveryError> {
+    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let doc = get(client, &url, timeout).await?;
+    let doc: serde_json::Value = serde_json::from_slice(&doc.body).map_err(DiscoveryError::NotJson)?;
+    match doc.get("issuer").and_then(|v| v.as_str()) {
+        Some(i) if i == issuer => {}
+        Some(_) => return Err(DiscoveryError::OtherIssuer),
+        None => return Err(DiscoveryError::NoIssuer),
+    }
+    let jwks_uri = doc
+        .get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .ok_or(DiscoveryError::NoJwksUri)?;
+    match reqwest::Url::parse(jwks_uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(jwks_uri.to_owned()),
+        _ => Err(DiscoveryError::BadJwksUri),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_max_age() {
+        assert_eq!(max_age("public, max-age=600"), Some(Duration::from_secs(600)));
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=abc"), None);
+    }
+}

@@ -1,0 +1,393 @@
+//! Key sets per provider and their lifecycle: initial load, background refresh (honouring
+//! `Cache-Control: max-age` within bounds, with jitter), one single-flight refetch per window for
+//! unknown `kid`s, stale-on-error up to `max_stale`, and reloads of a watched JWKS file.
+//!
+//! This module finds keys; it never verifies tokens. Header fields `jku`, `x5u`, `jwk` and
+//! `x5c` are never used to find keys.
+
+pub mod fetch;
+pub mod jwks;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{self, Now};
+use crate::config::{KeySettings, KeySource, Provider};
+use crate::rejection::Rejection;
+pub use jwks::{Key, KeyKind, KeySet};
+
+/// How often a watched JWKS file is checked for changes.
+pub const FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Longest wait between retries after failed fetches.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why a provider's keys could not be loaded (the last good keys, if any, keep serving).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The JWKS could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    /// OIDC discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] fetch::DiscoveryError),
+    /// The `jwks_file` could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `jwks_file` is larger than any JWKS jwtgate reads.
+    #[error("{} is over the {}-byte limit", .0.display(), fetch::MAX_BODY_BYTES)]
+    FileTooLarge(PathBuf),
+    /// The document is not a usable JWKS.
+    #[error(transparent)]
+    Jwks(#[from] jwks::JwksError),
+    /// The crypto library refused the `hmac_secret`.
+    #[error("cannot use the shared secret: {0}")]
+    Secret(jsonwebtoken::errors::Error),
+    /// An `hmac_secret` provider's key comes with the config and is never fetched.
+    #[error("shared secrets are not fetched")]
+    SharedSecret,
+}
+
+/// What a key store knows right now; replaced whole on every fetch.
+#[derive(Debug, Default)]
+struct State {
+    keys: Option<Arc<KeySet>>,
+    /// Last successful load.
+    loaded_at: Option<Now>,
+    last_error: Option<Arc<LoadError>>,
+}
+
+/// One provider's keys.
+pub struct KeyStore {
+    provider: String,
+    issuer: String,
+    source: KeySource,
+    settings: KeySettings,
+    client: reqwest::Client,
+    state: ArcSwap<State>,
+    discovered_jwks_uri: std::sync::Mutex<Option<String>>,
+    fetching: AtomicBool,
+    fetches: AtomicU64,
+    generation: watch::Sender<u64>,
+    last_refetch: std::sync::Mutex<Option<Instant>>,
+    max_age: std::sync::Mutex<Option<Duration>>,
+}
+
+/// Health of one provider's keys, as `/readyz` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// Provider name.
+    pub provider: String,
+    /// `fresh`, `stale` (last fetch failed, old keys still served), `expired` (older than
+    /// `max_stale`) or `missing` (never loaded).
+    pub state: &'static str,
+    /// Key ids in the current set.
+    pub kids: Vec<String>,
+    /// Number of keys (including ones without `kid`).
+    pub keys: usize,
+    /// Unix time of the last successful load.
+    pub last_loaded_unix: Option<u64>,
+    /// Seconds since the last successful load.
+    pub age_seconds: Option<u64>,
+    /// Why the last fetch failed, if it did.
+    pub last_error: Option<String>,
+    /// Fetches attempted since start.
+    pub fetches: u64,
+}
+
+/// Result of asking for a refetch because of an unknown `kid`.
+enum Refetch {
+    /// A fetch finished while we waited.
+    Done,
+    /// The window since the last refetch has not passed: answer from what we have.
+    NotNow,
+    /// The fetch is still running past `refetch_wait`.
+    TimedOut,
+}
+
+impl KeyStore {
+    /// A store for `provider`, empty until [`KeyStore::run`] or a request loads it.
+    pub fn new(provider: &Provider, client: reqwest::Client) -> Arc<Self> {
+        let store = Arc::new(Self {
+            provider: provider.name.clone(),
+            issuer: provider.issuer.clone(),
+            source: provider.key_source.clone(),
+            settings: provider.keys,
+            client,
+            state: ArcSwap::from_pointee(State::default()),
+            discovered_jwks_uri: std::sync::Mutex::new(None),
+            fetching: AtomicBool::new(false),
+            fetches: AtomicU64::new(0),
+            generation: watch::channel(0).0,
+            last_refetch: std::sync::Mutex::new(None),
+            max_age: std::sync::Mutex::new(None),
+        });
+        if let KeySource::HmacSecret(secret) = &provider.key_source {
+            match KeySet::shared_secret(secret.expose()) {
+                Ok(set) => store.store_keys(set),
+                Err(e) => store.state.store(Arc::new(State {
+                    last_error: Some(Arc::new(LoadError::Secret(e))),
+                    ..State::default()
+                })),
+            }
+        }
+        store
+    }
+
+    /// Whether this store fetches exactly what `provider` asks for (same name, issuer, key source
+    /// and settings), so a config reload can keep it and the keys it holds.
+    pub fn serves(&self, provider: &Provider) -> bool {
+        self.provider == provider.name
+            && self.issuer == provider.issuer
+            && self.source == provider.key_source
+            && self.settings == provider.keys
+    }
+
+    /// Provider name.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The keys to verify a token with `kid` against. An unknown `kid` triggers at most one
+    /// refetch per `min_refetch_interval`, shared by every request that misses meanwhile and
+    /// waited on only up to `refetch_wait`.
+    pub async fn key_set_for(self: &Arc<Self>, kid: Option<&str>) -> Result<Arc<KeySet>, Rejection> {
+        if let Some(set) = self.usable() {
+            match kid {
+                Some(k) if !set.knows(k) => {}
+                _ => return Ok(set),
+            }
+        }
+        match self.refetch().await {
+            Refetch::TimedOut => Err(Rejection::KeysUnavailable),
+            Refetch::Done | Refetch::NotNow => self.usable().ok_or(Rejection::KeysUnavailable),
+        }
+    }
+
+    /// The current keys, unless missing or older than `max_stale`.
+    pub fn usable(&self) -> Option<Arc<KeySet>> {
+        let state = self.state.load();
+        let keys = state.keys.as_ref()?;
+        let loaded = state.loaded_at?;
+        let ages = matches!(self.source, KeySource::JwksUri(_) | KeySource::Discovery);
+        if ages && loaded.instant.elapsed() > self.settings.max_stale {
+            return None;
+        }
+        Some(keys.clone())
+    }
+
+    /// Status for `/readyz` and the admin API.
+    pub fn status(&self) -> KeyStatus {
+        let state = self.state.load();
+        let usable = self.usable().is_some();
+        let status = match (&state.keys, usable, &state.last_error) {
+            (None, _, _) => "missing",
+            (Some(_), false, _) => "expired",
+            (Some(_), true, Some(_)) => "stale",
+            (Some(_), true, None) => "fresh",
+        };
+        KeyStatus {
+            provider: self.provider.clone(),
+            state: status,
+            kids: state.keys.as_ref().map(|k| k.kids()).unwrap_or_default(),
+            keys: state.keys.as_ref().map_or(0, |k| k.len()),
+            last_loaded_unix: state.loaded_at.map(|at| at.unix),
+            age_seconds: state.loaded_at.map(|at| at.instant.elapsed().as_secs()),
+            last_error: state.last_error.as_ref().map(ToString::to_string),
+            fetches: self.fetches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Keeps the keys current until `cancel` fires.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        match self.source.clone() {
+            KeySource::HmacSecret(_) => {}
+            KeySource::JwksFile(path) => self.watch_file(&path, cancel).await,
+            KeySource::JwksUri(_) | KeySource::Discovery => self.refresh_loop(cancel).await,
+        }
+    }
+
+    async fn refresh_loop(self: Arc<Self>, cancel: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let next = match self.fetch_and_wait(true).await {
+                Ok(max_age) => {
+                    failures = 0;
+                    let base = max_age
+                        .unwrap_or(self.settings.refresh_interval)
+                        .clamp(self.settings.min_refetch_interval, self.settings.refresh_interval);
+                    jitter(base)
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    let cap = MAX_BACKOFF.min(self.settings.refresh_interval);
+                    jitter(Duration::from_secs(1u64 << failures.min(6)).min(cap))
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(next) => {}
+            }
+        }
+    }
+
+    async fn watch_file(self: Arc<Self>, path: &std::path::Path, cancel: CancellationToken) {
+        let mut seen = None;
+        loop {
+            let stamp = std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()));
+            if stamp != seen {
+                seen = stamp;
+                let _ = self.fetch_and_wait(false).await;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(FILE_POLL) => {}
+            }
+        }
+    }
+
+    /// Loads the keys once, waiting (bounded by `fetch_timeout`) for the outcome; for one-shot
+    /// commands such as `jwtgate check` that run no background refresh.
+    pub async fn load_once(self: &Arc<Self>) -> Result<(), Arc<LoadError>> {
+        if matches!(self.source, KeySource::HmacSecret(_)) {
+            return Ok(()); // loaded with the config
+        }
+        self.fetch_and_wait(true).await.map(|_| ())
+    }
+
+    /// Starts a fetch unless one is running, and waits for the running one to finish.
+    async fn fetch_and_wait(self: &Arc<Self>, rediscover: bool) -> Result<Option<Duration>, Arc<LoadError>> {
+        let mut rx = self.generation.subscribe();
+        self.spawn_fetch(rediscover);
+        let _ = rx.changed().await;
+        match &self.state.load().last_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(self.last_max_age()),
+        }
+    }
+
+    async fn refetch(self: &Arc<Self>) -> Refetch {
+        if matches!(self.source, KeySource::HmacSecret(_)) {
+            return Refetch::NotNow;
+        }
+        let mut rx = self.generation.subscribe();
+        if !self.fetching.load(Ordering::Acquire) {
+            let now = clock::now().instant;
+            {
+                let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_some_and(|t| now.duration_since(t) < self.settings.min_refetch_interval) {
+                    return Refetch::NotNow;
+                }
+                *last = Some(now);
+            }
+            self.spawn_fetch(false);
+        }
+        match tokio::time::timeout(self.settings.refetch_wait, rx.changed()).await {
+            Ok(_) => Refetch::Done,
+            Err(_) => Refetch::TimedOut,
+        }
+    }
+
+    fn spawn_fetch(self: &Arc<Self>, rediscover: bool) {
+        if self.fetching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.fetches.fetch_add(1, Ordering::Relaxed);
+            let outcome = this.load(rediscover).await;
+            match outcome {
+                Ok((parsed, max_age)) => {
+                    for why in &parsed.skipped {
+                        tracing::warn!(provider = %this.provider, "skipped key: {why}");
+                    }
+                    *this.max_age.lock().unwrap_or_else(|p| p.into_inner()) = max_age;
+                    tracing::info!(provider = %this.provider, keys = parsed.set.len(), "key set loaded");
+                    this.store_keys(parsed.set);
+                }
+                Err(why) => {
+                    tracing::warn!(provider = %this.provider, "key fetch failed, keeping the last good keys: {why}");
+                    let old = this.state.load();
+                    this.state.store(Arc::new(State {
+                        keys: old.keys.clone(),
+                        loaded_at: old.loaded_at,
+                        last_error: Some(Arc::new(why)),
+                    }));
+                }
+            }
+            this.fetching.store(false, Ordering::Release);
+            this.generation.send_modify(|g| *g += 1);
+        });
+    }
+
+    fn store_keys(&self, mut set: KeySet) {
+        if let Some(old) = self.state.load().keys.as_ref() {
+            // Unchanged keys stay the same objects, so cached tokens they verified stay valid.
+            set.keep_unchanged(old);
+        }
+        self.state.store(Arc::new(State {
+            keys: Some(Arc::new(set)),
+            loaded_at: Some(clock::now()),
+            last_error: None,
+        }));
+    }
+
+    fn last_max_age(&self) -> Option<Duration> {
+        *self.max_age.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn load(&self, rediscover: bool) -> Result<(jwks::Parsed, Option<Duration>), LoadError> {
+        let timeout = self.settings.fetch_timeout;
+        let fetched = match &self.source {
+            KeySource::JwksUri(uri) => fetch::get(&self.client, uri, timeout).await?,
+            KeySource::Discovery => {
+                let cached = self
+                    .discovered_jwks_uri
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let uri = match cached {
+                    Some(uri) if !rediscover => uri,
+                    _ => {
+                        let uri = fetch::discover(&self.client, &self.issuer, timeout).await?;
+                        *self.discovered_jwks_uri.lock().unwrap_or_else(|p| p.into_inner()) = Some(uri.clone());
+                        uri
+                    }
+                };
+                fetch::get(&self.client, &uri, timeout).await?
+            }
+            KeySource::JwksFile(path) => {
+                let body = tokio::fs::read(path).await.map_err(|source| LoadError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                if body.len() > fetch::MAX_BODY_BYTES {
+                    return Err(LoadError::FileTooLarge(path.clone()));
+                }
+                fetch::Fetched { body, max_age: None }
+            }
+            KeySource::HmacSecret(_) => return Err(LoadError::SharedSecret),
+        };
+        let parsed = jwks::parse(&fetched.body)?;
+        Ok((parsed, fetched.max_age))
+    }
+}
+
+/// ±10% so that replicas started together do not fetch together.
+fn jitter(d: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..1.1);
+    d.mul_f64(factor)
+}

@@ -1,0 +1,145 @@
+//! The configuration in force: one [`Gate`] behind an atomic pointer, replaced whole on reload so a
+//! request sees either the old config or the new one, never a mix. Key stores of providers whose
+//! key source and settings did not change are carried over with the keys they hold.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::gate::{Gate, Shared};
+use crate::keys::KeyStore;
+use crate::verify::Verifier;
+
+/// The gate that decides now; front doors load it once per request.
+pub type SharedGate = Arc<ArcSwap<Gate>>;
+
+/// How often the config file is checked for changes.
+const CONFIG_POLL: Duration = Duration::from_secs(1);
+
+/// The running configuration and the key stores it uses.
+pub struct Live {
+    gate: SharedGate,
+    client: reqwest::Client,
+    stores: Mutex<Vec<RunningStore>>,
+    shutdown: CancellationToken,
+    listen: (std::net::SocketAddr, std::net::SocketAddr, std::net::SocketAddr),
+    revocation: crate::config::RevocationConfig,
+    admin_provider: Option<String>,
+}
+
+/// A key store kept by the config in force, and the signal that stops its refresh.
+type RunningStore = (Arc<KeyStore>, CancellationToken);
+
+impl Live {
+    /// Builds the first gate and starts every provider's key refresh.
+    pub fn start(config: &Config, client: reqwest::Client, shared: Shared, shutdown: CancellationToken) -> Arc<Self> {
+        let mut stores = Vec::new();
+        let verifier = key_stores(config, &client, &shutdown, &[], &mut stores);
+        let gate = Gate::with_verifier(config, verifier, shared);
+        Arc::new(Self {
+            gate: Arc::new(ArcSwap::from_pointee(gate)),
+            client,
+            stores: Mutex::new(stores),
+            shutdown,
+            listen: (config.listen.grpc, config.listen.http, config.listen.admin),
+            revocation: config.revocation.clone(),
+            admin_provider: config.admin.provider.clone(),
+        })
+    }
+
+    /// The gate pointer the front doors read.
+    pub fn gate(&self) -> &SharedGate {
+        &self.gate
+    }
+
+    /// Swaps in a validated config: unchanged providers keep their key stores; new or changed
+    /// ones get fresh stores; removed ones stop refreshing.
+    pub fn apply(&self, config: &Config) {
+        if (config.listen.grpc, config.listen.http, config.listen.admin) != self.listen {
+            tracing::warn!("listen addresses changed: that takes a restart; the rest of the config is applied");
+        }
+        if config.revocation != self.revocation || config.admin.provider != self.admin_provider {
+            tracing::warn!("revocation store or admin settings changed: that takes a restart");
+        }
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = Vec::with_capacity(config.providers.len());
+        let verifier = key_stores(config, &self.client, &self.shutdown, &stores, &mut next);
+        let mut kept = 0;
+        for (store, stop) in stores.iter() {
+            if next.iter().any(|(s, _)| Arc::ptr_eq(s, store)) {
+                kept += 1;
+            } else {
+                stop.cancel();
+            }
+        }
+        *stores = next;
+        let shared = self.gate.load().shared().clone();
+        self.gate.store(Arc::new(Gate::with_verifier(config, verifier, shared)));
+        tracing::info!(
+            providers = config.providers.len(),
+            kept_key_sets = kept,
+            routes = config.routes.len(),
+            "config applied"
+        );
+    }
+
+    /// Loads, validates and applies `path`; an invalid file is refused (logged) and the config in
+    /// force stays.
+    pub fn reload(&self, path: &Path) -> Result<(), ConfigError> {
+        match Config::load(path) {
+            Ok(config) => {
+                self.apply(&config);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload refused; keeping the config in force");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads whenever the file's contents change, until shutdown.
+    pub async fn watch(self: Arc<Self>, path: PathBuf) {
+        let mut seen = std::fs::read(&path).ok();
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(CONFIG_POLL) => {}
+            }
+            let now = std::fs::read(&path).ok();
+            if now.is_some() && now != seen {
+                seen = now;
+                let _ = self.reload(&path);
+            }
+        }
+    }
+}
+
+/// The verifier for `config`: a provider that one of the `running` stores serves unchanged keeps
+/// it, with the keys it holds; any other gets a fresh store, refreshing until `shutdown`. Every
+/// store in use is pushed onto `next`.
+fn key_stores(
+    config: &Config,
+    client: &reqwest::Client,
+    shutdown: &CancellationToken,
+    running: &[RunningStore],
+    next: &mut Vec<RunningStore>,
+) -> Verifier {
+    Verifier::with_key_stores(config, |p| {
+        let (store, stop) = match running.iter().find(|(s, _)| s.serves(p)) {
+            Some(kept) => kept.clone(),
+            None => {
+                let store = KeyStore::new(p, client.clone());
+                let stop = shutdown.child_token();
+                tokio::spawn(store.clone().run(stop.clone()));
+                (store, stop)
+            }
+        };
+        next.push((store.clone(), stop));
+        store
+    })
+}

@@ -1,0 +1,244 @@
+//! Why a request was refused: one enum, with one method each for its class (which the doors
+//! render as the HTTP status and gRPC code together), the RFC 6750 error code, the safe public
+//! reason and the metrics label, so that the gRPC door, the HTTP door, the logs and the metrics
+//! can never disagree.
+
+use std::borrow::Cow;
+
+/// Every reason jwtgate refuses a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// No token in any configured source.
+    #[error("missing token")]
+    MissingToken,
+    /// Longer than `max_token_bytes`; refused before decoding.
+    #[error("token too large")]
+    TooLarge,
+    /// Not a compact JWS (structure, base64url, UTF-8, JSON, types).
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// Five segments: a JWE.
+    #[error("encrypted tokens (JWE) are not accepted")]
+    Encrypted,
+    /// `alg: none` in any spelling.
+    #[error("unsigned tokens (alg none) are not accepted")]
+    Unsigned,
+    /// `crit` lists extensions jwtgate does not implement.
+    #[error("unsupported critical header")]
+    UnsupportedCritical,
+    /// `iss` missing, not a string, or not a configured issuer.
+    #[error("unknown issuer")]
+    UnknownIssuer,
+    /// The token came from a source its provider does not enable.
+    #[error("token source not enabled for this issuer")]
+    SourceNotAllowed,
+    /// `alg` not in the provider's allow-list.
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// No key with that `kid` (after the rate-limited refetch), or none of the right type.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// Signature does not verify with the selected key.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `exp` missing when required.
+    #[error("token has no expiry")]
+    MissingExpiry,
+    /// `exp` in the past beyond the clock skew.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` in the future beyond the clock skew.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` in the future beyond the clock skew.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` longer than the provider allows.
+    #[error("token lifetime too long")]
+    LifetimeTooLong,
+    /// A time claim that is not a non-negative integer in range.
+    #[error("invalid {0} claim")]
+    InvalidTimeClaim(&'static str),
+    /// `aud` missing or none of the configured audiences.
+    #[error("audience not accepted")]
+    WrongAudience,
+    /// Header `typ` not one of the provider's `token_types`.
+    #[error("token type not accepted")]
+    WrongType,
+    /// A `required_claims` entry is absent.
+    #[error("missing required claim {0}")]
+    MissingClaim(String),
+    /// The token's `jti` is revoked, or its subject was cut off after it was issued.
+    #[error("token revoked")]
+    Revoked,
+    /// The provider has no usable keys (issuer down, nothing cached or too stale).
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+    /// The route accepts tokens from other providers only.
+    #[error("token issuer not accepted here")]
+    ProviderNotAccepted,
+    /// Scopes the route requires and the token lacks.
+    #[error("missing scope: {}", .0.join(" "))]
+    MissingScope(Vec<String>),
+    /// Roles the route requires and the token lacks (all of them for `any_of`).
+    #[error("missing role: {}", .0.join(" "))]
+    MissingRole(Vec<String>),
+    /// A claim test of the route failed.
+    #[error("claim {0} not accepted")]
+    ClaimNotAccepted(String),
+    /// No route matches and `defaults.unmatched` is `deny`.
+    #[error("no route matches this request")]
+    NoRoute,
+    /// The path cannot be normalised safely.
+    #[error("invalid request path: {0}")]
+    BadPath(crate::path::PathError),
+    /// The HTTP door cannot tell which request to check (no trusted original-request headers).
+    #[error("original request unknown")]
+    OriginalRequestUnknown,
+}
+
+/// How a refusal is answered. The doors' render module gives each class its HTTP status and
+/// its gRPC code together, so the two can never drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// No valid identity (401, `UNAUTHENTICATED`).
+    Unauthenticated,
+    /// The identity, or the request itself, is fine as a credential but not allowed here
+    /// (403, `PERMISSION_DENIED`).
+    Forbidden,
+    /// jwtgate cannot decide now; the proxy's failure mode applies (503, `UNAVAILABLE`).
+    Unavailable,
+}
+
+impl Rejection {
+    /// Which kind of answer this refusal gets.
+    pub fn class(&self) -> Class {
+        match self {
+            Self::KeysUnavailable => Class::Unavailable,
+            Self::ProviderNotAccepted
+            | Self::MissingScope(_)
+            | Self::MissingRole(_)
+            | Self::ClaimNotAccepted(_)
+            | Self::NoRoute
+            | Self::BadPath(_)
+            | Self::OriginalRequestUnknown => Class::Forbidden,
+            _ => Class::Unauthenticated,
+        }
+    }
+
+    /// The RFC 6750 `scope` attribute of an `insufficient_scope` challenge.
+    pub fn required_scope(&self) -> Option<String> {
+        match self {
+            Self::MissingScope(s) => Some(s.join(" ")),
+            _ => None,
+        }
+    }
+
+    /// RFC 6750 `error` code, if the `WWW-Authenticate` header carries one.
+    pub fn oauth_error(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken | Self::KeysUnavailable => None,
+            Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
+                Some("insufficient_scope")
+            }
+            Self::NoRoute | Self::BadPath(_) | Self::OriginalRequestUnknown => None,
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// The `error` member of the JSON body.
+    pub fn body_error(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::KeysUnavailable => "temporarily_unavailable",
+            Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
+                "insufficient_scope"
+            }
+            Self::NoRoute => "access_denied",
+            Self::BadPath(_) | Self::OriginalRequestUnknown => "invalid_request",
+            _ => "invalid_token",
+        }
+    }
+
+    /// Short reason that is safe to show the client (no token contents, no key material).
+    pub fn reason(&self) -> Cow<'static, str> {
+        match self {
+            Self::Malformed(what) => Cow::Owned(format!("malformed token: {what}")),
+            Self::InvalidTimeClaim(claim) => Cow::Owned(format!("invalid {claim} claim")),
+            Self::MissingClaim(claim) => Cow::Owned(format!("missing required claim {claim}")),
+            Self::NoRoute => Cow::Borrowed("no route matches this request"),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
+    /// Bounded metrics/log label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::TooLarge => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::Encrypted => "encrypted",
+            Self::Unsigned => "unsigned",
+            Self::UnsupportedCritical => "unsupported_crit",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::SourceNotAllowed => "source_not_allowed",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::MissingExpiry => "missing_exp",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::InvalidTimeClaim(_) => "invalid_time_claim",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongType => "wrong_type",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::Revoked => "revoked",
+            Self::ProviderNotAccepted => "provider_not_accepted",
+            Self::MissingScope(_) => "missing_scope",
+            Self::MissingRole(_) => "missing_role",
+            Self::ClaimNotAccepted(_) => "claim_not_accepted",
+            Self::NoRoute => "no_route",
+            Self::BadPath(_) => "bad_path",
+            Self::OriginalRequestUnknown => "original_request_unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_unavailable_is_unavailable_not_unauthenticated() {
+        let r = Rejection::KeysUnavailable;
+        assert_eq!(r.class(), Class::Unavailable);
+        assert_eq!(r.oauth_error(), None);
+    }
+
+    #[test]
+    fn bad_tokens_are_401_invalid_token_with_safe_reason() {
+        let r = Rejection::Malformed("invalid base64url");
+        assert_eq!(r.class(), Class::Unauthenticated);
+        assert_eq!(r.oauth_error(), Some("invalid_token"));
+        assert_eq!(r.reason(), "malformed token: invalid base64url");
+        assert_eq!(r.label(), "malformed");
+    }
+
+    #[test]
+    fn missing_scope_is_403_insufficient_scope_naming_the_scopes() {
+        let r = Rejection::MissingScope(vec!["api.read".into(), "api.write".into()]);
+        assert_eq!(r.class(), Class::Forbidden);
+        assert_eq!(r.oauth_error(), Some("insufficient_scope"));
+        assert_eq!(r.required_scope().as_deref(), Some("api.read api.write"));
+        assert_eq!(r.reason(), "missing scope: api.read api.write");
+    }
+
+    #[test]
+    fn missing_token_carries_no_error_code() {
+        assert_eq!(Rejection::MissingToken.oauth_error(), None);
+        assert_eq!(Rejection::MissingToken.body_error(), "missing_token");
+    }
+}

@@ -1,0 +1,78 @@
+//! What a door hands the gate and what it gets back: [`Request`] in, [`Decision`] out. Below
+//! every pipeline step (it imports none of them), so a step can read the request without an
+//! import circle. A [`Deny`] carries the rejection and the challenge data; the doors' render
+//! module turns it into statuses, headers and bodies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::rejection::Rejection;
+
+/// The request being checked, as the proxy described it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// HTTP method.
+    pub method: String,
+    /// Path including the query string.
+    pub path: String,
+    /// Host (`:authority`).
+    pub host: String,
+    /// Headers, names lower-case; repeated headers joined with `,`.
+    pub headers: HashMap<String, String>,
+    /// Envoy `context_extensions`.
+    pub context: HashMap<String, String>,
+    /// The proxy's request id, if it sent one.
+    pub request_id: Option<String>,
+}
+
+impl Request {
+    /// A header by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// What the proxy is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let the request through, with these changes to it.
+    Allow(Allow),
+    /// Refuse it.
+    Deny(Deny),
+}
+
+/// An allowed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    /// Headers to set on the upstream request (overwriting any the client sent).
+    pub set_headers: Vec<(String, String)>,
+    /// Headers to remove from the upstream request.
+    pub remove_headers: Vec<String>,
+    /// Who the caller is, for dynamic metadata and logs.
+    pub identity: Option<Identity>,
+    /// Trace id for logs.
+    pub trace_id: String,
+}
+
+/// Who a verified caller is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Provider name.
+    pub provider: String,
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`, if a string.
+    pub subject: Option<String>,
+}
+
+/// A refused request: why, and what the challenge names. Both doors derive the status, the
+/// `WWW-Authenticate` challenge and the JSON body from these alone, so they answer alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    /// Why.
+    pub rejection: Rejection,
+    /// Trace id the client can quote.
+    pub trace_id: String,
+    /// The realm the challenge names (`realm:` in the config).
+    pub realm: Arc<str>,
+}

@@ -1,0 +1,182 @@
+//! Routes: which policy applies to a request, chosen from its host, normalised path (see
+//! [`crate::path`]), method and Envoy `context_extensions`. First match wins.
+
+use crate::config::routes::{HostMatch, Match, PathMatch, Route};
+use crate::request::Request;
+
+/// The configured routes in order.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Wraps routes already validated by the config.
+    pub fn new(routes: Vec<Route>) -> Self {
+        Self { routes }
+    }
+
+    /// The first route whose conditions all hold for `req`, whose path has been normalised to
+    /// `path` (see [`crate::path::normalize`]).
+    pub fn select(&self, req: &Request, path: &str) -> Option<&Route> {
+        let host = host_without_port(&req.host);
+        self.routes.iter().find(|r| matches(&r.matcher, req, &host, path))
+    }
+
+    /// Every route, in order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+fn matches(m: &Match, req: &Request, host: &str, path: &str) -> bool {
+    if !m.methods.is_empty() && !m.methods.iter().any(|x| x.eq_ignore_ascii_case(&req.method)) {
+        return false;
+    }
+    match &m.host {
+        Some(HostMatch::Exact(h)) if h != host => return false,
+        Some(HostMatch::Suffix(s)) if !(host.len() > s.len() && host.ends_with(s.as_str())) => return false,
+        _ => {}
+    }
+    if !m.context.iter().all(|(k, v)| req.context.get(k) == Some(v)) {
+        return false;
+    }
+    let lowered;
+    let path = if m.case_insensitive {
+        lowered = path.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        path
+    };
+    match &m.path {
+        None => true,
+        Some(PathMatch::Prefix(p)) => path.starts_with(p.as_str()),
+        Some(PathMatch::Exact(p)) => path == p,
+        Some(PathMatch::Regex(re)) => re.is_match(path),
+    }
+}
+
+/// The host lower-cased, without a port (`[::1]:8080` → `[::1]`) or a trailing dot.
+fn host_without_port(host: &str) -> String {
+    let host = if host.starts_with('[') {
+        host.split_once(']').map_or(host, |(h, _)| &host[..=h.len()])
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::path;
+
+    fn table(routes: &str) -> RouteTable {
+        let text =
+            format!("providers:\n  - name: corp\n    issuer: https://i/\n    jwks_uri: https://i/k\nroutes:\n{routes}");
+        RouteTable::new(
+            Config::parse(&text, "t.yaml", std::path::Path::new("."))
+                .unwrap()
+                .routes,
+        )
+    }
+
+    fn pick(t: &RouteTable, method: &str, host: &str, path: &str) -> Option<String> {
+        let req = Request {
+            method: method.into(),
+            host: host.into(),
+            path: path.into(),
+            ..Request::default()
+        };
+        let normal = path::normalize(path).ok()?;
+        t.select(&req, &normal).map(|r| r.name.clone())
+    }
+
+    const ROUTES: &str = "  - { name: health, match: { path_prefix: /health }, auth: public }
+  - { name: admin, match: { path_prefix: /admin, methods: [POST, DELETE] } }
+  - { name: exact, match: { path: /exact } }
+  - { name: regex, match: { path_regex: '/items/[0-9]+' } }
+  - { name: tenant, match: { host: '*.example.com', path_prefix: / } }
+  - { name: one-host, match: { host: api.internal } }
+  - { name: ctx, match: { context: { policy: admin } } }
+";
+
+    #[test]
+    fn first_match_wins_on_path_method_and_host() {
+        let t = table(ROUTES);
+        assert_eq!(pick(&t, "GET", "x", "/health/live").as_deref(), Some("health"));
+        assert_eq!(pick(&t, "POST", "x", "/admin/users").as_deref(), Some("admin"));
+        assert_eq!(pick(&t, "post", "x", "/admin").as_deref(), Some("admin"));
+        assert_eq!(pick(&t, "GET", "x", "/admin"), None, "method not listed");
+        assert_eq!(pick(&t, "GET", "x", "/exact").as_deref(), Some("exact"));
+        assert_eq!(pick(&t, "GET", "x", "/exact/more"), None);
+        assert_eq!(pick(&t, "GET", "x", "/items/42").as_deref(), Some("regex"));
+        assert_eq!(pick(&t, "GET", "x", "/items/42/x"), None, "regex is anchored");
+        assert_eq!(pick(&t, "GET", "a.example.com:8443", "/z").as_deref(), Some("tenant"));
+        assert_eq!(pick(&t, "GET", "A.Example.COM.", "/z").as_deref(), Some("tenant"));
+        assert_eq!(pick(&t, "GET", "example.com", "/z"), None, "*.suffix needs a subdomain");
+        assert_eq!(pick(&t, "GET", "evilexample.com", "/z"), None);
+        assert_eq!(pick(&t, "GET", "api.internal:80", "/q").as_deref(), Some("one-host"));
+    }
+
+    #[test]
+    fn context_extensions_pick_a_route() {
+        let t = table(ROUTES);
+        let mut req = Request {
+            method: "GET".into(),
+            host: "x".into(),
+            path: "/q".into(),
+            ..Request::default()
+        };
+        assert_eq!(t.select(&req, "/q").map(|r| r.name.as_str()), None);
+        req.context.insert("policy".into(), "admin".into());
+        assert_eq!(t.select(&req, "/q").map(|r| r.name.as_str()), Some("ctx"));
+    }
+
+    #[test]
+    fn bypass_spellings_reach_the_same_route() {
+        let t = table(
+            "  - { name: admin, match: { path_prefix: /admin } }\n  - { name: rest, match: { path_prefix: / }, auth: public }\n",
+        );
+        for p in [
+            "/admin",
+            "/admin/../admin",
+            "//admin",
+            "/%61dmin",
+            "/./admin/x",
+            "/x/../admin",
+            "/admin?q=/public",
+        ] {
+            assert_eq!(pick(&t, "GET", "h", p).as_deref(), Some("admin"), "{p}");
+        }
+        // Paths are case-sensitive unless the route says otherwise.
+        assert_eq!(pick(&t, "GET", "h", "/ADMIN").as_deref(), Some("rest"));
+        let t = table(
+            "  - { name: admin, match: { path_prefix: /admin, case_insensitive: true } }\n  - { name: rest, match: { path_prefix: / }, auth: public }\n",
+        );
+        assert_eq!(pick(&t, "GET", "h", "/ADMIN").as_deref(), Some("admin"));
+        assert_eq!(pick(&t, "GET", "h", "/%41dmin").as_deref(), Some("admin"));
+        // Case-insensitive and case-sensitive routes mixed: each sees the path its own way.
+        let t = table(
+            "  - { name: other, match: { path_prefix: /other, case_insensitive: true } }\n  - { name: exact, match: { path: /Admin } }\n  - { name: admin, match: { path_prefix: /admin, case_insensitive: true } }\n",
+        );
+        assert_eq!(pick(&t, "GET", "h", "/Admin").as_deref(), Some("exact"));
+        assert_eq!(pick(&t, "GET", "h", "/ADMIN/x").as_deref(), Some("admin"));
+        assert_eq!(pick(&t, "GET", "h", "/admin").as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("Example.com:443"), "example.com");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+        assert_eq!(host_without_port("h"), "h");
+    }
+}

@@ -1,0 +1,133 @@
+//! Finding the raw token in a request: a header with a scheme prefix (matched
+//! case-insensitively), a cookie, or a query parameter, in the configured order.
+//!
+//! This module neither parses nor verifies the token.
+
+use std::borrow::Cow;
+
+use crate::config::Source;
+use crate::request::Request;
+
+/// Longest header, cookie or query value considered; longer ones are cut off here and refused
+/// by the size check.
+const MAX_SCAN_BYTES: usize = 64 * 1024;
+
+/// The first token found in `sources`, with the source it came from.
+pub fn extract<'r, 's>(req: &'r Request, sources: &'s [Source]) -> Option<(Cow<'r, str>, &'s Source)> {
+    sources.iter().find_map(|s| from_source(req, s).map(|t| (t, s)))
+}
+
+fn from_source<'r>(req: &'r Request, source: &Source) -> Option<Cow<'r, str>> {
+    match source {
+        Source::Header { name, prefix } => {
+            let value = req.header(name)?.trim();
+            let head = value.get(..prefix.len())?;
+            if !head.eq_ignore_ascii_case(prefix) {
+                return None;
+            }
+            let token = value.get(prefix.len()..)?.trim();
+            (!token.is_empty()).then_some(Cow::Borrowed(token))
+        }
+        Source::Cookie(name) => {
+            let cookies = req.header("cookie")?;
+            cookies.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name && !v.is_empty()).then(|| Cow::Borrowed(v.trim_matches('"')))
+            })
+        }
+        Source::Query(name) => {
+            let query = req.path.split_once('?')?.1;
+            let query = query.split('#').next().unwrap_or_default();
+            query.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                (k == name && !v.is_empty()).then(|| percent_decode(v))
+            })
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as space); invalid escapes are kept as they are.
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) || s.len() > MAX_SCAN_BYTES {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)], path: &str) -> Request {
+        Request {
+            path: path.into(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Request::default()
+        }
+    }
+
+    fn bearer() -> Source {
+        Source::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER   abc  "] {
+            let r = req(&[("authorization", h)], "/");
+            assert_eq!(extract(&r, &[bearer()]).unwrap().0, "abc");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_missing() {
+        for h in ["Basic dXNlcjpwYXNz", "Bearer ", "Bear", "Bearerabc"] {
+            let r = req(&[("authorization", h)], "/");
+            assert!(extract(&r, &[bearer()]).is_none(), "{h}");
+        }
+    }
+
+    #[test]
+    fn sources_are_tried_in_order() {
+        let sources = [
+            bearer(),
+            Source::Cookie("at".into()),
+            Source::Query("access_token".into()),
+        ];
+        let r = req(&[("cookie", "x=1; at=fromcookie")], "/p?access_token=fromquery");
+        let (t, s) = extract(&r, &sources).unwrap();
+        assert_eq!((t.as_ref(), s), ("fromcookie", &sources[1]));
+        let r = req(&[], "/p?a=1&access_token=a%2Eb#frag");
+        assert_eq!(extract(&r, &sources).unwrap().0, "a.b");
+        let r = req(&[], "/p?access_token=x");
+        assert!(extract(&r, &sources[..2]).is_none(), "query is opt-in");
+    }
+
+    #[test]
+    fn percent_decoding_keeps_invalid_escapes() {
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+        assert_eq!(percent_decode("a+b%41"), "a bA");
+    }
+}

@@ -1,0 +1,144 @@
+//! A client of the admin API, for the command line: connects (bounded), carries the bearer
+//! credential on every call, and pages through revocation lists.
+
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use super::pb;
+use super::pb::admin_client::AdminClient;
+
+/// Bound on connecting to the admin API.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on one call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an admin call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The credential cannot be sent as a header.
+    #[error("--admin-token is not a valid header value")]
+    InvalidToken,
+    /// The URL is not one to connect to.
+    #[error("--admin {url}: {source}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// Nothing answered there.
+    #[error("cannot reach the admin API at {url}: {reason}")]
+    Unreachable {
+        /// The URL given.
+        url: String,
+        /// The connection error with its causes.
+        reason: String,
+    },
+    /// The API refused or failed the call.
+    #[error("{} ({:?})", .0.message(), .0.code())]
+    Status(#[from] tonic::Status),
+    /// Paging went in a circle.
+    #[error("the admin API returned the same page twice")]
+    RepeatedPage,
+}
+
+/// A connection to a running jwtgate's admin API.
+pub struct Client {
+    inner: AdminClient<Channel>,
+    credential: Option<MetadataValue<Ascii>>,
+}
+
+impl Client {
+    /// Connects to `url`, sending `token` (the static `admin.token`, or a provider token with
+    /// the admin role) as `authorization: Bearer` on every call.
+    pub async fn connect(url: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        let credential = token
+            .map(|t| format!("Bearer {t}").parse().map_err(|_| ClientError::InvalidToken))
+            .transpose()?;
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|source| ClientError::InvalidUrl {
+                url: url.to_owned(),
+                source,
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| ClientError::Unreachable {
+            url: url.to_owned(),
+            reason: error_chain(&e),
+        })?;
+        Ok(Self {
+            inner: AdminClient::new(channel),
+            credential,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(v) = &self.credential {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        req
+    }
+
+    /// `RevokeToken`.
+    pub async fn revoke_token(&mut self, message: pb::RevokeTokenRequest) -> Result<pb::RevokeResponse, ClientError> {
+        let req = self.request(message);
+        Ok(self.inner.revoke_token(req).await?.into_inner())
+    }
+
+    /// `RevokeSubject`.
+    pub async fn revoke_subject(
+        &mut self,
+        message: pb::RevokeSubjectRequest,
+    ) -> Result<pb::RevokeResponse, ClientError> {
+        let req = self.request(message);
+        Ok(self.inner.revoke_subject(req).await?.into_inner())
+    }
+
+    /// Every revocation in force, fetched `page_size` at a time, handed to `each` page by page.
+    pub async fn each_revocation(
+        &mut self,
+        page_size: u32,
+        mut each: impl FnMut(&pb::Revocation),
+    ) -> Result<(), ClientError> {
+        let mut page_token = String::new();
+        loop {
+            let req = self.request(pb::ListRevocationsRequest {
+                page_size,
+                page_token: page_token.clone(),
+            });
+            let page = self.inner.list_revocations(req).await?.into_inner();
+            page.revocations.iter().for_each(&mut each);
+            if page.next_page_token.is_empty() {
+                return Ok(());
+            }
+            if page.next_page_token == page_token {
+                return Err(ClientError::RepeatedPage);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// `KeyStatus`.
+    pub async fn key_status(&mut self) -> Result<pb::KeyStatusResponse, ClientError> {
+        let req = self.request(pb::KeyStatusRequest {});
+        Ok(self.inner.key_status(req).await?.into_inner())
+    }
+}
+
+/// An error with its causes, each once (layers often repeat their inner error's words).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

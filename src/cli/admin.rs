@@ -1,0 +1,104 @@
+//! `jwtgate revoke …` and `jwtgate keys status`: admin API calls from the command line, one
+//! line printed per revocation or provider; exit 0 on success, 1 with the reason on failure.
+
+use std::process::ExitCode;
+
+use crate::admin::client::{Client, ClientError};
+use crate::admin::pb::{self, RevocationKind};
+
+use super::{Flavor, run};
+
+/// Where the admin API is and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Admin API URL.
+    pub url: String,
+    /// Bearer credential.
+    pub token: Option<String>,
+}
+
+/// One admin command.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// Revoke one token.
+    RevokeToken(pb::RevokeTokenRequest),
+    /// Revoke a subject's tokens issued before a time.
+    RevokeSubject(pb::RevokeSubjectRequest),
+    /// Print every revocation in force, fetched this many at a time.
+    List {
+        /// Entries per page.
+        page_size: u32,
+    },
+    /// Print each provider's key state.
+    KeyStatus,
+}
+
+/// Runs `call` against the admin API at `endpoint`.
+pub fn admin(endpoint: &Endpoint, call: Call) -> ExitCode {
+    run(Flavor::OneShot, async {
+        match perform(endpoint, call).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jwtgate: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn perform(endpoint: &Endpoint, call: Call) -> Result<(), ClientError> {
+    let mut client = Client::connect(&endpoint.url, endpoint.token.as_deref()).await?;
+    match call {
+        Call::RevokeToken(m) => print_revoked(client.revoke_token(m).await?),
+        Call::RevokeSubject(m) => print_revoked(client.revoke_subject(m).await?),
+        Call::List { page_size } => {
+            client
+                .each_revocation(page_size, |r| println!("{}", revocation_line(r)))
+                .await?;
+        }
+        Call::KeyStatus => {
+            for p in client.key_status().await?.providers {
+                let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+                print!(
+                    "{} {} keys={} kids={} last_loaded={} age={} fetches={} issuer={:?}",
+                    p.provider,
+                    p.state,
+                    p.keys,
+                    p.kids.join(","),
+                    opt(p.last_loaded_unix),
+                    opt(p.age_seconds),
+                    p.fetches,
+                    p.issuer
+                );
+                match &p.last_error {
+                    Some(e) => println!(" error={e:?}"),
+                    None => println!(),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_revoked(answer: pb::RevokeResponse) {
+    match answer.revocation {
+        Some(r) => println!("revoked {}", revocation_line(&r)),
+        None => println!("nothing to do: {}", answer.note),
+    }
+}
+
+/// One revocation on one line; strings are quoted.
+fn revocation_line(r: &pb::Revocation) -> String {
+    let what = match r.kind() {
+        RevocationKind::Token => format!("token issuer={:?} jti={:?}", r.issuer, r.jti),
+        RevocationKind::Subject => format!(
+            "subject issuer={:?} subject={:?} issued_before={}",
+            r.issuer, r.subject, r.issued_before
+        ),
+        RevocationKind::Unspecified => format!("unknown issuer={:?}", r.issuer),
+    };
+    format!(
+        "{what} expires_at={} created_at={} reason={:?}",
+        r.expires_at, r.created_at, r.reason
+    )
+}

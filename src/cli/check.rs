@@ -1,0 +1,135 @@
+//! `jwtgate check`: explains one decision with the same gate as `serve` — the matched route, the
+//! provider, every check and the answer. The token's provider is found through the configured
+//! sources exactly as a check finds the token, and its keys are loaded once first.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use jwtgate_core::config::Config;
+use jwtgate_core::gate::{Gate, Shared};
+use jwtgate_core::keys::fetch;
+use jwtgate_core::request::{Decision, Request};
+
+use super::{Flavor, UNUSABLE, load_config, run};
+use crate::server::render;
+
+/// The request to explain, as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Args {
+    /// Sent as `Authorization: Bearer T`.
+    pub token: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Path, with query if any.
+    pub path: String,
+    /// Host.
+    pub host: String,
+    /// Extra headers, each `NAME: VALUE`.
+    pub headers: Vec<String>,
+    /// Envoy context extensions, each `KEY=VALUE`.
+    pub context: Vec<String>,
+}
+
+/// An argument that does not say what it should.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgError {
+    /// `--header` without a colon.
+    #[error("--header wants `NAME: VALUE`, got `{0}`")]
+    Header(String),
+    /// `--context` without an equals sign.
+    #[error("--context wants `KEY=VALUE`, got `{0}`")]
+    Context(String),
+}
+
+/// Explains the decision for `args` under the config at `path`: exit 0 allow, 1 deny, 2 an
+/// unusable config or argument.
+pub fn check(path: &Path, args: Args) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let req = match request(args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jwtgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    run(Flavor::OneShot, explain(&config, &req))
+}
+
+/// The request the gate sees.
+fn request(args: Args) -> Result<Request, ArgError> {
+    let mut req = Request {
+        method: args.method,
+        path: args.path,
+        host: args.host,
+        ..Request::default()
+    };
+    for h in args.headers {
+        let Some((k, v)) = h.split_once(':') else {
+            return Err(ArgError::Header(h));
+        };
+        req.headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    for c in args.context {
+        let Some((k, v)) = c.split_once('=') else {
+            return Err(ArgError::Context(c));
+        };
+        req.context.insert(k.to_owned(), v.to_owned());
+    }
+    if let Some(t) = args.token {
+        req.headers.insert("authorization".into(), format!("Bearer {t}"));
+    }
+    Ok(req)
+}
+
+async fn explain(config: &Config, req: &Request) -> ExitCode {
+    let gate = Gate::new(config, &fetch::client(), Shared::default());
+    if let Some(p) = gate.token_provider(req)
+        && let Err(e) = p.keys.load_once().await
+    {
+        println!("keys for provider {}: {e}", p.config.name);
+    }
+    let (decision, ex) = gate.explain(req).await;
+    println!("request:  {} {} (host {:?})", req.method, req.path, req.host);
+    if let Some(path) = &ex.path {
+        println!("path:     {path} (normalised)");
+    }
+    println!("route:    {}", ex.route.as_deref().unwrap_or("(none matched)"));
+    println!("provider: {}", ex.provider.as_deref().unwrap_or("-"));
+    for step in &ex.steps {
+        match &step.outcome {
+            Ok(()) => println!("  pass  {}", step.what),
+            Err(why) => println!("  FAIL  {}: {}", step.what, why.reason()),
+        }
+    }
+    if let Some(r) = &ex.dry_run_denial {
+        println!(
+            "dry run: would deny ({} {}), allowed",
+            render::http_status(r),
+            r.reason()
+        );
+    }
+    match decision {
+        Decision::Allow(allow) => {
+            println!("decision: ALLOW");
+            for (k, v) in &allow.set_headers {
+                println!("  set     {k}: {v}");
+            }
+            for k in &allow.remove_headers {
+                println!("  remove  {k}");
+            }
+            ExitCode::SUCCESS
+        }
+        Decision::Deny(deny) => {
+            println!(
+                "decision: DENY {} {}",
+                render::http_status(&deny.rejection),
+                deny.rejection.reason()
+            );
+            println!("  www-authenticate: {}", render::www_authenticate(&deny));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The commands behind `jwtgate`'s command line (`main.rs` only parses arguments): [`serve`],
+//! [`check`], [`token`] tooling and the [`admin`] API's client commands, plus what they share —
+//! loading the config and starting a runtime. Exit codes: 0 success (or allow), 1 failure (or
+//! deny), 2 unusable input (a config, a key, an argument).
+
+pub mod admin;
+pub mod check;
+pub mod serve;
+pub mod token;
+
+use std::future::Future;
+use std::path::Path;
+use std::process::ExitCode;
+
+use jwtgate_core::config::{Config, ConfigError};
+
+/// Exit code for input that cannot be used: a config, a key, an argument.
+pub const UNUSABLE: u8 = 2;
+
+/// Which runtime a command needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `serve`: one worker thread per CPU the process may run on.
+    Server,
+    /// One-shot commands: the current thread.
+    OneShot,
+}
+
+/// Runs `command` to completion on a fresh runtime of `flavor`.
+pub fn run(flavor: Flavor, command: impl Future<Output = ExitCode>) -> ExitCode {
+    let mut builder = match flavor {
+        Flavor::Server => tokio::runtime::Builder::new_multi_thread(),
+        Flavor::OneShot => tokio::runtime::Builder::new_current_thread(),
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("jwtgate: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads and validates a config file; an unusable one is reported (file, field, reason) and
+/// answered with exit code 2.
+pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| config_error(&e))
+}
+
+/// `jwtgate validate-config FILE`.
+pub fn validate_config(file: &Path) -> ExitCode {
+    match load_config(file) {
+        Ok(c) => {
+            println!("{}: ok ({} provider(s))", file.display(), c.providers.len());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("jwtgate: invalid config: {e}");
+    ExitCode::from(UNUSABLE)
+}
