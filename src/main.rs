@@ -34,29 +34,7 @@ enum Command {
     },
     /// Explain the decision for one request: matched route, provider, every check; exit 0 allow,
     /// 1 deny, 2 unusable config.
-    Check {
-        /// Config file.
-        #[arg(long, env = "JWTGATE_CONFIG")]
-        config: PathBuf,
-        /// The bearer token (sent as `Authorization: Bearer T`); omit to check an anonymous request.
-        #[arg(long)]
-        token: Option<String>,
-        /// HTTP method.
-        #[arg(long, default_value = "GET")]
-        method: String,
-        /// Path, with query if any.
-        #[arg(long, default_value = "/")]
-        path: String,
-        /// Host.
-        #[arg(long, default_value = "")]
-        host: String,
-        /// Extra request header `NAME: VALUE`, repeatable.
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        /// Envoy context extension `KEY=VALUE`, repeatable.
-        #[arg(long = "context")]
-        context: Vec<String>,
-    },
+    Check(check::Args),
     /// Development tooling for tokens and keys.
     Token {
         #[command(subcommand)]
@@ -73,18 +51,6 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-}
-
-/// Where the admin API is and how to authenticate to it.
-#[derive(clap::Args)]
-struct AdminArgs {
-    /// Admin API URL.
-    #[arg(long = "admin", env = "JWTGATE_ADMIN", default_value = "http://127.0.0.1:9003")]
-    url: String,
-    /// Bearer credential: the static `admin.token`, or a token from `admin.provider` with
-    /// `admin.role`.
-    #[arg(long, env = "JWTGATE_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -109,7 +75,7 @@ enum RevokeCommand {
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
-        admin: AdminArgs,
+        admin: Endpoint,
     },
     /// Revoke every token of a subject issued before a time.
     Subject {
@@ -126,7 +92,7 @@ enum RevokeCommand {
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
-        admin: AdminArgs,
+        admin: Endpoint,
     },
     /// Print every revocation in force, one per line (all pages).
     List {
@@ -134,7 +100,7 @@ enum RevokeCommand {
         #[arg(long, default_value_t = 100)]
         page_size: u32,
         #[command(flatten)]
-        admin: AdminArgs,
+        admin: Endpoint,
     },
 }
 
@@ -143,30 +109,14 @@ enum KeysCommand {
     /// Print each provider's key state, one per line.
     Status {
         #[command(flatten)]
-        admin: AdminArgs,
+        admin: Endpoint,
     },
 }
 
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Sign a token (for tests, demos and checking a setup).
-    Mint {
-        /// Private key: PEM (RSA/EC/Ed25519), or for HS* an oct JWK or the raw secret.
-        #[arg(long)]
-        key: PathBuf,
-        /// Algorithm, e.g. RS256, ES256, EdDSA, HS256.
-        #[arg(long)]
-        alg: String,
-        /// Key id for the header.
-        #[arg(long)]
-        kid: Option<String>,
-        /// Claims as a JSON object, or @FILE.
-        #[arg(long)]
-        claims: String,
-        /// Lifetime added as `exp` (and `iat`) when the claims have none, e.g. 1h.
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-    },
+    Mint(token::MintArgs),
     /// Print the public JWKS for private PEM keys, to publish or to use as `jwks_file`.
     Jwks {
         /// `PEM_FILE:ALG:KID`, repeatable.
@@ -179,40 +129,10 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => cli::serve::serve(&config),
         Command::ValidateConfig { file } => cli::validate_config(&file),
-        Command::Check {
-            config,
-            token,
-            method,
-            path,
-            host,
-            headers,
-            context,
-        } => check::check(
-            &config,
-            check::Args {
-                token,
-                method,
-                path,
-                host,
-                headers,
-                context,
-            },
-        ),
+        Command::Check(args) => check::check(args),
         Command::Token { command } => {
             let out = match command {
-                TokenCommand::Mint {
-                    key,
-                    alg,
-                    kid,
-                    claims,
-                    ttl,
-                } => token::mint(token::MintArgs {
-                    key,
-                    alg,
-                    kid,
-                    claims,
-                    ttl,
-                }),
+                TokenCommand::Mint(args) => token::mint(args),
                 TokenCommand::Jwks { keys } => token::jwks(&keys),
             };
             match out {
@@ -228,25 +148,16 @@ fn main() -> ExitCode {
         }
         Command::Revoke { command } => {
             let (admin, call) = revoke(command);
-            cli::admin::admin(&admin.into(), call)
+            cli::admin::admin(&admin, call)
         }
         Command::Keys {
             command: KeysCommand::Status { admin },
-        } => cli::admin::admin(&admin.into(), Call::KeyStatus),
-    }
-}
-
-impl From<AdminArgs> for Endpoint {
-    fn from(a: AdminArgs) -> Self {
-        Self {
-            url: a.url,
-            token: a.admin_token,
-        }
+        } => cli::admin::admin(&admin, Call::KeyStatus),
     }
 }
 
 /// The admin API call a `revoke` command asks for.
-fn revoke(command: RevokeCommand) -> (AdminArgs, Call) {
+fn revoke(command: RevokeCommand) -> (Endpoint, Call) {
     use pb::revoke_token_request::Target;
     match command {
         RevokeCommand::Token {

@@ -9,12 +9,15 @@ use crate::admin::pb::{self, RevocationKind};
 use super::{Flavor, run};
 
 /// Where the admin API is and how to authenticate to it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Endpoint {
     /// Admin API URL.
+    #[arg(long = "admin", env = "JWTGATE_ADMIN", default_value = "http://127.0.0.1:9003")]
     pub url: String,
-    /// Bearer credential.
-    pub token: Option<String>,
+    /// Bearer credential: the static `admin.token`, or a token from `admin.provider` with
+    /// `admin.role`.
+    #[arg(long, env = "JWTGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// One admin command.
@@ -47,7 +50,7 @@ pub fn admin(endpoint: &Endpoint, call: Call) -> ExitCode {
 }
 
 async fn perform(endpoint: &Endpoint, call: Call) -> Result<(), ClientError> {
-    let mut client = Client::connect(&endpoint.url, endpoint.token.as_deref()).await?;
+    let mut client = Client::connect(&endpoint.url, endpoint.admin_token.as_deref()).await?;
     match call {
         Call::RevokeToken(m) => print_revoked(client.revoke_token(m).await?),
         Call::RevokeSubject(m) => print_revoked(client.revoke_subject(m).await?),

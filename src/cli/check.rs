@@ -2,7 +2,7 @@
 //! provider, every check and the answer. The token's provider is found through the configured
 //! sources exactly as a check finds the token, and its keys are loaded once first.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jwtgate_core::config::Config;
@@ -13,20 +13,29 @@ use jwtgate_core::request::{Decision, Request};
 use super::{Flavor, UNUSABLE, load_config, run};
 use crate::server::render;
 
-/// The request to explain, as given on the command line.
-#[derive(Debug, Clone, Default)]
+/// The config and the request to explain, as given on the command line.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Sent as `Authorization: Bearer T`.
+    /// Config file.
+    #[arg(long, env = "JWTGATE_CONFIG")]
+    pub config: PathBuf,
+    /// The bearer token (sent as `Authorization: Bearer T`); omit to check an anonymous request.
+    #[arg(long)]
     pub token: Option<String>,
     /// HTTP method.
+    #[arg(long, default_value = "GET")]
     pub method: String,
     /// Path, with query if any.
+    #[arg(long, default_value = "/")]
     pub path: String,
     /// Host.
+    #[arg(long, default_value = "")]
     pub host: String,
-    /// Extra headers, each `NAME: VALUE`.
+    /// Extra request header `NAME: VALUE`, repeatable.
+    #[arg(long = "header")]
     pub headers: Vec<String>,
-    /// Envoy context extensions, each `KEY=VALUE`.
+    /// Envoy context extension `KEY=VALUE`, repeatable.
+    #[arg(long = "context")]
     pub context: Vec<String>,
 }
 
@@ -41,10 +50,10 @@ pub enum ArgError {
     Context(String),
 }
 
-/// Explains the decision for `args` under the config at `path`: exit 0 allow, 1 deny, 2 an
+/// Explains the decision for the request in `args` under its config: exit 0 allow, 1 deny, 2 an
 /// unusable config or argument.
-pub fn check(path: &Path, args: Args) -> ExitCode {
-    let config = match load_config(path) {
+pub fn check(args: Args) -> ExitCode {
+    let config = match load_config(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
     };

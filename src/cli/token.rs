@@ -43,17 +43,22 @@ pub enum TokenError {
 }
 
 /// What `token mint` is asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct MintArgs {
-    /// Private key file: PEM, or for HS* an oct JWK or the raw secret.
+    /// Private key: PEM (RSA/EC/Ed25519), or for HS* an oct JWK or the raw secret.
+    #[arg(long)]
     pub key: PathBuf,
-    /// Algorithm name, e.g. RS256.
+    /// Algorithm, e.g. RS256, ES256, EdDSA, HS256.
+    #[arg(long)]
     pub alg: String,
     /// Key id for the header.
+    #[arg(long)]
     pub kid: Option<String>,
-    /// Claims as a JSON object, or `@FILE`.
+    /// Claims as a JSON object, or @FILE.
+    #[arg(long)]
     pub claims: String,
-    /// Lifetime added as `exp` (and `iat`) when the claims have none, e.g. `1h`.
+    /// Lifetime added as `exp` (and `iat`) when the claims have none, e.g. 1h.
+    #[arg(long, default_value = "1h")]
     pub ttl: String,
 }
 

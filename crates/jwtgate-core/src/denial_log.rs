@@ -33,7 +33,7 @@ impl DenialLog {
     pub fn new(per_second: u32) -> Self {
         Self {
             per_second,
-            start: Instant::now(),
+            start: crate::clock::now().instant,
             window: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
         }
