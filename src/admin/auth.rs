@@ -15,6 +15,7 @@ use jwtgate_core::config::{AdminAuth, Secret};
 use jwtgate_core::gate::Refusal;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::rejection::{Class, Rejection};
+use jwtgate_core::request::Identity;
 
 /// An authenticated, authorised admin caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,15 @@ impl fmt::Display for Caller {
         match self {
             Self::StaticToken => f.write_str("static-token"),
             Self::Provider { provider, subject } => write!(f, "{provider}:{subject}"),
+        }
+    }
+}
+
+impl From<Identity> for Caller {
+    fn from(id: Identity) -> Self {
+        Self::Provider {
+            provider: id.provider,
+            subject: id.subject.unwrap_or_else(|| "-".into()),
         }
     }
 }
@@ -122,21 +132,9 @@ impl Authenticator {
         };
         let gate = self.gate.load_full();
         match gate.authorize(credential, requirement).await {
-            Ok(identity) => Ok(Caller::Provider {
-                provider: identity.provider,
-                subject: identity.subject.unwrap_or_else(|| "-".into()),
-            }),
+            Ok(identity) => Ok(identity.into()),
             Err(Refusal { rejection, identity }) => {
-                let caller = identity.map_or_else(
-                    || "unknown".to_owned(),
-                    |id| {
-                        Caller::Provider {
-                            provider: id.provider,
-                            subject: id.subject.unwrap_or_else(|| "-".into()),
-                        }
-                        .to_string()
-                    },
-                );
+                let caller = identity.map_or_else(|| "unknown".to_owned(), |id| Caller::from(id).to_string());
                 Err(Refused::new(refusal_status(&rejection), caller))
             }
         }

@@ -88,7 +88,8 @@ pub struct Gate {
     shared: Shared,
     http_auth: HttpAuth,
     cache: Arc<TokenCache>,
-    /// Top-level claims the route policies read: what a cached token keeps of its claims.
+    /// Top-level claims the requirements (the routes' and the admin API's) read: what a cached
+    /// token keeps of its claims.
     policy_claims: BTreeSet<String>,
     /// Evicts revoked tokens from `cache`; the revocation set holds it weakly.
     _evict_revoked: Arc<Listener>,

@@ -156,11 +156,6 @@ impl KeyStore {
             && self.settings == provider.keys
     }
 
-    /// Provider name.
-    pub fn provider(&self) -> &str {
-        &self.provider
-    }
-
     /// The keys to verify a token with `kid` against. An unknown `kid` triggers at most one
     /// refetch per `min_refetch_interval`, shared by every request that misses meanwhile and
     /// waited on only up to `refetch_wait`.
