@@ -30,7 +30,8 @@ fn bench(c: &mut Criterion) {
     std::fs::write(dir.path().join("secret"), "s".repeat(64)).unwrap();
     let yaml = "providers:\n  - { name: a, issuer: a, jwks_file: jwks.json, audiences: [api] }\n  - { name: h, issuer: h, hmac_secret: { file: secret }, audiences: [api] }\n";
     let config = jwtgate_core::config::Config::parse(yaml, "bench.yaml", dir.path()).unwrap();
-    let verifier = jwtgate_core::verify::Verifier::new(&config, &reqwest::Client::new());
+    let metrics = jwtgate_core::metrics::Metrics::default();
+    let verifier = jwtgate_core::verify::Verifier::new(&config, &reqwest::Client::new(), &metrics);
     rt.block_on(async {
         for p in verifier.providers() {
             p.keys.load_once().await.unwrap();

@@ -2,9 +2,12 @@
 //! `CheckRequest` into a [`Request`] and hands the gate's decision to [`render`]. It decides
 //! nothing.
 
+use std::time::Instant;
+
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use jwtgate_core::live::SharedGate;
-use jwtgate_core::request::Request;
+use jwtgate_core::metrics::Door;
+use jwtgate_core::request::{Decision, Request};
 use tonic::{Response, Status};
 
 use super::render;
@@ -24,9 +27,14 @@ impl AuthorizationService {
 #[tonic::async_trait]
 impl Authorization for AuthorizationService {
     async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
         let req = to_gate_request(request.into_inner());
         let gate = self.gate.load_full();
-        render::check_response(gate.decide(&req).await).map(Response::new)
+        let decision = gate.decide(&req).await;
+        let allowed = matches!(decision, Decision::Allow(_));
+        let answer = render::check_response(decision).map(Response::new);
+        gate.metrics().check_answered(Door::Grpc, allowed, started.elapsed());
+        answer
     }
 }
 

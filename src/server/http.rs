@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
@@ -23,8 +24,9 @@ use jwtgate_core::config::routes::HttpAuth;
 use jwtgate_core::gate::Gate;
 use jwtgate_core::keys::KeyStatus;
 use jwtgate_core::live::SharedGate;
+use jwtgate_core::metrics::{Door, Format};
 use jwtgate_core::rejection::Rejection;
-use jwtgate_core::request::Request;
+use jwtgate_core::request::{Decision, Request};
 use jwtgate_core::revocation::StoreStatus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -90,9 +92,11 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     (status, Json(r))
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    let text = state.gate.load().metrics().render();
-    ([("content-type", "text/plain; version=0.0.4")], text)
+/// Prometheus text 0.0.4, or OpenMetrics when the scraper's `Accept` asks for it.
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+    let format = Format::from_accept(header(&headers, "accept"));
+    let text = state.gate.load().metrics_text(format);
+    ([("content-type", format.content_type())], text)
 }
 
 /// Nginx `auth_request` and Traefik/Caddy forward-auth.
@@ -101,22 +105,25 @@ async fn auth(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    let started = Instant::now();
     let gate = state.gate.load_full();
     let original = original_request(gate.http_auth(), peer, &headers);
     match original {
-        Some((method, uri, host)) => decide(&gate, method, uri, host, &headers, false).await,
+        Some((method, uri, host)) => decide(&gate, started, method, uri, host, &headers, false).await,
         None => {
             let req = Request {
                 headers: headers_map(&headers),
                 ..Request::default()
             };
-            render::http_response(gate.refuse(&req, Rejection::OriginalRequestUnknown), false)
+            let refused = gate.refuse(&req, Rejection::OriginalRequestUnknown);
+            answer(&gate, started, refused, false)
         }
     }
 }
 
 /// Envoy HTTP mode: any method, any path under `envoy_prefix`; anything else is 404.
 async fn envoy_mode(State(state): State<HttpState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let started = Instant::now();
     let gate = state.gate.load_full();
     let Some(prefix) = gate.http_auth().envoy_prefix.as_deref() else {
         return StatusCode::NOT_FOUND.into_response();
@@ -138,7 +145,7 @@ async fn envoy_mode(State(state): State<HttpState>, method: Method, uri: Uri, he
         path.push_str(q);
     }
     let host = header(&headers, "host").unwrap_or_default().to_owned();
-    decide(&gate, method.as_str().to_owned(), path, host, &headers, true).await
+    decide(&gate, started, method.as_str().to_owned(), path, host, &headers, true).await
 }
 
 /// The (method, URI, host) of the request being checked, from headers that a trusted proxy set.
@@ -186,7 +193,15 @@ fn headers_map(headers: &HeaderMap) -> HashMap<String, String> {
     out
 }
 
-async fn decide(gate: &Gate, method: String, path: String, host: String, headers: &HeaderMap, envoy: bool) -> Response {
+async fn decide(
+    gate: &Gate,
+    started: Instant,
+    method: String,
+    path: String,
+    host: String,
+    headers: &HeaderMap,
+    envoy: bool,
+) -> Response {
     let headers = headers_map(headers);
     let request_id = headers.get("x-request-id").cloned();
     let req = Request {
@@ -197,5 +212,13 @@ async fn decide(gate: &Gate, method: String, path: String, host: String, headers
         context: HashMap::new(),
         request_id,
     };
-    render::http_response(gate.decide(&req).await, envoy)
+    answer(gate, started, gate.decide(&req).await, envoy)
+}
+
+/// The response for `decision`, its time since `started` recorded.
+fn answer(gate: &Gate, started: Instant, decision: Decision, envoy: bool) -> Response {
+    let allowed = matches!(decision, Decision::Allow(_));
+    let response = render::http_response(decision, envoy);
+    gate.metrics().check_answered(Door::Http, allowed, started.elapsed());
+    response
 }

@@ -16,7 +16,7 @@ use crate::clock;
 use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
 use crate::denial_log::DenialLog;
-use crate::metrics::{CacheOutcome, Metrics};
+use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
 use crate::path;
 use crate::rejection::Rejection;
 use crate::request::{Allow, Decision, Deny, Identity, Request};
@@ -51,9 +51,34 @@ pub struct Explanation {
 
 /// What a route decided before dry run is applied.
 struct Outcome<'g> {
-    route: Option<&'g Route>,
-    verified: Option<(Arc<Verified>, &'g Arc<ProviderKeys>, &'g Source)>,
+    /// The matched route and its position in the config.
+    route: Option<(usize, &'g Route)>,
+    /// The provider whose key verified the token, also when a later step refused it.
+    provider: Option<&'g Arc<ProviderKeys>>,
+    /// The token, when it may identify the caller (verified, not revoked) and where it was.
+    verified: Option<(Arc<Verified>, &'g Source)>,
     result: Result<(), Rejection>,
+}
+
+impl<'g> Outcome<'g> {
+    /// Decided before any token was verified.
+    fn early(route: Option<(usize, &'g Route)>, result: Result<(), Rejection>) -> Self {
+        Self {
+            route,
+            provider: None,
+            verified: None,
+            result,
+        }
+    }
+}
+
+/// A caller's verified token, where it was found, and its provider.
+type Caller<'a> = (&'a (Arc<Verified>, &'a Source), &'a Arc<ProviderKeys>);
+
+/// The token steps' refusal, with the verified token when the refusal came after verification.
+struct Refused<'g> {
+    rejection: Rejection,
+    verified: Option<(Arc<Verified>, &'g Arc<ProviderKeys>)>,
 }
 
 /// Records steps only when explaining; free otherwise.
@@ -91,6 +116,8 @@ pub struct Gate {
     /// Top-level claims the requirements (the routes' and the admin API's) read: what a cached
     /// token keeps of its claims.
     policy_claims: BTreeSet<String>,
+    /// This config's metrics handles.
+    counters: DecisionCounters,
     /// Evicts revoked tokens from `cache`; the revocation set holds it weakly.
     _evict_revoked: Arc<Listener>,
     /// How many denial lines may be logged per second.
@@ -111,7 +138,7 @@ pub struct Shared {
 impl Gate {
     /// Builds the gate (and every provider's key store) from a validated config.
     pub fn new(config: &Config, client: &reqwest::Client, shared: Shared) -> Self {
-        Self::with_verifier(config, Verifier::new(config, client), shared)
+        Self::with_verifier(config, Verifier::new(config, client, &shared.metrics), shared)
     }
 
     /// Builds the gate around an existing verifier (a reload that keeps fetched keys).
@@ -151,6 +178,10 @@ impl Gate {
             denial_log: DenialLog::new(config.denials_logged_per_second),
             cache,
             policy_claims: policy_claims(config),
+            counters: shared.metrics.decision_counters(
+                config.routes.iter().map(|r| r.name.clone()).collect(),
+                config.providers.iter().map(|p| p.name.clone()).collect(),
+            ),
             shared,
         }
     }
@@ -193,7 +224,10 @@ impl Gate {
     /// it. Not counted as a decision.
     pub async fn authorize(&self, token: &str, requirements: &Requirements) -> Result<Identity, Refusal> {
         let mut trace = Trace(None);
-        let (verified, provider) = self.authenticate(token, None, &mut trace).await?;
+        let (verified, provider) = self.authenticate(token, None, &mut trace).await.map_err(|r| Refusal {
+            rejection: r.rejection,
+            identity: r.verified.map(|(v, _)| v.identity()),
+        })?;
         let identity = verified.identity();
         match self.requirements_met(requirements, &provider.config, &verified, &mut trace) {
             Ok(()) => Ok(identity),
@@ -216,32 +250,44 @@ impl Gate {
 
     async fn run(&self, req: &Request, mut trace: Trace<'_>) -> Decision {
         let trace_id = trace_id(req);
-        let outcome = self.evaluate(req, &mut trace).await;
-        let route_name = outcome.route.map_or("(unmatched)", |r| r.name.as_str());
-        match outcome.result {
+        let Outcome {
+            route,
+            provider,
+            verified,
+            result,
+        } = self.evaluate(req, &mut trace).await;
+        let route_name = route.map_or("(unmatched)", |(_, r)| r.name.as_str());
+        let dry_run = route.is_some_and(|(_, r)| r.mode == Mode::DryRun);
+        let (route, provider_index) = (route.map(|(i, _)| i), provider.map(|p| p.index));
+        let verified = verified.as_ref().zip(provider);
+        match result {
             Ok(()) => {
-                self.shared.metrics.allowed();
-                let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
+                self.counters.allowed(route, provider_index);
+                let allow = self.allow(req, verified, trace_id);
                 tracing::debug!(trace_id = %allow.trace_id, route = route_name, "allow");
                 Decision::Allow(allow)
             }
-            Err(rejection) if outcome.route.is_some_and(|r| r.mode == Mode::DryRun) => {
-                self.shared.metrics.allowed();
-                self.shared.metrics.dry_run_denial(route_name, rejection.label());
+            Err(rejection) if dry_run => {
+                self.counters.allowed(route, provider_index);
+                if let Some(route) = route {
+                    self.counters.dry_run_denial(route, &rejection);
+                }
                 if self.denial_log.admit() {
                     tracing::warn!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "dry run: would deny");
                 }
-                let allow = self.allow(req, outcome.verified.as_ref(), trace_id);
+                let allow = self.allow(req, verified, trace_id);
                 trace.with(|e| e.dry_run_denial = Some(rejection));
                 Decision::Allow(allow)
             }
-            Err(rejection) => self.deny(req, route_name, rejection, trace_id),
+            Err(rejection) => {
+                self.counters.denied(route, provider_index, &rejection);
+                self.deny(req, route_name, rejection, trace_id)
+            }
         }
     }
 
-    /// A denial, counted, and logged within the denial log's budget.
+    /// A denial, logged within the denial log's budget (the caller counts it).
     fn deny(&self, req: &Request, route_name: &str, rejection: Rejection, trace_id: String) -> Decision {
-        self.shared.metrics.denied(rejection.label());
         if self.denial_log.admit() {
             tracing::info!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
         }
@@ -253,37 +299,36 @@ impl Gate {
     }
 
     async fn evaluate<'g>(&'g self, req: &Request, trace: &mut Trace<'_>) -> Outcome<'g> {
-        let done = |route, verified, result| Outcome {
-            route,
-            verified,
-            result,
-        };
         let path = match path::normalize(&req.path) {
             Ok(p) => p,
             Err(e) => {
                 let r = Rejection::BadPath(e);
                 trace.step(|| "path can be normalised".into(), Err(&r));
-                return done(None, None, Err(r));
+                return Outcome::early(None, Err(r));
             }
         };
         trace.with(|e| e.path = Some(path.clone()));
-        let route = self.routes.select(req, &path);
-        trace.with(|e| e.route = route.map(|r| r.name.clone()));
+        let route = self
+            .routes
+            .select_index(req, &path)
+            .and_then(|i| Some((i, self.routes.routes().get(i)?)));
+        trace.with(|e| e.route = route.map(|(_, r)| r.name.clone()));
+        let done = |result| Outcome::early(route, result);
         let auth = match (route, self.unmatched) {
-            (Some(r), _) => &r.auth,
+            (Some((_, r)), _) => &r.auth,
             (None, Unmatched::Public) => {
                 trace.step(|| "no route matches; defaults.unmatched is public".into(), Ok(()));
                 &Auth::Public
             }
             (None, Unmatched::Deny) => {
                 trace.step(|| "a route matches".into(), Err(&Rejection::NoRoute));
-                return done(None, None, Err(Rejection::NoRoute));
+                return done(Err(Rejection::NoRoute));
             }
         };
         let requirements = match auth {
             Auth::Public => {
                 trace.step(|| "route is public: no token needed, none verified".into(), Ok(()));
-                return done(route, None, Ok(()));
+                return done(Ok(()));
             }
             Auth::Optional => None,
             Auth::Required(r) => Some(r),
@@ -291,21 +336,30 @@ impl Gate {
         let Some((token, source)) = token::extract(req, &self.sources) else {
             if requirements.is_none() {
                 trace.step(|| "token optional: none sent, anonymous".into(), Ok(()));
-                return done(route, None, Ok(()));
+                return done(Ok(()));
             }
             trace.step(|| "token present".into(), Err(&Rejection::MissingToken));
-            return done(route, None, Err(Rejection::MissingToken));
+            return done(Err(Rejection::MissingToken));
         };
         trace.step(|| format!("token found in {}", source.describe()), Ok(()));
         let (verified, provider) = match self.authenticate(&token, Some(source), trace).await {
             Ok(ok) => ok,
-            Err(refusal) => return done(route, None, Err(refusal.rejection)),
+            Err(refused) => {
+                return Outcome {
+                    provider: refused.verified.map(|(_, p)| p),
+                    ..done(Err(refused.rejection))
+                };
+            }
         };
         let result = match requirements {
             Some(r) => self.requirements_met(r, &provider.config, &verified, trace),
             None => Ok(()),
         };
-        done(route, Some((verified, provider, source)), result)
+        Outcome {
+            provider: Some(provider),
+            verified: Some((verified, source)),
+            ..done(result)
+        }
     }
 
     /// The token's own checks, in order: verification (through the cache), the source its
@@ -315,7 +369,7 @@ impl Gate {
         token: &str,
         source: Option<&Source>,
         trace: &mut Trace<'_>,
-    ) -> Result<(Arc<Verified>, &'g Arc<ProviderKeys>), Refusal> {
+    ) -> Result<(Arc<Verified>, &'g Arc<ProviderKeys>), Refused<'g>> {
         let verified = self.verify(token).await.and_then(|(v, provider)| match source {
             Some(s) if !provider.config.sources.contains(s) => Err(Rejection::SourceNotAllowed),
             _ => Ok((v, provider)),
@@ -327,9 +381,9 @@ impl Gate {
                     || "token verifies (issuer, algorithm, key, signature, claims)".into(),
                     Err(&rejection),
                 );
-                return Err(Refusal {
+                return Err(Refused {
                     rejection,
-                    identity: None,
+                    verified: None,
                 });
             }
         };
@@ -345,9 +399,9 @@ impl Gate {
         );
         if let Err(rejection) = self.not_revoked(&verified, &provider.config) {
             trace.step(|| "token not revoked".into(), Err(&rejection));
-            return Err(Refusal {
+            return Err(Refused {
                 rejection,
-                identity: Some(verified.identity()),
+                verified: Some((verified, provider)),
             });
         }
         Ok((verified, provider))
@@ -371,15 +425,10 @@ impl Gate {
         result
     }
 
-    fn allow(
-        &self,
-        req: &Request,
-        verified: Option<&(Arc<Verified>, &Arc<ProviderKeys>, &Source)>,
-        trace_id: String,
-    ) -> Allow {
+    fn allow(&self, req: &Request, verified: Option<Caller<'_>>, trace_id: String) -> Allow {
         let mut set_headers = Vec::new();
         let mut identity = None;
-        if let Some((v, provider, _)) = verified {
+        if let Some(((v, _), provider)) = verified {
             let p = &provider.config;
             for ((_, header), value) in p.claims_to_headers.iter().zip(v.header_values.iter()) {
                 if let Some(value) = value {
@@ -397,7 +446,7 @@ impl Gate {
             .filter(|h| req.headers.contains_key(*h) && !set_headers.iter().any(|(s, _)| s == *h))
             .cloned()
             .collect();
-        if let Some((_, provider, Source::Header { name, .. })) = verified
+        if let Some(((_, Source::Header { name, .. }), provider)) = verified
             && !provider.config.forward_token
         {
             remove_headers.push(name.clone());
@@ -414,7 +463,10 @@ impl Gate {
     /// only while the key that verified it is still in its provider's key set.
     async fn verify(&self, token: &str) -> Result<(Arc<Verified>, &Arc<ProviderKeys>), Rejection> {
         if !self.cache.enabled() || token.len() > self.verifier.max_token_bytes() {
-            return self.verifier.verify(token).await.map(|(v, p)| (Arc::new(v), p));
+            return self.verifier.verify(token).await.map(|(v, p)| {
+                self.counters.verified(p.index, v.alg);
+                (Arc::new(v), p)
+            });
         }
         let h = cache::hash(token);
         if let Some(v) = self.cache.get(&h) {
@@ -434,6 +486,7 @@ impl Gate {
         self.shared.metrics.cache_lookup(CacheOutcome::Miss);
         match self.verifier.verify(token).await {
             Ok((v, p)) => {
+                self.counters.verified(p.index, v.alg);
                 self.cache.insert(h, Arc::new(v.for_cache(&self.policy_claims)));
                 Ok((Arc::new(v), p))
             }
@@ -473,7 +526,34 @@ impl Gate {
     /// A denial decided by a front door before the gate could run (e.g. the HTTP door cannot
     /// tell which request to check); counted and logged like any other.
     pub fn refuse(&self, req: &Request, rejection: Rejection) -> Decision {
+        self.counters.denied(None, None, &rejection);
         self.deny(req, "(none)", rejection, trace_id(req))
+    }
+
+    /// The `/metrics` exposition: the state gauges set from this gate (key sets, cache size,
+    /// revocations), then every metric.
+    pub fn metrics_text(&self, format: Format) -> String {
+        let metrics = &self.shared.metrics;
+        let sets: Vec<KeySetState> = self
+            .verifier
+            .providers_by_name()
+            .into_iter()
+            .map(|p| {
+                let s = p.keys.status();
+                KeySetState {
+                    provider: s.provider,
+                    keys: s.keys,
+                    age_seconds: s.age_seconds,
+                    last_success_unix: s.last_loaded_unix,
+                }
+            })
+            .collect();
+        metrics.state.key_sets(&sets);
+        metrics.state.cache_entries(self.cache.len());
+        let (jti, subject) = self.shared.revocations.counts();
+        let store_up = self.shared.store.as_ref().map(|s| s.status().connected);
+        metrics.state.revocations(jti, subject, store_up);
+        metrics.render(format)
     }
 }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError};
 use crate::gate::{Gate, Shared};
 use crate::keys::KeyStore;
+use crate::metrics::Metrics;
 use crate::verify::Verifier;
 
 /// The gate that decides now; front doors load it once per request.
@@ -38,7 +39,7 @@ impl Live {
     /// Builds the first gate and starts every provider's key refresh.
     pub fn start(config: &Config, client: reqwest::Client, shared: Shared, shutdown: CancellationToken) -> Arc<Self> {
         let mut stores = Vec::new();
-        let verifier = key_stores(config, &client, &shutdown, &[], &mut stores);
+        let verifier = key_stores(config, &client, &shared.metrics, &shutdown, &[], &mut stores);
         let gate = Gate::with_verifier(config, verifier, shared);
         Arc::new(Self {
             gate: Arc::new(ArcSwap::from_pointee(gate)),
@@ -67,7 +68,15 @@ impl Live {
         }
         let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = Vec::with_capacity(config.providers.len());
-        let verifier = key_stores(config, &self.client, &self.shutdown, &stores, &mut next);
+        let shared = self.gate.load().shared().clone();
+        let verifier = key_stores(
+            config,
+            &self.client,
+            &shared.metrics,
+            &self.shutdown,
+            &stores,
+            &mut next,
+        );
         let mut kept = 0;
         for (store, stop) in stores.iter() {
             if next.iter().any(|(s, _)| Arc::ptr_eq(s, store)) {
@@ -77,7 +86,6 @@ impl Live {
             }
         }
         *stores = next;
-        let shared = self.gate.load().shared().clone();
         self.gate.store(Arc::new(Gate::with_verifier(config, verifier, shared)));
         tracing::info!(
             providers = config.providers.len(),
@@ -93,10 +101,12 @@ impl Live {
         match Config::load(path) {
             Ok(config) => {
                 self.apply(&config);
+                self.gate.load().metrics().config_reloaded(true);
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "config reload refused; keeping the config in force");
+                self.gate.load().metrics().config_reloaded(false);
                 Err(e)
             }
         }
@@ -125,6 +135,7 @@ impl Live {
 fn key_stores(
     config: &Config,
     client: &reqwest::Client,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
     running: &[RunningStore],
     next: &mut Vec<RunningStore>,
@@ -133,7 +144,7 @@ fn key_stores(
         let (store, stop) = match running.iter().find(|(s, _)| s.serves(p)) {
             Some(kept) => kept.clone(),
             None => {
-                let store = KeyStore::new(p, client.clone());
+                let store = KeyStore::new(p, client.clone(), metrics);
                 let stop = shutdown.child_token();
                 tokio::spawn(store.clone().run(stop.clone()));
                 (store, stop)

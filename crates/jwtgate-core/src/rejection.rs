@@ -173,39 +173,77 @@ impl Rejection {
 
     /// Bounded metrics/log label.
     pub fn label(&self) -> &'static str {
+        LABELS[self.index()]
+    }
+
+    /// Position of this refusal's label in [`LABELS`]: a metrics handle table is indexed by it.
+    pub fn index(&self) -> usize {
         match self {
-            Self::MissingToken => "missing_token",
-            Self::TooLarge => "too_large",
-            Self::Malformed(_) => "malformed",
-            Self::Encrypted => "encrypted",
-            Self::Unsigned => "unsigned",
-            Self::UnsupportedCritical => "unsupported_crit",
-            Self::UnknownIssuer => "unknown_issuer",
-            Self::SourceNotAllowed => "source_not_allowed",
-            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
-            Self::UnknownKey => "unknown_key",
-            Self::BadSignature => "bad_signature",
-            Self::MissingExpiry => "missing_exp",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::IssuedInFuture => "issued_in_future",
-            Self::LifetimeTooLong => "lifetime_too_long",
-            Self::InvalidTimeClaim(_) => "invalid_time_claim",
-            Self::WrongAudience => "wrong_audience",
-            Self::WrongType => "wrong_type",
-            Self::MissingClaim(_) => "missing_claim",
-            Self::KeysUnavailable => "keys_unavailable",
-            Self::Revoked => "revoked",
-            Self::ProviderNotAccepted => "provider_not_accepted",
-            Self::MissingScope(_) => "missing_scope",
-            Self::MissingRole(_) => "missing_role",
-            Self::ClaimNotAccepted(_) => "claim_not_accepted",
-            Self::NoRoute => "no_route",
-            Self::BadPath(_) => "bad_path",
-            Self::OriginalRequestUnknown => "original_request_unknown",
+            Self::MissingToken => 0,
+            Self::TooLarge => 1,
+            Self::Malformed(_) => 2,
+            Self::Encrypted => 3,
+            Self::Unsigned => 4,
+            Self::UnsupportedCritical => 5,
+            Self::UnknownIssuer => 6,
+            Self::SourceNotAllowed => 7,
+            Self::AlgorithmNotAllowed => 8,
+            Self::UnknownKey => 9,
+            Self::BadSignature => 10,
+            Self::MissingExpiry => 11,
+            Self::Expired => 12,
+            Self::NotYetValid => 13,
+            Self::IssuedInFuture => 14,
+            Self::LifetimeTooLong => 15,
+            Self::InvalidTimeClaim(_) => 16,
+            Self::WrongAudience => 17,
+            Self::WrongType => 18,
+            Self::MissingClaim(_) => 19,
+            Self::KeysUnavailable => 20,
+            Self::Revoked => 21,
+            Self::ProviderNotAccepted => 22,
+            Self::MissingScope(_) => 23,
+            Self::MissingRole(_) => 24,
+            Self::ClaimNotAccepted(_) => 25,
+            Self::NoRoute => 26,
+            Self::BadPath(_) => 27,
+            Self::OriginalRequestUnknown => 28,
         }
     }
 }
+
+/// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
+pub const LABELS: [&str; 29] = [
+    "missing_token",
+    "too_large",
+    "malformed",
+    "encrypted",
+    "unsigned",
+    "unsupported_crit",
+    "unknown_issuer",
+    "source_not_allowed",
+    "algorithm_not_allowed",
+    "unknown_key",
+    "bad_signature",
+    "missing_exp",
+    "expired",
+    "not_yet_valid",
+    "issued_in_future",
+    "lifetime_too_long",
+    "invalid_time_claim",
+    "wrong_audience",
+    "wrong_type",
+    "missing_claim",
+    "keys_unavailable",
+    "revoked",
+    "provider_not_accepted",
+    "missing_scope",
+    "missing_role",
+    "claim_not_accepted",
+    "no_route",
+    "bad_path",
+    "original_request_unknown",
+];
 
 #[cfg(test)]
 mod tests {
@@ -234,6 +272,16 @@ mod tests {
         assert_eq!(r.oauth_error(), Some("insufficient_scope"));
         assert_eq!(r.required_scope().as_deref(), Some("api.read api.write"));
         assert_eq!(r.reason(), "missing scope: api.read api.write");
+    }
+
+    #[test]
+    fn labels_are_distinct_and_each_refusal_has_its_own() {
+        let labels: std::collections::BTreeSet<_> = LABELS.iter().collect();
+        assert_eq!(labels.len(), LABELS.len());
+        assert_eq!(Rejection::MissingToken.label(), "missing_token");
+        assert_eq!(Rejection::Revoked.label(), "revoked");
+        assert_eq!(Rejection::OriginalRequestUnknown.label(), "original_request_unknown");
+        assert_eq!(Rejection::MissingScope(vec![]).index(), 23);
     }
 
     #[test]

@@ -19,8 +19,13 @@ impl RouteTable {
     /// The first route whose conditions all hold for `req`, whose path has been normalised to
     /// `path` (see [`crate::path::normalize`]).
     pub fn select(&self, req: &Request, path: &str) -> Option<&Route> {
+        self.select_index(req, path).and_then(|i| self.routes.get(i))
+    }
+
+    /// [`RouteTable::select`] as the route's position in the config.
+    pub fn select_index(&self, req: &Request, path: &str) -> Option<usize> {
         let host = host_without_port(&req.host);
-        self.routes.iter().find(|r| matches(&r.matcher, req, &host, path))
+        self.routes.iter().position(|r| matches(&r.matcher, req, &host, path))
     }
 
     /// Every route, in order.

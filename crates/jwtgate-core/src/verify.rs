@@ -7,6 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::claims::{claim_path, header_value};
@@ -15,6 +16,7 @@ use crate::config::{Config, Provider, normalize_typ};
 use crate::jws;
 use crate::keys::KeyStore;
 use crate::keys::jwks::Key;
+use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 use crate::request::Identity;
 
@@ -25,6 +27,8 @@ pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
 pub struct ProviderKeys {
     /// Validated settings.
     pub config: Provider,
+    /// Its position in the config's `providers` (indexes metrics handle tables).
+    pub index: usize,
     /// `config.name`, shared by every token it verifies.
     pub name: Arc<str>,
     /// `config.issuer`, shared by every token it verifies.
@@ -51,6 +55,8 @@ pub struct Verified {
     pub exp: Option<u64>,
     /// `iat`.
     pub iat: Option<u64>,
+    /// The algorithm the signature was made with.
+    pub alg: Algorithm,
     /// The claims object: all of it, or on a cached copy the claims route policies read.
     pub claims: Map<String, Value>,
     /// The provider's `claims_to_headers` values, rendered, in its order (`None`: claim absent or
@@ -73,6 +79,7 @@ impl Verified {
             jti: self.jti.clone(),
             exp: self.exp,
             iat: self.iat,
+            alg: self.alg,
             claims: self
                 .claims
                 .iter()
@@ -109,9 +116,9 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Builds the verifier and one key store per provider.
-    pub fn new(config: &Config, client: &reqwest::Client) -> Self {
-        Self::with_key_stores(config, |p| KeyStore::new(p, client.clone()))
+    /// Builds the verifier and one key store per provider (fetches counted in `metrics`).
+    pub fn new(config: &Config, client: &reqwest::Client, metrics: &Metrics) -> Self {
+        Self::with_key_stores(config, |p| KeyStore::new(p, client.clone(), metrics))
     }
 
     /// Builds the verifier with the key store `store_for` gives each provider (a reload passes
@@ -120,12 +127,14 @@ impl Verifier {
         let by_issuer = config
             .providers
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(index, p)| {
                 let keys = store_for(p);
                 (
                     p.issuer.clone(),
                     Arc::new(ProviderKeys {
                         config: p.clone(),
+                        index,
                         name: Arc::from(p.name.as_str()),
                         issuer: Arc::from(p.issuer.as_str()),
                         keys,
@@ -219,6 +228,7 @@ impl Verifier {
                 jti: string("jti"),
                 exp: jws.claims.get("exp").and_then(Value::as_u64),
                 iat: jws.claims.get("iat").and_then(Value::as_u64),
+                alg,
                 header_values,
                 payload_b64: p.payload_header.as_ref().map(|_| jws.payload_b64.to_owned()),
                 claims: jws.claims,

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Now};
 use crate::config::{KeySettings, KeySource, Provider};
+use crate::metrics::{FetchCounters, Metrics};
 use crate::rejection::Rejection;
 pub use jwks::{Key, KeyKind, KeySet};
 
@@ -81,6 +82,8 @@ pub struct KeyStore {
     discovered_jwks_uri: std::sync::Mutex<Option<String>>,
     fetching: AtomicBool,
     fetches: AtomicU64,
+    /// `jwtgate_key_fetches_total{provider, outcome}`.
+    fetched: FetchCounters,
     generation: watch::Sender<u64>,
     last_refetch: std::sync::Mutex<Option<Instant>>,
     max_age: std::sync::Mutex<Option<Duration>>,
@@ -119,8 +122,9 @@ enum Refetch {
 }
 
 impl KeyStore {
-    /// A store for `provider`, empty until [`KeyStore::run`] or a request loads it.
-    pub fn new(provider: &Provider, client: reqwest::Client) -> Arc<Self> {
+    /// A store for `provider`, empty until [`KeyStore::run`] or a request loads it; its fetches
+    /// are counted in `metrics`.
+    pub fn new(provider: &Provider, client: reqwest::Client, metrics: &Metrics) -> Arc<Self> {
         let store = Arc::new(Self {
             provider: provider.name.clone(),
             issuer: provider.issuer.clone(),
@@ -131,6 +135,7 @@ impl KeyStore {
             discovered_jwks_uri: std::sync::Mutex::new(None),
             fetching: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
+            fetched: metrics.key_fetches(&provider.name),
             generation: watch::channel(0).0,
             last_refetch: std::sync::Mutex::new(None),
             max_age: std::sync::Mutex::new(None),
@@ -312,9 +317,11 @@ impl KeyStore {
                     *this.max_age.lock().unwrap_or_else(|p| p.into_inner()) = max_age;
                     tracing::info!(provider = %this.provider, keys = parsed.set.len(), "key set loaded");
                     this.store_keys(parsed.set);
+                    this.fetched.success.inc();
                 }
                 Err(why) => {
                     tracing::warn!(provider = %this.provider, "key fetch failed, keeping the last good keys: {why}");
+                    this.fetched.failure.inc();
                     let old = this.state.load();
                     this.state.store(Arc::new(State {
                         keys: old.keys.clone(),

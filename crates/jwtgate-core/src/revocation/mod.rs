@@ -209,12 +209,15 @@ impl RevocationSet {
 
     /// Number of live entries.
     pub fn len(&self) -> usize {
+        let (tokens, subjects) = self.counts();
+        tokens + subjects
+    }
+
+    /// Live entries by kind: token (`jti`) revocations, then subject cut-offs.
+    pub fn counts(&self) -> (usize, usize) {
         let maps = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        maps.tokens
-            .values()
-            .chain(maps.subjects.values())
-            .map(HashMap::len)
-            .sum()
+        let count = |m: &HashMap<String, HashMap<String, Revocation>>| m.values().map(HashMap::len).sum();
+        (count(&maps.tokens), count(&maps.subjects))
     }
 
     /// Whether the set is empty.
