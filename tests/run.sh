@@ -4,6 +4,8 @@
 # 1. Installs Debian's nginx-light when no nginx is found (tests/nginx.rs runs it; its path is
 #    exported as JWTGATE_NGINX), and Debian's redis-server when none is found
 #    (tests/redis_store.rs runs its own; the path is exported as JWTGATE_REDIS_SERVER).
+#    Fetches promtool from Debian's prometheus package into .tools/ when none is found
+#    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
 #    (examples/envoy_check.py) that tests/python_client.rs runs. pip runs only when
 #    requirements.txt changed since the last successful install (its sha256 is kept in .venv).
@@ -61,6 +63,29 @@ if [[ -z "$redis_server" ]]; then
 fi
 # tests/redis_store.rs runs this redis-server.
 export JWTGATE_REDIS_SERVER=$redis_server
+
+# tests/metrics.rs lints a scrape with promtool, from Debian's prometheus package unpacked under
+# .tools/ (no daemon runs; the package is downloaded, not installed).
+promtool=$(command -v promtool || true)
+if [[ -z "$promtool" ]]; then
+    promtool=$PWD/.tools/prometheus/usr/bin/promtool
+fi
+if [[ ! -x "$promtool" ]]; then
+    echo "==> fetching promtool (Debian's prometheus package)"
+    rm -rf .tools/deb && mkdir -p .tools/deb
+    if ! (cd .tools/deb && apt-get download -q prometheus); then
+        apt=(apt-get)
+        if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+            apt=(sudo apt-get)
+        fi
+        "${apt[@]}" update -q
+        (cd .tools/deb && apt-get download -q prometheus)
+    fi
+    dpkg-deb -x .tools/deb/prometheus_*.deb .tools/prometheus
+    rm -rf .tools/deb
+fi
+# tests/metrics.rs runs this promtool.
+export JWTGATE_PROMTOOL=$promtool
 
 # A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
 if ! "$venv/bin/python" -c '' 2>/dev/null; then

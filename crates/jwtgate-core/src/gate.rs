@@ -551,7 +551,8 @@ impl Gate {
         metrics.state.key_sets(&sets);
         metrics.state.cache_entries(self.cache.len());
         let (jti, subject) = self.shared.revocations.counts();
-        let store_up = self.shared.store.as_ref().map(|s| s.status().connected);
+        // Only one-shot commands run without a store, and they serve no metrics.
+        let store_up = self.shared.store.as_ref().is_some_and(|s| s.status().connected);
         metrics.state.revocations(jti, subject, store_up);
         metrics.render(format)
     }

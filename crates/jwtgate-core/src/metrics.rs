@@ -212,13 +212,8 @@ pub struct StateGauges {
     key_set_last_success: Family<ProviderLabels, Gauge>,
     cache_entries: Gauge,
     revocations: Family<KindLabels, Gauge>,
-    revocation_store_up: Family<NoLabels, Gauge>,
+    revocation_store_up: Gauge,
 }
-
-/// The label set of a family whose one series has no labels, but which may have none at all
-/// (e.g. `jwtgate_revocation_store_up` when no store runs).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NoLabels {}
 
 /// One provider's key set as a scrape reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,19 +255,14 @@ impl StateGauges {
         self.cache_entries.set(saturating_i64(entries));
     }
 
-    /// Sets the live revocation counts, and whether the store works (`None`: no store runs).
-    pub fn revocations(&self, jti: usize, subject: usize, store_up: Option<bool>) {
+    /// Sets the live revocation counts, and whether the store takes writes and fans them out.
+    pub fn revocations(&self, jti: usize, subject: usize, store_up: bool) {
         for (kind, n) in [("jti", jti), ("subject", subject)] {
             self.revocations
                 .get_or_create(&KindLabels { kind })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        match store_up {
-            Some(up) => {
-                self.revocation_store_up.get_or_create(&NoLabels {}).set(i64::from(up));
-            }
-            None => self.revocation_store_up.clear(),
-        }
+        self.revocation_store_up.set(i64::from(store_up));
     }
 }
 
