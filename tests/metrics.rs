@@ -202,6 +202,15 @@ async fn a_scrape_after_a_mix_of_checks_passes_promtool_and_counts_each_one() {
             3.0,
             "counts survive a reload"
         );
+        // The alert rules and the dashboard query only what a scrape holds.
+        let exported: Vec<&str> = s.keys().map(|series| series.split('{').next().unwrap_or(series)).collect();
+        for file in ["examples/prometheus/alerts.yaml", "examples/grafana/jwtgate.json"] {
+            let text = std::fs::read_to_string(repo(file)).unwrap();
+            let named = regex::Regex::new("jwtgate_[a-z_]+").unwrap();
+            for m in named.find_iter(&text) {
+                assert!(exported.contains(&m.as_str()), "{file} queries {}, which no scrape holds", m.as_str());
+            }
+        }
 
         // A scraper that asks for OpenMetrics gets it.
         let open = reqwest::Client::new()
@@ -220,4 +229,19 @@ async fn a_scrape_after_a_mix_of_checks_passes_promtool_and_counts_each_one() {
         assert!(open.contains("# TYPE jwtgate_decisions counter") && open.ends_with("# EOF\n"), "{open}");
     })
     .await
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_unit_tests() {
+    let dir = repo("examples/prometheus");
+    for args in [["check", "rules", "alerts.yaml"], ["test", "rules", "alerts.test.yaml"]] {
+        let out = Command::new(promtool()).args(args).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
