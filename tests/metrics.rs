@@ -204,9 +204,9 @@ async fn a_scrape_after_a_mix_of_checks_passes_promtool_and_counts_each_one() {
         );
         // The alert rules and the dashboard query only what a scrape holds.
         let exported: Vec<&str> = s.keys().map(|series| series.split('{').next().unwrap_or(series)).collect();
+        let named = regex::Regex::new("jwtgate_[a-z_]+").unwrap();
         for file in ["examples/prometheus/alerts.yaml", "examples/grafana/jwtgate.json"] {
             let text = std::fs::read_to_string(repo(file)).unwrap();
-            let named = regex::Regex::new("jwtgate_[a-z_]+").unwrap();
             for m in named.find_iter(&text) {
                 assert!(exported.contains(&m.as_str()), "{file} queries {}, which no scrape holds", m.as_str());
             }
