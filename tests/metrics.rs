@@ -205,7 +205,11 @@ async fn a_scrape_after_a_mix_of_checks_passes_promtool_and_counts_each_one() {
         // The alert rules and the dashboard query only what a scrape holds.
         let exported: Vec<&str> = s.keys().map(|series| series.split('{').next().unwrap_or(series)).collect();
         let named = regex::Regex::new("jwtgate_[a-z_]+").unwrap();
-        for file in ["examples/prometheus/alerts.yaml", "examples/grafana/jwtgate.json"] {
+        for file in [
+            "examples/prometheus/alerts.yaml",
+            "examples/prometheus/migration.yaml",
+            "examples/grafana/jwtgate.json",
+        ] {
             let text = std::fs::read_to_string(repo(file)).unwrap();
             for m in named.find_iter(&text) {
                 assert!(exported.contains(&m.as_str()), "{file} queries {}, which no scrape holds", m.as_str());
@@ -234,7 +238,12 @@ async fn a_scrape_after_a_mix_of_checks_passes_promtool_and_counts_each_one() {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     let dir = repo("examples/prometheus");
-    for args in [["check", "rules", "alerts.yaml"], ["test", "rules", "alerts.test.yaml"]] {
+    for args in [
+        ["check", "rules", "alerts.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+        ["check", "rules", "migration.yaml"],
+        ["test", "rules", "migration.test.yaml"],
+    ] {
         let out = Command::new(promtool()).args(args).current_dir(&dir).output().unwrap();
         assert!(
             out.status.success(),
