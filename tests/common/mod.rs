@@ -376,6 +376,85 @@ impl Drop for Gatekeeper {
     }
 }
 
+/// `jwtgate serve` as a child process with JSON logs on stderr, killed when dropped.
+pub struct ServeProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// The `jwtgate listening` log line's fields: `grpc`, `http`, `admin` addresses.
+    pub listening: Value,
+}
+
+impl ServeProcess {
+    /// Starts `jwtgate serve --config config` with `env` set, and waits (bounded) until it
+    /// listens.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .env("JWTGATE_LOG_FORMAT", "json")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut served = Self {
+            child,
+            lines,
+            listening: Value::Null,
+        };
+        served.listening = served.wait_for("jwtgate listening")["fields"].clone();
+        served
+    }
+
+    /// An address from the `jwtgate listening` line: `grpc`, `http` or `admin`.
+    pub fn addr(&self, listener: &str) -> String {
+        self.listening[listener].as_str().unwrap().to_owned()
+    }
+
+    /// The next JSON log line whose message is `message` (bounded: 10 s; blocks the thread).
+    pub fn wait_for(&self, message: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["fields"]["message"] == message
+            {
+                return v;
+            }
+        }
+        panic!("no log line {message:?} from jwtgate serve within 10s");
+    }
+
+    /// Waits (bounded) until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.addr("http"));
+        for _ in 0..200 {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("jwtgate serve did not become ready within 10s");
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A CheckRequest for `GET path` with these headers.
 pub fn check_request(path: &str, headers: &[(&str, &str)]) -> CheckRequest {
     CheckRequest {
