@@ -62,9 +62,7 @@ async fn metric(http: &str, series: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    samples(&text).get(series).copied().unwrap_or(0.0)
 }
 
 #[tokio::test]

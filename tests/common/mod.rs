@@ -376,6 +376,17 @@ impl Drop for Gatekeeper {
     }
 }
 
+/// The sample lines of a `/metrics` scrape, as `name{labels}` → value.
+pub fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// `jwtgate serve` as a child process with JSON logs on stderr, killed when dropped.
 pub struct ServeProcess {
     child: std::process::Child,

@@ -168,7 +168,8 @@ impl DurationHistogram {
     }
 
     /// Observations so far.
-    pub fn count(&self) -> u64 {
+    #[cfg(test)]
+    fn count(&self) -> u64 {
         self.0.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 }
@@ -430,14 +431,6 @@ impl Metrics {
         }
     }
 
-    /// Checks answered by `door` so far, allowed and denied.
-    pub fn checks_answered(&self, door: Door) -> u64 {
-        let i = usize::from(door == Door::Http);
-        self.check_duration
-            .get(i)
-            .map_or(0, |d| d.iter().map(DurationHistogram::count).sum())
-    }
-
     /// The fetch counters of one provider's key store.
     pub fn key_fetches(&self, provider: &str) -> FetchCounters {
         let counter = |outcome| {
@@ -656,7 +649,6 @@ mod tests {
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
         assert!(m.render(Format::OpenMetrics).ends_with("# EOF\n"));
         assert_eq!(m.cache_hits(), 1);
-        assert_eq!(m.checks_answered(Door::Grpc), 1);
     }
 
     #[test]
