@@ -12,3 +12,4 @@
 pub mod admin;
 pub mod cli;
 pub mod server;
+pub mod telemetry;

@@ -142,18 +142,29 @@ async fn discovery_naming_another_issuer_is_refused() {
 async fn denial_carries_status_challenge_body_and_trace_id() {
     let (_issuer, gk) = setup().await;
     let mut client = gk.client().await;
-    let a = check(&mut client, check_request("/api", &[])).await.unwrap();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let a = check(&mut client, check_request("/api", &[("traceparent", traceparent)]))
+        .await
+        .unwrap();
     assert_eq!((a.grpc_code, a.http_status), (16, Some(401)));
     assert_eq!(a.headers["www-authenticate"], "Bearer realm=\"jwtgate\"");
     assert_eq!(
-        a.headers["x-jwtgate-trace-id"], "req-1",
-        "Envoy's request id is the trace id"
+        a.headers["x-jwtgate-trace-id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the caller's W3C trace id is the trace id"
     );
     assert_eq!(a.headers["content-type"], "application/json");
     assert_eq!(
         a.body.unwrap(),
-        json!({"error":"missing_token","reason":"missing token","trace_id":"req-1"})
+        json!({"error":"missing_token","reason":"missing token","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"})
     );
+    // Without a traceparent (Envoy's request id is no trace id), a new W3C trace id.
+    let a = check(&mut client, check_request("/api", &[])).await.unwrap();
+    let id = a.headers["x-jwtgate-trace-id"].clone();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "req-1",
+        "{id}"
+    );
+    assert_eq!(a.body.unwrap()["trace_id"], id.as_str());
 
     let a = check(&mut client, bearer("not.a.token")).await.unwrap();
     assert_eq!(a.http_status, Some(401));

@@ -143,7 +143,16 @@ async fn valid_token_is_allowed_with_identity_headers_and_metadata() {
 #[tokio::test]
 async fn missing_token_is_denied_with_401_challenge_and_json_body() {
     let (_issuer, gk) = setup().await;
-    let r = envoy_check(gk.grpc_addr, &["--header", "X-Request-Id=py-trace-1"]).await;
+    let r = envoy_check(
+        gk.grpc_addr,
+        &[
+            "--header",
+            "X-Request-Id=py-request-1",
+            "--header",
+            "traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ],
+    )
+    .await;
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(r.out["allowed"], false);
     assert_eq!(r.out["grpc_code"], 16, "UNAUTHENTICATED");
@@ -152,10 +161,11 @@ async fn missing_token_is_denied_with_401_challenge_and_json_body() {
         r.out["headers"]["www-authenticate"], "Bearer realm=\"jwtgate\"",
         "no token: no error code (RFC 6750 §3.1)"
     );
-    assert_eq!(r.out["headers"]["x-jwtgate-trace-id"], "py-trace-1");
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    assert_eq!(r.out["headers"]["x-jwtgate-trace-id"], trace_id);
     assert_eq!(
         r.out["body"],
-        json!({"error": "missing_token", "reason": "missing token", "trace_id": "py-trace-1"})
+        json!({"error": "missing_token", "reason": "missing token", "trace_id": trace_id})
     );
     assert_eq!(r.out["metadata"], json!({}));
 }

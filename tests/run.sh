@@ -7,7 +7,8 @@
 #    Fetches promtool from Debian's prometheus package into .tools/ when none is found
 #    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
-#    (examples/envoy_check.py) that tests/python_client.rs runs. pip runs only when
+#    (examples/envoy_check.py) that tests/python_client.rs runs, and the rotel OTLP collector
+#    that tests/tracing.rs sends spans to (exported as JWTGATE_ROTEL). pip runs only when
 #    requirements.txt changed since the last successful install (its sha256 is kept in .venv).
 # 3. Runs `cargo test --all-targets ARGS...`; when ARGS pick targets themselves
 #    (`--test NAME`, `--lib`, ...), `--all-targets` is left out so only those run, e.g.
@@ -103,6 +104,8 @@ fi
 
 # tests/python_client.rs runs the client with this interpreter.
 export JWTGATE_PYTHON=$PWD/$venv/bin/python
+# tests/tracing.rs sends spans to this real OTLP collector (from the rotel wheel).
+export JWTGATE_ROTEL=$("$venv/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
 
 # `--all-targets` together with `--test NAME` would still build and run every target.
 targets=(--all-targets)

@@ -1,24 +1,39 @@
-//! `jwtgate serve`: logging, the listeners, reload on `SIGHUP` and on file change, and a
+//! `jwtgate serve`: logs and traces ([`crate::telemetry`]), the listeners, reload on `SIGHUP` and on file change, and a
 //! graceful shutdown on `SIGTERM`/`SIGINT` within `shutdown_grace`.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwtgate_core::metrics::Metrics;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::{Flavor, load_config, run};
+use crate::telemetry;
+
+/// How long queued spans may take to reach the collector at shutdown.
+const SPAN_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves until a shutdown signal, then drains.
 pub fn serve(path: &Path) -> ExitCode {
-    init_logging();
     let config = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
     run(Flavor::Server, async move {
+        let metrics = Arc::new(Metrics::default());
+        let telemetry = match telemetry::install(&config.tracing, metrics.trace_spans_dropped()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("jwtgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let shutdown = CancellationToken::new();
-        let running = match crate::server::start(&config, shutdown.clone()).await {
+        let running = match crate::server::start_with_metrics(&config, metrics, shutdown.clone()).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("jwtgate: {e}");
@@ -46,6 +61,7 @@ pub fn serve(path: &Path) -> ExitCode {
         {
             tracing::warn!("in-flight checks still running after the grace period; exiting");
         }
+        telemetry.shutdown(SPAN_FLUSH_GRACE).await;
         ExitCode::SUCCESS
     })
 }
@@ -61,21 +77,5 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-/// Logs to stderr, filtered by `JWTGATE_LOG` (default `info`), as JSON lines with
-/// `JWTGATE_LOG_FORMAT=json`.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("JWTGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

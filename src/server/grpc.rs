@@ -9,8 +9,10 @@ use jwtgate_core::live::SharedGate;
 use jwtgate_core::metrics::Door;
 use jwtgate_core::request::{Decision, Request};
 use tonic::{Response, Status};
+use tracing::Instrument;
 
 use super::render;
+use crate::telemetry;
 
 /// The `envoy.service.auth.v3.Authorization` service.
 pub struct AuthorizationService {
@@ -28,9 +30,11 @@ impl AuthorizationService {
 impl Authorization for AuthorizationService {
     async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
-        let req = to_gate_request(request.into_inner());
+        let mut req = to_gate_request(request.into_inner());
+        let trace = telemetry::check_span(Door::Grpc, &req.headers);
+        req.trace_id = Some(trace.trace_id);
         let gate = self.gate.load_full();
-        let decision = gate.decide(&req).await;
+        let decision = gate.decide(&req).instrument(trace.span).await;
         let allowed = matches!(decision, Decision::Allow(_));
         let answer = render::check_response(decision).map(Response::new);
         gate.metrics().check_answered(Door::Grpc, allowed, started.elapsed());
@@ -90,6 +94,7 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
         headers,
         context,
         request_id: (!http.id.is_empty()).then_some(http.id),
+        trace_id: None,
     }
 }
 

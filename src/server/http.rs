@@ -30,8 +30,10 @@ use jwtgate_core::request::{Decision, Request};
 use jwtgate_core::revocation::StoreStatus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::render;
+use crate::telemetry;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -204,6 +206,7 @@ async fn decide(
 ) -> Response {
     let headers = headers_map(headers);
     let request_id = headers.get("x-request-id").cloned();
+    let trace = telemetry::check_span(Door::Http, &headers);
     let req = Request {
         method,
         path,
@@ -211,8 +214,10 @@ async fn decide(
         headers,
         context: HashMap::new(),
         request_id,
+        trace_id: Some(trace.trace_id),
     };
-    answer(gate, started, gate.decide(&req).await, envoy)
+    let decision = gate.decide(&req).instrument(trace.span).await;
+    answer(gate, started, decision, envoy)
 }
 
 /// The response for `decision`, its time since `started` recorded.

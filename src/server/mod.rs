@@ -18,6 +18,7 @@ use jwtgate_core::config::Config;
 use jwtgate_core::gate::Shared;
 use jwtgate_core::keys::fetch;
 use jwtgate_core::live::{Live, SharedGate};
+use jwtgate_core::metrics::Metrics;
 use jwtgate_core::revocation::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -82,12 +83,21 @@ async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, Soc
 
 /// Binds the listeners and starts serving until `shutdown` fires.
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    start_with_metrics(config, Arc::default(), shutdown).await
+}
+
+/// [`start`], counting into `metrics` (which the trace exporter may already count into).
+pub async fn start_with_metrics(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
     let (grpc_listener, grpc_addr) = bind("listen.grpc", config.listen.grpc).await?;
     let (http_listener, http_addr) = bind("listen.http", config.listen.http).await?;
     let (admin_listener, admin_addr) = bind("listen.admin", config.listen.admin).await?;
     let store = Store::open(&config.revocation).await?;
     let shared = Shared {
-        metrics: Default::default(),
+        metrics,
         revocations: store.set().clone(),
         store: Some(store.clone()),
     };

@@ -391,6 +391,8 @@ pub fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
 pub struct ServeProcess {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Lines read but not yet asked for, oldest first.
+    backlog: std::cell::RefCell<std::collections::VecDeque<Value>>,
     /// The `jwtgate listening` log line's fields: `grpc`, `http`, `admin` addresses.
     pub listening: Value,
 }
@@ -419,6 +421,7 @@ impl ServeProcess {
         let mut served = Self {
             child,
             lines,
+            backlog: Default::default(),
             listening: Value::Null,
         };
         served.listening = served.wait_for("jwtgate listening")["fields"].clone();
@@ -431,19 +434,26 @@ impl ServeProcess {
     }
 
     /// The next JSON log line whose message is `message` (bounded: 10 s; blocks the thread).
+    /// Other lines read meanwhile are kept for later calls.
     pub fn wait_for(&self, message: &str) -> Value {
+        let mut backlog = self.backlog.borrow_mut();
+        if let Some(i) = backlog.iter().position(|v| v["fields"]["message"] == message) {
+            return backlog.remove(i).unwrap_or_default();
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while let Ok(line) = self
             .lines
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
         {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["fields"]["message"] == message
-            {
-                return v;
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["fields"]["message"] == message {
+                    return v;
+                }
+                backlog.push_back(v);
             }
         }
-        panic!("no log line {message:?} from jwtgate serve within 10s");
+        let seen: Vec<&Value> = backlog.iter().map(|v| &v["fields"]["message"]).collect();
+        panic!("no log line {message:?} from jwtgate serve within 10s; seen: {seen:?}");
     }
 
     /// Waits (bounded) until `/readyz` answers 200.

@@ -122,6 +122,8 @@ pub struct Gate {
     _evict_revoked: Arc<Listener>,
     /// How many denial lines may be logged per second.
     denial_log: DenialLog,
+    /// Whether a check's span records the subject (`telemetry.tracing.record_subject`).
+    record_subject: bool,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -176,6 +178,7 @@ impl Gate {
             http_auth: config.http_auth.clone(),
             _evict_revoked: evict_revoked,
             denial_log: DenialLog::new(config.denials_logged_per_second),
+            record_subject: config.tracing.record_subject,
             cache,
             policy_claims: policy_claims(config),
             counters: shared.metrics.decision_counters(
@@ -260,6 +263,7 @@ impl Gate {
         let dry_run = route.is_some_and(|(_, r)| r.mode == Mode::DryRun);
         let (route, provider_index) = (route.map(|(i, _)| i), provider.map(|p| p.index));
         let verified = verified.as_ref().zip(provider);
+        self.record_on_span(route_name, verified.map(|((v, _), _)| &**v), &result, dry_run);
         match result {
             Ok(()) => {
                 self.counters.allowed(route, provider_index);
@@ -286,10 +290,44 @@ impl Gate {
         }
     }
 
+    /// What the check decided, on the door's `ext_authz.check` span (when it is traced): the
+    /// route, the provider, the decision, the reason, and the subject only with
+    /// `record_subject`. Never a token or a claim value otherwise.
+    fn record_on_span(
+        &self,
+        route_name: &str,
+        verified: Option<&Verified>,
+        result: &Result<(), Rejection>,
+        dry_run: bool,
+    ) {
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return;
+        }
+        span.record("route", route_name);
+        if let Some(v) = verified {
+            span.record("provider", &*v.provider);
+            if self.record_subject
+                && let Some(sub) = &v.subject
+            {
+                span.record("enduser.id", sub.as_str());
+            }
+        }
+        match result {
+            Ok(()) => span.record("decision", "allow"),
+            Err(rejection) => {
+                span.record("decision", if dry_run { "allow" } else { "deny" });
+                span.record("dry_run", dry_run);
+                span.record("reason", rejection.label())
+            }
+        };
+    }
+
     /// A denial, logged within the denial log's budget (the caller counts it).
     fn deny(&self, req: &Request, route_name: &str, rejection: Rejection, trace_id: String) -> Decision {
         if self.denial_log.admit() {
-            tracing::info!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
+            let request_id = req.request_id.as_deref();
+            tracing::info!(trace_id = %trace_id, request_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
         }
         Decision::Deny(Deny {
             rejection,
@@ -591,20 +629,21 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
     names
 }
 
-/// The proxy's request id, else the W3C trace id, else a fresh one; always short and printable.
+/// The check's W3C trace id: the door's span's, else the `traceparent`'s, else a fresh one —
+/// always 32 lower-case hex digits, so it is safe in a header, a body and a log line.
 fn trace_id(req: &Request) -> String {
-    let from_traceparent = || {
-        req.header("traceparent")
-            .and_then(|tp| tp.split('-').nth(1))
-            .map(str::to_owned)
+    let valid = |id: &str| {
+        id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) && id.bytes().any(|b| b != b'0')
     };
-    req.request_id
-        .clone()
-        .filter(|id| !id.is_empty())
-        .or_else(|| req.header("x-request-id").map(str::to_owned))
-        .or_else(from_traceparent)
-        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+    req.trace_id
+        .as_deref()
+        .filter(|id| valid(id))
+        .or_else(|| {
+            req.header("traceparent")
+                .and_then(|tp| tp.trim().split('-').nth(1))
+                .filter(|id| valid(id))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
 }
 
 #[cfg(test)]
@@ -612,19 +651,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trace_ids_are_taken_only_when_safe() {
+    fn trace_ids_are_the_spans_else_the_traceparents_else_new_and_always_w3c() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut r = Request {
             request_id: Some("abc-123".into()),
             ..Request::default()
         };
-        assert_eq!(trace_id(&r), "abc-123");
-        r.request_id = Some("evil\"\r\n".into());
-        assert_eq!(trace_id(&r).len(), 32);
-        r.request_id = None;
-        r.headers.insert(
-            "traceparent".into(),
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        let fresh = trace_id(&r);
+        assert!(
+            fresh.len() == 32 && fresh.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{fresh}"
         );
+        assert_ne!(fresh, trace_id(&r), "a fresh id each time");
+        r.headers.insert("traceparent".into(), tp.into());
         assert_eq!(trace_id(&r), "4bf92f3577b34da6a3ce929d0e0e4736");
+        r.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+        assert_eq!(trace_id(&r), "0af7651916cd43dd8448eb211c80319c");
+        for bad in [
+            "evil\"\r\n",
+            "00000000000000000000000000000000",
+            "4BF92F3577B34DA6A3CE929D0E0E4736",
+        ] {
+            r.trace_id = None;
+            r.headers
+                .insert("traceparent".into(), format!("00-{bad}-00f067aa0ba902b7-01"));
+            assert_ne!(trace_id(&r), bad);
+            assert_eq!(trace_id(&r).len(), 32);
+        }
     }
 }

@@ -30,6 +30,8 @@ pub struct Live {
     listen: (std::net::SocketAddr, std::net::SocketAddr, std::net::SocketAddr),
     revocation: crate::config::RevocationConfig,
     admin_provider: Option<String>,
+    /// `telemetry.tracing` at start, `record_subject` aside (the gate applies that on reload).
+    tracing: crate::config::TracingConfig,
 }
 
 /// A key store kept by the config in force, and the signal that stops its refresh.
@@ -49,6 +51,7 @@ impl Live {
             listen: (config.listen.grpc, config.listen.http, config.listen.admin),
             revocation: config.revocation.clone(),
             admin_provider: config.admin.provider.clone(),
+            tracing: trace_pipeline(config),
         })
     }
 
@@ -65,6 +68,9 @@ impl Live {
         }
         if config.revocation != self.revocation || config.admin.provider != self.admin_provider {
             tracing::warn!("revocation store or admin settings changed: that takes a restart");
+        }
+        if trace_pipeline(config) != self.tracing {
+            tracing::warn!("telemetry.tracing changed: that takes a restart (record_subject applies now)");
         }
         let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = Vec::with_capacity(config.providers.len());
@@ -153,4 +159,12 @@ fn key_stores(
         next.push((store.clone(), stop));
         store
     })
+}
+
+/// The part of `telemetry.tracing` fixed at start: all of it but `record_subject`.
+fn trace_pipeline(config: &Config) -> crate::config::TracingConfig {
+    crate::config::TracingConfig {
+        record_subject: false,
+        ..config.tracing.clone()
+    }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -41,7 +41,8 @@ pub enum Door {
 }
 
 impl Door {
-    fn label(self) -> &'static str {
+    /// The `door` label value: `grpc` or `http`.
+    pub fn label(self) -> &'static str {
         match self {
             Self::Grpc => "grpc",
             Self::Http => "http",
@@ -284,6 +285,8 @@ pub struct Metrics {
     cache_lookups: [Counter; 3],
     /// By door (gRPC, HTTP), then decision (allow, deny).
     check_duration: [[DurationHistogram; 2]; 2],
+    /// Finished spans the trace exporter lost: its queue was full or the collector refused.
+    trace_spans_dropped: Counter,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -383,6 +386,12 @@ impl Metrics {
             "Config reloads, by outcome",
             config_reloads.clone(),
         );
+        let trace_spans_dropped = Counter::default();
+        registry.register(
+            "jwtgate_trace_spans_dropped",
+            "Finished spans not exported: the export queue was full or the collector failed",
+            trace_spans_dropped.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -399,8 +408,14 @@ impl Metrics {
             config_reloads,
             cache_lookups,
             check_duration,
+            trace_spans_dropped,
             state,
         }
+    }
+
+    /// `jwtgate_trace_spans_dropped_total`, for the trace exporter to count into.
+    pub fn trace_spans_dropped(&self) -> Counter {
+        self.trace_spans_dropped.clone()
     }
 
     /// Counts a verified-token cache lookup.

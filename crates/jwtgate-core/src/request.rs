@@ -21,8 +21,11 @@ pub struct Request {
     pub headers: HashMap<String, String>,
     /// Envoy `context_extensions`.
     pub context: HashMap<String, String>,
-    /// The proxy's request id, if it sent one.
+    /// The proxy's request id, if it sent one (logged beside the trace id).
     pub request_id: Option<String>,
+    /// The W3C trace id (32 lower-case hex digits) of the check's span, set by the door that
+    /// traces the check; without it the gate takes the `traceparent`'s or makes a new one.
+    pub trace_id: Option<String>,
 }
 
 impl Request {

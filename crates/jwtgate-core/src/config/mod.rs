@@ -7,8 +7,10 @@ pub mod duration;
 pub mod raw;
 pub mod revocation;
 pub mod routes;
+pub mod telemetry;
 
 pub use revocation::{AdminAuth, RevocationConfig, StoreConfig};
+pub use telemetry::{OtlpExport, OtlpProtocol, TracingConfig};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -61,6 +63,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Most denial log lines per second (the rest are counted and summarised); 0 logs none.
     pub denials_logged_per_second: u32,
+    /// Traces: sampling, export, what spans record.
+    pub tracing: TracingConfig,
 }
 
 /// `cache:`, validated.
@@ -397,6 +401,7 @@ impl Validator<'_> {
             revocation: self.revocation(raw.revocation)?,
             cache: self.cache(&raw.cache)?,
             denials_logged_per_second: raw.log.denials_per_second.unwrap_or(1000),
+            tracing: self.tracing(raw.telemetry.tracing, &|name| std::env::var(name).ok())?,
         })
     }
 

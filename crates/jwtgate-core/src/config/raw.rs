@@ -46,6 +46,35 @@ pub struct RawConfig {
     /// `log:`.
     #[serde(default)]
     pub log: RawLog,
+    /// `telemetry:`.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `telemetry:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// `telemetry.tracing:`.
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// `telemetry.tracing:`. Each field left out falls back to its OpenTelemetry environment
+/// variable, then to the default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// OTLP collector URL; unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` | `http/protobuf`.
+    pub protocol: Option<String>,
+    /// Share of root checks traced, 0.0 to 1.0.
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of the resource.
+    pub service_name: Option<String>,
+    /// Whether spans carry the subject as `enduser.id`.
+    pub record_subject: Option<bool>,
 }
 
 /// `log:`.

@@ -131,6 +131,10 @@ async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetch
         url: url.to_owned(),
         reason: without_url(&e),
     };
+    let span = tracing::Span::current();
+    if let Some(host) = reqwest::Url::parse(url).ok().as_ref().and_then(|u| u.host_str()) {
+        span.record("server.address", host);
+    }
     let mut resp = client
         .get(url)
         .header("accept", "application/json")
@@ -138,6 +142,7 @@ async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetch
         .await
         .map_err(failed)?;
     let status = resp.status();
+    span.record("http.response.status_code", status.as_u16());
     if status.is_redirection() {
         return Err(FetchError::Redirect { url: url.to_owned() });
     }
@@ -175,6 +180,7 @@ async fn get_unbounded_time(client: &reqwest::Client, url: &str) -> Result<Fetch
         }
         body.extend_from_slice(&chunk);
     }
+    span.record("http.response.body.size", body.len());
     Ok(Fetched { body, max_age })
 }
 

@@ -306,9 +306,25 @@ impl KeyStore {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        // A child of the check that asked for it (an unknown `kid`), else a root of its own.
+        let span = tracing::info_span!(
+            "jwks.fetch",
+            otel.kind = "client",
+            provider = %self.provider,
+            server.address = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            http.response.body.size = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let task = async move {
             this.fetches.fetch_add(1, Ordering::Relaxed);
             let outcome = this.load(rediscover).await;
+            let span = tracing::Span::current();
+            span.record("outcome", if outcome.is_ok() { "success" } else { "failure" });
+            if outcome.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
             match outcome {
                 Ok((parsed, max_age)) => {
                     for why in &parsed.skipped {
@@ -332,7 +348,8 @@ impl KeyStore {
             }
             this.fetching.store(false, Ordering::Release);
             this.generation.send_modify(|g| *g += 1);
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
     }
 
     fn store_keys(&self, mut set: KeySet) {
