@@ -170,6 +170,7 @@ async fn a_scrape_after_a_mix_of_checks_passes_promtool_and_counts_each_one() {
         assert_eq!(value("jwtgate_revocations{kind=\"jti\"}"), 0.0);
         assert_eq!(value("jwtgate_revocations{kind=\"subject\"}"), 0.0);
         assert_eq!(value("jwtgate_revocation_store_up"), 1.0);
+        assert_eq!(value("jwtgate_trace_spans_dropped_total"), 0.0, "no exporter, no loss");
         assert_eq!(
             value(&format!("jwtgate_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))),
             1.0

@@ -258,6 +258,23 @@ async fn a_check_with_a_sampled_traceparent_is_one_span_with_the_callers_ids_and
         assert!(!span.attributes.contains_key("enduser.id"), "{span:?}");
         assert!(!span.attributes.contains_key("reason"), "{span:?}");
 
+        // A tracing Envoy puts its ext_authz span in the call's metadata: that is the parent.
+        let envoy_trace = "33333333333333333333333333333333";
+        let mut call = tonic::Request::new(check_request(
+            "/api",
+            &[("traceparent", &traceparent(allowed_trace, true))],
+        ));
+        call.metadata_mut().insert(
+            "traceparent",
+            format!("00-{envoy_trace}-b7ad6b7169203331-01").parse().unwrap(),
+        );
+        let a = answer(client.check(call).await.unwrap().into_inner());
+        assert_eq!(a.headers["x-jwtgate-trace-id"], envoy_trace);
+        let span = rotel
+            .wait_for("under Envoy's span", |s| s.trace_id == envoy_trace)
+            .await;
+        assert_eq!(span.parent_id, "b7ad6b7169203331");
+
         // An unsampled parent is followed: no span, the caller's trace id still shown.
         let unsampled_trace = "11111111111111111111111111111111";
         let a = check(
@@ -290,7 +307,7 @@ async fn a_check_with_a_sampled_traceparent_is_one_span_with_the_callers_ids_and
         );
         assert_eq!(
             spans.iter().filter(|s| s.name == "ext_authz.check").count(),
-            3
+            4
         );
         let printed = rotel.printed();
         assert!(printed.contains("gate-under-test"), "service.name: {printed}");
@@ -455,4 +472,49 @@ async fn json_log_lines_carry_trace_and_span_ids_only_inside_a_traced_span() {
         );
     })
     .await;
+}
+
+#[test]
+fn jwtgate_check_says_whether_serve_would_trace_the_request_and_as_whose_child() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hs.secret"), "0123456789abcdef0123456789abcdef").unwrap();
+    let providers = "  - { name: legacy, issuer: legacy, hmac_secret: { file: hs.secret } }\n";
+    let explain = |tracing: &str, header: Option<&str>| {
+        let file = dir.path().join("jwtgate.yaml");
+        std::fs::write(&file, format!("{}{tracing}", config_text(providers))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jwtgate"));
+        cmd.args(["check", "--config"]).arg(&file);
+        if let Some(h) = header {
+            cmd.args(["--header", h]);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("trace:    ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no trace line: {stdout}"))
+    };
+    let exporting = "telemetry: { tracing: { otlp_endpoint: 'http://127.0.0.1:4317', sample_ratio: 0.25 } }\n";
+    let sampled = format!("traceparent: {}", traceparent("4bf92f3577b34da6a3ce929d0e0e4736", true));
+    assert_eq!(
+        explain(exporting, Some(&sampled)),
+        "traced as a child of span 00f067aa0ba902b7 of trace 4bf92f3577b34da6a3ce929d0e0e4736, exported to http://127.0.0.1:4317 (grpc)"
+    );
+    let unsampled = format!(
+        "traceparent: {}",
+        traceparent("4bf92f3577b34da6a3ce929d0e0e4736", false)
+    );
+    assert!(
+        explain(exporting, Some(&unsampled))
+            .starts_with("not traced: the traceparent's trace 4bf92f3577b34da6a3ce929d0e0e4736 is unsampled")
+    );
+    assert_eq!(
+        explain(exporting, None),
+        "a root: traced at sample_ratio 0.25, exported to http://127.0.0.1:4317 (grpc)"
+    );
+    assert!(explain(exporting, Some("traceparent: garbage")).contains("not valid W3C"));
+    assert_eq!(
+        explain("", Some(&sampled)),
+        "not exported (no telemetry.tracing.otlp_endpoint)"
+    );
 }

@@ -1,5 +1,5 @@
 //! `jwtgate check`: explains one decision with the same gate as `serve` — the matched route, the
-//! provider, every check and the answer. The token's provider is found through the configured
+//! provider, every check, how the check would be traced, and the answer. The token's provider is found through the configured
 //! sources exactly as a check finds the token, and its keys are loaded once first.
 
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use jwtgate_core::request::{Decision, Request};
 
 use super::{Flavor, UNUSABLE, load_config, run};
 use crate::server::render;
+use crate::telemetry;
 
 /// The config and the request to explain, as given on the command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -120,6 +121,7 @@ async fn explain(config: &Config, req: &Request) -> ExitCode {
             r.reason()
         );
     }
+    println!("trace:    {}", telemetry::explain(&config.tracing, &req.headers));
     match decision {
         Decision::Allow(allow) => {
             println!("decision: ALLOW");

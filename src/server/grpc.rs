@@ -1,7 +1,8 @@
 //! Envoy ext_authz v3 over gRPC (also Istio's `envoyExtAuthzGrpc`): translates a
-//! `CheckRequest` into a [`Request`] and hands the gate's decision to [`render`]. It decides
-//! nothing.
+//! `CheckRequest` into a [`Request`], runs the gate in the check's span, and hands the gate's
+//! decision to [`render`]. It decides nothing.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
@@ -30,8 +31,9 @@ impl AuthorizationService {
 impl Authorization for AuthorizationService {
     async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
+        let envoy_span = trace_context(request.metadata());
         let mut req = to_gate_request(request.into_inner());
-        let trace = telemetry::check_span(Door::Grpc, &req.headers);
+        let trace = telemetry::check_span(Door::Grpc, envoy_span.as_ref().unwrap_or(&req.headers));
         req.trace_id = Some(trace.trace_id);
         let gate = self.gate.load_full();
         let decision = gate.decide(&req).instrument(trace.span).await;
@@ -40,6 +42,19 @@ impl Authorization for AuthorizationService {
         gate.metrics().check_answered(Door::Grpc, allowed, started.elapsed());
         answer
     }
+}
+
+/// The W3C trace context of the gRPC call itself: Envoy, when it traces, sends its ext_authz
+/// span there, the direct parent of the check. Without it the request's own headers (in the
+/// `CheckRequest`) give the parent.
+fn trace_context(metadata: &tonic::metadata::MetadataMap) -> Option<HashMap<String, String>> {
+    let value = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let traceparent = value("traceparent")?;
+    let mut context = HashMap::from([("traceparent".to_owned(), traceparent)]);
+    if let Some(state) = value("tracestate") {
+        context.insert("tracestate".into(), state);
+    }
+    Some(context)
 }
 
 /// Moves what the gate needs out of Envoy's `AttributeContext`. Accepts both the `headers` map

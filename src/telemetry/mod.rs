@@ -26,7 +26,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider};
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -60,20 +60,30 @@ pub enum TelemetryError {
 pub fn install(config: &TracingConfig, dropped: Counter) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_env("JWTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("JWTGATE_LOG_FORMAT").is_ok_and(|f| f == "json");
-    // The log layer sees events only: spans are the trace layer's (and cost it nothing).
-    let events = filter_fn(|meta| meta.is_event());
+    install_with(config, dropped, filter, json)
+}
+
+/// [`install`] with the log filter and format given (JSON lines when `json`).
+pub fn install_with(
+    config: &TracingConfig,
+    dropped: Counter,
+    filter: EnvFilter,
+    json: bool,
+) -> Result<Telemetry, TelemetryError> {
+    // The log layer sees events only: spans are the trace layer's (and cost it nothing). Every
+    // filter states its most verbose level, so the subscriber's is the log filter's and a
+    // `debug!` below it is skipped at the call site, as with no trace layer at all.
+    let events = filter.and(filter_fn(|meta| meta.is_event()).with_max_level_hint(LevelFilter::TRACE));
     let log = if json {
         tracing_subscriber::fmt::layer()
             .event_format(json_log::JsonLines)
             .with_writer(std::io::stderr)
-            .with_filter(filter)
             .with_filter(events)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_filter(filter)
             .with_filter(events)
             .boxed()
     };
@@ -127,14 +137,15 @@ pub fn install(config: &TracingConfig, dropped: Counter) -> Result<Telemetry, Te
         .with_tracked_inactivity(false)
         .with_target(false)
         .with_context_activation(false)
-        .with_filter(filter_fn(|meta| {
-            meta.is_span() && matches!(meta.name(), "ext_authz.check" | "jwks.fetch")
-        }));
+        .with_filter(
+            filter_fn(|meta| meta.is_span() && matches!(meta.name(), "ext_authz.check" | "jwks.fetch"))
+                .with_max_level_hint(LevelFilter::INFO),
+        );
     Registry::default().with(log).with(trace).try_init()?;
     let _ = SAMPLING.set(config.sample_ratio);
     tracing::info!(
         endpoint = %otlp.url,
-        protocol = ?otlp.protocol,
+        protocol = otlp.protocol.as_str(),
         sample_ratio = config.sample_ratio,
         "exporting traces"
     );
@@ -203,6 +214,37 @@ pub fn check_span(door: Door, headers: &HashMap<String, String>) -> CheckTrace {
     CheckTrace {
         span,
         trace_id: format!("{trace_id:032x}"),
+    }
+}
+
+/// What `jwtgate serve` would do with the trace of a request with `headers`, in one line for
+/// `jwtgate check` (which exports nothing itself).
+pub fn explain(config: &TracingConfig, headers: &HashMap<String, String>) -> String {
+    let parent = remote_parent(headers);
+    let bad_header = headers.contains_key("traceparent") && parent.is_none();
+    let Some(otlp) = &config.export else {
+        return "not exported (no telemetry.tracing.otlp_endpoint)".into();
+    };
+    let to = format!("exported to {} ({})", otlp.url, otlp.protocol.as_str());
+    match parent {
+        Some(p) if p.is_sampled() => format!(
+            "traced as a child of span {:016x} of trace {:032x}, {to}",
+            p.span_id(),
+            p.trace_id()
+        ),
+        Some(p) => format!(
+            "not traced: the traceparent's trace {:032x} is unsampled (its trace id is shown)",
+            p.trace_id()
+        ),
+        None => format!(
+            "a root{}: traced at sample_ratio {}, {to}",
+            if bad_header {
+                " (the traceparent is not valid W3C)"
+            } else {
+                ""
+            },
+            config.sample_ratio
+        ),
     }
 }
 

@@ -75,6 +75,10 @@ struct Cli {
     /// --cache-entries 100000 --fresh-pool 100000` fills the cache with 100,000 tokens.
     #[arg(long)]
     cache_entries: Option<u64>,
+    /// jwtgate's `telemetry.tracing` block as flow YAML, e.g. `{otlp_endpoint:
+    /// "http://127.0.0.1:4317", sample_ratio: 0.01}`; absent: no tracing.
+    #[arg(long)]
+    tracing: Option<String>,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         keys_dir: cli.keys_dir,
         server_log: cli.server_log,
         cache_entries: cli.cache_entries,
+        tracing: cli.tracing,
         exe,
     };
     match bench::run(&settings) {

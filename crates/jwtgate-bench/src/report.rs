@@ -328,6 +328,8 @@ pub struct Setup {
     pub cache_entries: u64,
     /// jwtgate's log filter.
     pub server_log: String,
+    /// jwtgate's `telemetry.tracing` block, if any.
+    pub tracing: Option<String>,
     /// Pre-minted fresh tokens.
     pub fresh_pool: usize,
     /// Seconds spent minting before the run.
@@ -391,6 +393,9 @@ impl Report {
             s.cache_entries,
             s.server_log
         );
+        if let Some(tracing) = &s.tracing {
+            let _ = writeln!(out, "jwtgate telemetry.tracing {tracing}");
+        }
         if s.fresh_pool > 0 {
             let _ = writeln!(out, "{} fresh tokens pre-minted in {:.1}s", s.fresh_pool, s.mint_s);
         }

@@ -51,6 +51,8 @@ pub struct Settings {
     pub server_log: String,
     /// jwtgate's `cache.max_entries`; `None` for the mix's own ([`Mix::cache_entries`]).
     pub cache_entries: Option<u64>,
+    /// jwtgate's `telemetry.tracing` block (flow YAML); `None`: no tracing.
+    pub tracing: Option<String>,
     /// The bench binary, started again as the server child.
     pub exe: PathBuf,
 }
@@ -166,6 +168,7 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
         jwks_over_http: s.mix.jwks_over_http(),
         keys_dir: s.keys_dir.clone(),
         log: s.server_log.clone(),
+        tracing: s.tracing.clone(),
     };
     let mut runs: Vec<(Target, Vec<Measurement>)> = s.targets.iter().map(|t| (*t, Vec::new())).collect();
     rt.block_on(async {
@@ -237,6 +240,7 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
         client_cpu: s.client_cpu,
         cache_entries: setup.cache_entries,
         server_log: s.server_log.clone(),
+        tracing: s.tracing.clone(),
         fresh_pool: tokens.fresh_pool(),
         mint_s,
     };

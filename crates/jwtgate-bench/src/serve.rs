@@ -39,6 +39,9 @@ pub struct JwtgateSetup {
     /// which the parent points at /dev/null.
     #[arg(long)]
     pub log: String,
+    /// jwtgate's `telemetry.tracing` block (flow YAML); absent: no tracing.
+    #[arg(long)]
+    pub tracing: Option<String>,
 }
 
 impl JwtgateSetup {
@@ -55,12 +58,16 @@ impl JwtgateSetup {
         if self.jwks_over_http {
             args.push("--jwks-over-http".into());
         }
+        if let Some(tracing) = &self.tracing {
+            args.push("--tracing".into());
+            args.push(tracing.into());
+        }
         args
     }
 }
 
 /// The jwtgate config under test. The provider's key source is `key_source` (one YAML line).
-fn config_text(key_source: &str, cache_entries: u64) -> String {
+fn config_text(key_source: &str, cache_entries: u64, tracing: Option<&str>) -> String {
     format!(
         r#"listen: {{ grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }}
 http_auth: {{ envoy_prefix: "{ENVOY_PREFIX}" }}
@@ -76,8 +83,9 @@ providers:
     hmac_secret: {{ file: hs.secret }}
     audiences: [{AUDIENCE}]
     claims_to_headers: {{ sub: x-jwt-sub }}
-{cache}"#,
+{cache}{tracing}"#,
         cache = cache_section(cache_entries),
+        tracing = tracing.map_or(String::new(), |t| format!("telemetry: {{ tracing: {t} }}\n")),
     )
 }
 
@@ -134,7 +142,8 @@ pub fn serve_noop() -> ExitCode {
 
 /// `serve-jwtgate`: jwtgate from a temporary config with the fixture keys.
 pub fn serve_jwtgate(setup: &JwtgateSetup) -> ExitCode {
-    if setup.log != "off" {
+    // With tracing, jwtgate's own subscriber (logs and spans) is installed inside the runtime.
+    if setup.log != "off" && setup.tracing.is_none() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(&setup.log))
             .with_writer(std::io::stderr)
@@ -148,13 +157,16 @@ pub fn serve_jwtgate(setup: &JwtgateSetup) -> ExitCode {
     };
     let code = rt.block_on(async {
         let shutdown = CancellationToken::new();
-        let running = match start_jwtgate(setup, &dir, shutdown.clone()).await {
+        let (running, telemetry) = match start_jwtgate(setup, &dir, shutdown.clone()).await {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
         until_parent_leaves().await;
         shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), running.wait()).await;
+        if let Some(telemetry) = telemetry {
+            telemetry.shutdown(Duration::from_secs(1)).await;
+        }
         ExitCode::SUCCESS
     });
     let _ = std::fs::remove_dir_all(&dir);
@@ -165,7 +177,7 @@ async fn start_jwtgate(
     setup: &JwtgateSetup,
     dir: &Path,
     shutdown: CancellationToken,
-) -> Result<jwtgate::server::Running, String> {
+) -> Result<(jwtgate::server::Running, Option<jwtgate::telemetry::Telemetry>), String> {
     let io = |what: &str, e: std::io::Error| format!("cannot {what} in {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| io("create the directory", e))?;
     let jwks = fixture::jwks(&setup.keys_dir)?.to_string();
@@ -179,14 +191,23 @@ async fn start_jwtgate(
         std::fs::write(dir.join("jwks.json"), jwks).map_err(|e| io("write jwks.json", e))?;
         ("jwks_file: jwks.json".to_owned(), None)
     };
-    let text = config_text(&key_source, setup.cache_entries);
+    let text = config_text(&key_source, setup.cache_entries, setup.tracing.as_deref());
     std::fs::write(dir.join("jwtgate.yaml"), &text).map_err(|e| io("write jwtgate.yaml", e))?;
     let config = jwtgate_core::config::Config::parse(&text, "jwtgate.yaml", dir).map_err(|e| e.to_string())?;
-    let running = jwtgate::server::start(&config, shutdown)
+    let metrics = std::sync::Arc::new(jwtgate_core::metrics::Metrics::default());
+    let mut telemetry = None;
+    if setup.tracing.is_some() {
+        let log = tracing_subscriber::EnvFilter::new(&setup.log);
+        telemetry = Some(
+            jwtgate::telemetry::install_with(&config.tracing, metrics.trace_spans_dropped(), log, false)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let running = jwtgate::server::start_with_metrics(&config, metrics, shutdown)
         .await
         .map_err(|e| e.to_string())?;
     ready(running.grpc_addr, running.http_addr, jwks_addr);
-    Ok(running)
+    Ok((running, telemetry))
 }
 
 /// A loopback JWKS server: `GET /jwks` serves the key set and counts the hit, `GET /hits` says
@@ -241,6 +262,7 @@ mod tests {
             jwks_over_http: true,
             keys_dir: "/k".into(),
             log: "off".into(),
+            tracing: Some("{sample_ratio: 0.5}".into()),
         };
         let mut argv = vec![std::ffi::OsString::from("x")];
         argv.extend(setup.to_args());
@@ -249,6 +271,7 @@ mod tests {
         assert!(parsed.setup.jwks_over_http);
         assert_eq!(parsed.setup.keys_dir, PathBuf::from("/k"));
         assert_eq!(parsed.setup.log, "off");
+        assert_eq!(parsed.setup.tracing.as_deref(), Some("{sample_ratio: 0.5}"));
     }
 
     #[test]
@@ -261,11 +284,17 @@ mod tests {
             ("jwks_file: jwks.json", 0),
             ("jwks_uri: \"http://127.0.0.1:9/jwks\"", 100_000),
         ] {
-            let config = jwtgate_core::config::Config::parse(&config_text(source, entries), "t.yaml", &dir).unwrap();
+            let config =
+                jwtgate_core::config::Config::parse(&config_text(source, entries, None), "t.yaml", &dir).unwrap();
             assert_eq!(config.cache.max_entries, entries);
             assert_eq!(config.providers.len(), 2);
             assert_eq!(config.http_auth.envoy_prefix.as_deref(), Some(ENVOY_PREFIX));
         }
+        let tracing = "{otlp_endpoint: 'http://127.0.0.1:4317', sample_ratio: 0.01}";
+        let text = config_text("jwks_file: jwks.json", 0, Some(tracing));
+        let config = jwtgate_core::config::Config::parse(&text, "t.yaml", &dir).unwrap();
+        assert_eq!(config.tracing.sample_ratio, 0.01);
+        assert!(config.tracing.export.is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -55,6 +55,16 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
+impl OtlpProtocol {
+    /// As written in the config: `grpc` or `http/protobuf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
 impl Validator<'_> {
     /// `telemetry.tracing`, with `env` standing for the process environment.
     pub(super) fn tracing(
