@@ -34,6 +34,13 @@ const ROUTES: &str = "routes:
     require: { roles: [admin] }
   - name: api
     match: { path_prefix: /api }
+  - name: login
+    match: { path_prefix: /login }
+    auth: public
+rate_limits:
+  headers_on_allow: true
+  rules:
+    - { name: login-per-ip, by: [client_ip], limit: 2, per: 1m, match: { routes: [login] } }
 ";
 
 /// The example, the main-context wrapper around it, and the placeholders the example must have.
@@ -442,6 +449,38 @@ async fn missing_role_is_403_at_the_client() {
     let r = w.get("/admin/users", &[("authorization", &admin)]).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.app_saw("x-jwt-sub"), ["alice"]);
+}
+
+#[tokio::test]
+async fn a_rate_limited_client_gets_429_with_retry_after_and_the_ratelimit_headers() {
+    let w = World::start().await;
+    // The example sends nginx's $remote_addr as X-Real-IP: the client's address is the key.
+    for remaining in ["1", "0"] {
+        let r = w.get("/login/start", &[]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.header("ratelimit")
+                .map(|v| v.split(';').nth(1).unwrap_or_default().to_owned()),
+            Some(format!("r={remaining}")),
+            "{r:?}"
+        );
+    }
+    let r = w.get("/login/start", &[]).await;
+    assert_eq!(r.status, 429, "mapped back by error_page: {r:?}\n{}", w.nginx.logs());
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=30).contains(&retry),
+        "one of 2 per minute back within 30s: {retry}"
+    );
+    assert_eq!(r.header("ratelimit-policy"), Some("\"login-per-ip\";q=2;w=60"));
+    assert_eq!(
+        r.header("ratelimit"),
+        Some(format!("\"login-per-ip\";r=0;t={retry}").as_str())
+    );
+    assert!(r.header("x-jwtgate-trace-id").is_some_and(|t| !t.is_empty()), "{r:?}");
+    assert_eq!(w.app_hits(), 2);
+    // Other routes are not counted by the rule.
+    assert_eq!(w.get("/public/docs", &[]).await.status, 200);
 }
 
 #[tokio::test]

@@ -148,6 +148,8 @@ fn refusal_status(rejection: &Rejection) -> Status {
         Class::Unavailable => Status::unavailable("cannot verify admin credentials: signing keys unavailable"),
         Class::Forbidden => Status::permission_denied(format!("not allowed to call the admin API: {rejection}")),
         Class::Unauthenticated => Status::unauthenticated(format!("invalid admin credentials: {rejection}")),
+        // The admin API is not rate limited; kept for completeness.
+        Class::Limited => Status::resource_exhausted(rejection.to_string()),
     }
 }
 

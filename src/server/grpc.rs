@@ -3,9 +3,12 @@
 //! decision to [`render`]. It decides nothing.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::config::core::v3::address;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::metrics::Door;
 use jwtgate_core::request::{Decision, Request};
@@ -57,6 +60,16 @@ fn trace_context(metadata: &tonic::metadata::MetadataMap) -> Option<HashMap<Stri
     Some(context)
 }
 
+/// The downstream client's IP: Envoy's `source.address` (a socket address; pipes and internal
+/// addresses have none).
+fn source_ip(source: Option<&Peer>) -> Option<IpAddr> {
+    let address = source?.address.as_ref()?.address.as_ref()?;
+    match address {
+        address::Address::SocketAddress(s) => s.address.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Moves what the gate needs out of Envoy's `AttributeContext`. Accepts both the `headers` map
 /// and the newer `header_map` (repeated headers joined with `,`, as Envoy does for the map).
 pub fn to_gate_request(check: CheckRequest) -> Request {
@@ -64,9 +77,11 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
         return Request::default();
     };
     let context = attrs.context_extensions;
+    let client_ip = source_ip(attrs.source.as_ref());
     let Some(http) = attrs.request.and_then(|r| r.http) else {
         return Request {
             context,
+            client_ip,
             ..Request::default()
         };
     };
@@ -109,6 +124,7 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
         headers,
         context,
         request_id: (!http.id.is_empty()).then_some(http.id),
+        client_ip,
         trace_id: None,
     }
 }

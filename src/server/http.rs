@@ -12,7 +12,7 @@
 //!   anyone else, or when they are missing, the answer is 403 "original request unknown".
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::Router;
@@ -111,7 +111,7 @@ async fn auth(
     let gate = state.gate.load_full();
     let original = original_request(gate.http_auth(), peer, &headers);
     match original {
-        Some((method, uri, host)) => decide(&gate, started, method, uri, host, &headers, false).await,
+        Some((method, uri, host)) => decide(&gate, started, (method, uri, host), peer, &headers, false).await,
         None => {
             let req = Request {
                 headers: headers_map(&headers),
@@ -124,7 +124,13 @@ async fn auth(
 }
 
 /// Envoy HTTP mode: any method, any path under `envoy_prefix`; anything else is 404.
-async fn envoy_mode(State(state): State<HttpState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn envoy_mode(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let started = Instant::now();
     let gate = state.gate.load_full();
     let Some(prefix) = gate.http_auth().envoy_prefix.as_deref() else {
@@ -147,7 +153,15 @@ async fn envoy_mode(State(state): State<HttpState>, method: Method, uri: Uri, he
         path.push_str(q);
     }
     let host = header(&headers, "host").unwrap_or_default().to_owned();
-    decide(&gate, started, method.as_str().to_owned(), path, host, &headers, true).await
+    decide(
+        &gate,
+        started,
+        (method.as_str().to_owned(), path, host),
+        peer,
+        &headers,
+        true,
+    )
+    .await
 }
 
 /// The (method, URI, host) of the request being checked, from headers that a trusted proxy set.
@@ -195,15 +209,54 @@ fn headers_map(headers: &HeaderMap) -> HashMap<String, String> {
     out
 }
 
+/// The client's address: the peer's, or, from a trusted proxy, the nearest address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (walking from the right, where trusted
+/// proxies append), else `X-Real-IP`.
+fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let peer = canonical(peer.ip());
+    if !cfg.trusts(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
+    if hops.is_empty() {
+        return header(headers, "x-real-ip")
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .map_or(peer, canonical);
+    }
+    let mut nearest = peer;
+    for hop in hops.iter().rev() {
+        // Past an entry that is not an address, nothing can be believed: the hop that wrote it.
+        let Ok(ip) = hop.parse::<IpAddr>().map(canonical) else {
+            return nearest;
+        };
+        if !cfg.trusts(ip) {
+            return ip;
+        }
+        nearest = ip;
+    }
+    nearest
+}
+
 async fn decide(
     gate: &Gate,
     started: Instant,
-    method: String,
-    path: String,
-    host: String,
+    (method, path, host): (String, String, String),
+    peer: SocketAddr,
     headers: &HeaderMap,
     envoy: bool,
 ) -> Response {
+    let client_ip = client_ip(gate.http_auth(), peer, headers);
     let headers = headers_map(headers);
     let request_id = headers.get("x-request-id").cloned();
     let trace = telemetry::check_span(Door::Http, &headers);
@@ -214,6 +267,7 @@ async fn decide(
         headers,
         context: HashMap::new(),
         request_id,
+        client_ip: Some(client_ip),
         trace_id: Some(trace.trace_id),
     };
     let decision = gate.decide(&req).instrument(trace.span).await;

@@ -100,6 +100,7 @@ pub async fn start_with_metrics(
         metrics,
         revocations: store.set().clone(),
         store: Some(store.clone()),
+        rate_counters: Arc::default(),
     };
     let live = Live::start(config, fetch::client(), shared, shutdown.clone());
     let gate = live.gate().clone();

@@ -31,6 +31,7 @@ pub fn status_and_code(rejection: &Rejection) -> (u16, Code) {
         Class::Unauthenticated => (401, Code::Unauthenticated),
         Class::Forbidden => (403, Code::PermissionDenied),
         Class::Unavailable => (503, Code::Unavailable),
+        Class::Limited => (429, Code::ResourceExhausted),
     }
 }
 
@@ -57,14 +58,42 @@ pub fn www_authenticate(deny: &Deny) -> String {
     }
 }
 
-/// Response headers of a refusal: the RFC 6750 challenge on 401/403, `Retry-After` on 503, the
-/// JSON content type and the trace id.
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) for one rule:
+/// its quota over its window, what is left and when the quota is back (seconds).
+pub fn rate_limit_headers(
+    rule: &str,
+    limit: u64,
+    window_secs: u64,
+    remaining: u64,
+    reset_secs: u64,
+) -> [(&'static str, String); 2] {
+    [
+        ("ratelimit-policy", format!("\"{rule}\";q={limit};w={window_secs}")),
+        ("ratelimit", format!("\"{rule}\";r={remaining};t={reset_secs}")),
+    ]
+}
+
+/// Response headers of a refusal: the RFC 6750 challenge on 401/403, `Retry-After` on 503 and
+/// 429 (with the rule's `RateLimit-Policy` and `RateLimit`), the JSON content type and the trace
+/// id.
 pub fn deny_headers(deny: &Deny) -> Vec<(&'static str, String)> {
-    let mut headers = Vec::with_capacity(4);
-    match deny.rejection.class() {
-        Class::Unauthenticated | Class::Forbidden => headers.push(("www-authenticate", www_authenticate(deny))),
+    let mut headers = Vec::with_capacity(5);
+    match (&deny.rejection, deny.rejection.class()) {
+        (Rejection::RateLimited(e), _) => {
+            headers.push(("retry-after", e.retry_after_secs.to_string()));
+            headers.extend(rate_limit_headers(
+                &e.rule,
+                e.limit,
+                e.window_secs,
+                0,
+                e.retry_after_secs,
+            ));
+        }
+        (_, Class::Unauthenticated | Class::Forbidden) => headers.push(("www-authenticate", www_authenticate(deny))),
         // Keys are being refetched in the background; a client may try again shortly.
-        Class::Unavailable => headers.push(("retry-after", RETRY_AFTER_UNAVAILABLE_SECS.to_string())),
+        (_, Class::Unavailable | Class::Limited) => {
+            headers.push(("retry-after", RETRY_AFTER_UNAVAILABLE_SECS.to_string()));
+        }
     }
     headers.push(("content-type", "application/json".into()));
     headers.push((TRACE_ID_HEADER, deny.trace_id.clone()));
@@ -135,7 +164,18 @@ fn string(s: String) -> Value {
     }
 }
 
+/// The `RateLimit` headers an allowed request's client gets (`rate_limits.headers_on_allow`).
+fn allow_rate_limit_headers(allow: &Allow) -> Vec<(&'static str, String)> {
+    allow.rate_limit.as_ref().map_or_else(Vec::new, |h| {
+        rate_limit_headers(&h.rule, h.limit, h.window_secs, h.remaining, h.reset_secs).to_vec()
+    })
+}
+
 fn ok_response(allow: Allow) -> CheckResponse {
+    let response_headers_to_add = allow_rate_limit_headers(&allow)
+        .into_iter()
+        .map(|(k, v)| envoy_header(k, v))
+        .collect();
     let dynamic_metadata = allow.identity.map(|id| {
         let mut fields = HashMap::from([
             ("provider".to_owned(), string(id.provider)),
@@ -166,6 +206,7 @@ fn ok_response(allow: Allow) -> CheckResponse {
                 .map(|(k, v)| envoy_header(&k, v))
                 .collect(),
             headers_to_remove: allow.remove_headers,
+            response_headers_to_add,
             ..Default::default()
         })),
     }
@@ -212,6 +253,9 @@ pub fn http_response(decision: Decision, envoy: bool) -> Response {
             }
             if envoy && !allow.remove_headers.is_empty() {
                 put("x-envoy-auth-headers-to-remove", &allow.remove_headers.join(", "));
+            }
+            for (k, v) in allow_rate_limit_headers(&allow) {
+                put(k, &v);
             }
             put(TRACE_ID_HEADER, &allow.trace_id);
             (StatusCode::OK, out, Body::empty()).into_response()

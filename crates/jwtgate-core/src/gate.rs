@@ -13,13 +13,16 @@ use std::sync::Arc;
 
 use crate::cache::{self, TokenCache};
 use crate::clock;
+use crate::config::rate_limits::KeyPart;
 use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
 use crate::denial_log::DenialLog;
 use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
 use crate::path;
+use crate::ratelimit::local::LocalCounters;
+use crate::ratelimit::{RateLimiter, Subject, Verdict};
 use crate::rejection::Rejection;
-use crate::request::{Allow, Decision, Deny, Identity, Request};
+use crate::request::{Allow, Decision, Deny, Headroom, Identity, Request};
 use crate::revocation::{Listener, Revocation, RevocationSet, Store};
 use crate::route::RouteTable;
 use crate::verify::{ProviderKeys, Verified, Verifier};
@@ -124,6 +127,10 @@ pub struct Gate {
     denial_log: DenialLog,
     /// Whether a check's span records the subject (`telemetry.tracing.record_subject`).
     record_subject: bool,
+    /// The rate-limit rules, over the counters in [`Shared`].
+    limiter: RateLimiter,
+    /// `rate_limits.headers_on_allow`.
+    headers_on_allow: bool,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -135,6 +142,8 @@ pub struct Shared {
     pub revocations: Arc<RevocationSet>,
     /// The store behind it, for status (none in one-shot commands such as `jwtgate check`).
     pub store: Option<Arc<Store>>,
+    /// Rate-limit counters (`rate_limits.store: local`): a reload keeps them.
+    pub rate_counters: Arc<LocalCounters>,
 }
 
 impl Gate {
@@ -179,11 +188,19 @@ impl Gate {
             _evict_revoked: evict_revoked,
             denial_log: DenialLog::new(config.denials_logged_per_second),
             record_subject: config.tracing.record_subject,
+            limiter: RateLimiter::new(&config.rate_limits, shared.rate_counters.clone()),
+            headers_on_allow: config.rate_limits.headers_on_allow,
             cache,
             policy_claims: policy_claims(config),
             counters: shared.metrics.decision_counters(
                 config.routes.iter().map(|r| r.name.clone()).collect(),
                 config.providers.iter().map(|p| p.name.clone()).collect(),
+                &config
+                    .rate_limits
+                    .rules
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect::<Vec<_>>(),
             ),
             shared,
         }
@@ -261,13 +278,26 @@ impl Gate {
         } = self.evaluate(req, &mut trace).await;
         let route_name = route.map_or("(unmatched)", |(_, r)| r.name.as_str());
         let dry_run = route.is_some_and(|(_, r)| r.mode == Mode::DryRun);
+        // Limits come after the token and the requirements: a refused token is never a 429.
+        let (result, headroom) = match result {
+            Ok(()) => match self.rate_limit(req, route.map(|(_, r)| r), verified.as_ref(), provider, &mut trace) {
+                Ok(headroom) => (Ok(()), headroom),
+                Err(limited) => (Err(limited), None),
+            },
+            Err(r) => (Err(r), None),
+        };
         let (route, provider_index) = (route.map(|(i, _)| i), provider.map(|p| p.index));
         let verified = verified.as_ref().zip(provider);
         self.record_on_span(route_name, verified.map(|((v, _), _)| &**v), &result, dry_run);
         match result {
             Ok(()) => {
                 self.counters.allowed(route, provider_index);
-                let allow = self.allow(req, verified, trace_id);
+                let mut allow = self.allow(req, verified, trace_id);
+                if self.headers_on_allow
+                    && let Some(h) = headroom
+                {
+                    allow.rate_limit = Some(h);
+                }
                 tracing::debug!(trace_id = %allow.trace_id, route = route_name, "allow");
                 Decision::Allow(allow)
             }
@@ -286,6 +316,47 @@ impl Gate {
             Err(rejection) => {
                 self.counters.denied(route, provider_index, &rejection);
                 self.deny(req, route_name, rejection, trace_id)
+            }
+        }
+    }
+
+    /// Charges the rate-limit rules that match (all or nothing); the rule that refused, counted.
+    fn rate_limit(
+        &self,
+        req: &Request,
+        route: Option<&Route>,
+        verified: Option<&(Arc<Verified>, &Source)>,
+        provider: Option<&Arc<ProviderKeys>>,
+        trace: &mut Trace<'_>,
+    ) -> Result<Option<Headroom>, Rejection> {
+        if self.limiter.is_empty() {
+            return Ok(None);
+        }
+        let subject = Subject {
+            req,
+            route: route.map(|r| r.name.as_str()),
+            provider: provider.map(|p| p.config.name.as_str()),
+            claims: verified.map(|(v, _)| &v.claims),
+        };
+        match self.limiter.check(&subject, clock::now().instant) {
+            (Verdict::Unlimited, _) => {
+                trace.step(|| "no rate-limit rule matches".into(), Ok(()));
+                Ok(None)
+            }
+            (Verdict::Allowed(h), _) => {
+                trace.step(
+                    || format!("within rate limits (tightest: {}, {} left)", h.rule, h.remaining),
+                    Ok(()),
+                );
+                Ok(Some(h))
+            }
+            (Verdict::Limited(exceeded), rule) => {
+                if let Some(rule) = rule {
+                    self.counters.rate_limited(rule);
+                }
+                let r = Rejection::RateLimited(Box::new(exceeded));
+                trace.step(|| "within rate limits".into(), Err(&r));
+                Err(r)
             }
         }
     }
@@ -494,6 +565,7 @@ impl Gate {
             remove_headers,
             identity,
             trace_id,
+            rate_limit: None,
         }
     }
 
@@ -626,6 +698,11 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
         }
         names.extend(r.claims.iter().map(|rule| head(&rule.path)));
     }
+    let rate_limit_claims = config.rate_limits.rules.iter().flat_map(|r| &r.by);
+    names.extend(rate_limit_claims.filter_map(|part| match part {
+        KeyPart::Claim(path) => Some(head(path)),
+        _ => None,
+    }));
     names
 }
 

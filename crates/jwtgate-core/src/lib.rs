@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: request → path ([`path`]) → route ([`route`]) → token ([`token`]) →
 //! key ([`keys`]) → signature and claims ([`jws`], [`verify`], [`claims`]) → revocation
-//! ([`revocation`]) → requirements ([`policy`]) → decision ([`request`]). The gate orders
+//! ([`revocation`]) → requirements ([`policy`]) → rate limits ([`ratelimit`]) → decision
+//! ([`request`]). The gate orders
 //! these steps; [`live`] swaps a whole new gate in on reload. This crate depends on neither
 //! tonic, axum nor envoy-types: the gRPC and HTTP doors live in the `jwtgate` package and only
 //! translate.
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod mint;
 pub mod path;
 pub mod policy;
+pub mod ratelimit;
 pub mod rejection;
 pub mod request;
 pub mod revocation;

@@ -98,6 +98,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DryRunLabels {
     route: String,
     reason: &'static str,
@@ -287,6 +292,7 @@ pub struct Metrics {
     check_duration: [[DurationHistogram; 2]; 2],
     /// Finished spans the trace exporter lost: its queue was full or the collector refused.
     trace_spans_dropped: Counter,
+    rate_limited: Family<RuleLabels, Counter>,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -386,6 +392,18 @@ impl Metrics {
             "Config reloads, by outcome",
             config_reloads.clone(),
         );
+        let rate_limited = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "jwtgate_rate_limited",
+            "Requests refused by a rate-limit rule, by rule",
+            rate_limited.clone(),
+        );
+        // Only the shared store can fail; with `store: local` this stays 0.
+        registry.register(
+            "jwtgate_rate_limit_store_errors",
+            "Checks the shared rate-limit store did not answer in time (on_store_error applied)",
+            Counter::<u64>::default(),
+        );
         let trace_spans_dropped = Counter::default();
         registry.register(
             "jwtgate_trace_spans_dropped",
@@ -409,6 +427,7 @@ impl Metrics {
             cache_lookups,
             check_duration,
             trace_spans_dropped,
+            rate_limited,
             state,
         }
     }
@@ -469,8 +488,16 @@ impl Metrics {
     }
 
     /// The handle table for one config's routes and providers (see [`DecisionCounters`]).
-    pub fn decision_counters(&self, routes: Vec<String>, providers: Vec<String>) -> DecisionCounters {
+    pub fn decision_counters(&self, routes: Vec<String>, providers: Vec<String>, rules: &[String]) -> DecisionCounters {
         DecisionCounters {
+            rate_limited: rules
+                .iter()
+                .map(|rule| {
+                    self.rate_limited
+                        .get_or_create(&RuleLabels { rule: rule.clone() })
+                        .clone()
+                })
+                .collect(),
             decisions: self.decisions.clone(),
             dry_run: self.dry_run.clone(),
             verified: self.verified.clone(),
@@ -539,6 +566,8 @@ pub struct DecisionCounters {
     decision_rows: Box<[OnceLock<Slots>]>,
     dry_run_slots: Slots,
     verified_slots: Slots,
+    /// `jwtgate_rate_limited_total` by rule position.
+    rate_limited: Box<[Counter]>,
     routes: Vec<String>,
     providers: Vec<String>,
 }
@@ -573,6 +602,13 @@ impl DecisionCounters {
                 .clone()
         })
         .inc();
+    }
+
+    /// Counts a refusal by the rate-limit rule at `rule` (its position in the config).
+    pub fn rate_limited(&self, rule: usize) {
+        if let Some(c) = self.rate_limited.get(rule) {
+            c.inc();
+        }
     }
 
     /// Counts a signature verification.
@@ -637,7 +673,7 @@ mod tests {
     #[test]
     fn classic_text_names_counter_families_for_their_samples() {
         let m = Metrics::new();
-        let d = m.decision_counters(vec!["api".into()], vec!["corp".into()]);
+        let d = m.decision_counters(vec!["api".into()], vec!["corp".into()], &["per-user".into()]);
         d.allowed(Some(0), Some(0));
         d.denied(None, None, &Rejection::Expired);
         d.denied(None, None, &Rejection::Expired);

@@ -95,6 +95,23 @@ pub enum Rejection {
     /// The HTTP door cannot tell which request to check (no trusted original-request headers).
     #[error("original request unknown")]
     OriginalRequestUnknown,
+    /// A rate-limit rule is exhausted (checked after the token and the route's requirements).
+    #[error("rate limit {} exceeded", .0.rule)]
+    RateLimited(Box<RateLimitExceeded>),
+}
+
+/// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
+/// `RateLimit` say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitExceeded {
+    /// The rule's name.
+    pub rule: String,
+    /// Its `limit` (the policy's quota).
+    pub limit: u64,
+    /// Its window in whole seconds (rounded up).
+    pub window_secs: u64,
+    /// Whole seconds (rounded up, at least 1) until the request would fit.
+    pub retry_after_secs: u64,
 }
 
 /// How a refusal is answered. The doors' render module gives each class its HTTP status and
@@ -108,6 +125,8 @@ pub enum Class {
     Forbidden,
     /// jwtgate cannot decide now; the proxy's failure mode applies (503, `UNAVAILABLE`).
     Unavailable,
+    /// Over a rate limit (429, `RESOURCE_EXHAUSTED`).
+    Limited,
 }
 
 impl Rejection {
@@ -115,6 +134,7 @@ impl Rejection {
     pub fn class(&self) -> Class {
         match self {
             Self::KeysUnavailable => Class::Unavailable,
+            Self::RateLimited(_) => Class::Limited,
             Self::ProviderNotAccepted
             | Self::MissingScope(_)
             | Self::MissingRole(_)
@@ -141,7 +161,7 @@ impl Rejection {
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 Some("insufficient_scope")
             }
-            Self::NoRoute | Self::BadPath(_) | Self::OriginalRequestUnknown => None,
+            Self::NoRoute | Self::BadPath(_) | Self::OriginalRequestUnknown | Self::RateLimited(_) => None,
             _ => Some("invalid_token"),
         }
     }
@@ -156,6 +176,7 @@ impl Rejection {
             }
             Self::NoRoute => "access_denied",
             Self::BadPath(_) | Self::OriginalRequestUnknown => "invalid_request",
+            Self::RateLimited(_) => "rate_limited",
             _ => "invalid_token",
         }
     }
@@ -208,12 +229,13 @@ impl Rejection {
             Self::NoRoute => 26,
             Self::BadPath(_) => 27,
             Self::OriginalRequestUnknown => 28,
+            Self::RateLimited(_) => 29,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 29] = [
+pub const LABELS: [&str; 30] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -243,6 +265,7 @@ pub const LABELS: [&str; 29] = [
     "no_route",
     "bad_path",
     "original_request_unknown",
+    "rate_limited",
 ];
 
 #[cfg(test)]

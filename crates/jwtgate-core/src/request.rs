@@ -23,6 +23,9 @@ pub struct Request {
     pub context: HashMap<String, String>,
     /// The proxy's request id, if it sent one (logged beside the trace id).
     pub request_id: Option<String>,
+    /// The client's address: Envoy's `source.address`, or on the HTTP door the peer or, from a
+    /// trusted proxy, the forwarded address.
+    pub client_ip: Option<std::net::IpAddr>,
     /// The W3C trace id (32 lower-case hex digits) of the check's span, set by the door that
     /// traces the check; without it the gate takes the `traceparent`'s or makes a new one.
     pub trace_id: Option<String>,
@@ -55,6 +58,24 @@ pub struct Allow {
     pub identity: Option<Identity>,
     /// Trace id for logs.
     pub trace_id: String,
+    /// The tightest rate-limit rule's room, for `RateLimit` headers on the answer
+    /// (`rate_limits.headers_on_allow`).
+    pub rate_limit: Option<Headroom>,
+}
+
+/// How much room a rule has left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Headroom {
+    /// The rule's name.
+    pub rule: String,
+    /// Its `limit`.
+    pub limit: u64,
+    /// Its window in whole seconds (rounded up).
+    pub window_secs: u64,
+    /// Whole requests still allowed now.
+    pub remaining: u64,
+    /// Seconds (rounded up) until the rule is back to full.
+    pub reset_secs: u64,
 }
 
 /// Who a verified caller is.

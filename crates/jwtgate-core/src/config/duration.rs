@@ -56,6 +56,12 @@ pub mod serde_text {
         text.map(|t| super::parse(&t).map_err(serde::de::Error::custom))
             .transpose()
     }
+
+    /// Deserializes a required duration string.
+    pub fn required<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(de)?;
+        super::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! This module reads the config file and the secrets it points at; it does no other I/O.
 
 pub mod duration;
+pub mod rate_limits;
 pub mod raw;
 pub mod revocation;
 pub mod routes;
@@ -65,6 +66,8 @@ pub struct Config {
     pub denials_logged_per_second: u32,
     /// Traces: sampling, export, what spans record.
     pub tracing: TracingConfig,
+    /// Rate limits decided with each check.
+    pub rate_limits: rate_limits::RateLimits,
 }
 
 /// `cache:`, validated.
@@ -387,6 +390,7 @@ impl Validator<'_> {
             ));
         }
         let routes = self.routes(raw.routes, &providers)?;
+        let rate_limits = self.rate_limits(raw.rate_limits, &routes)?;
         let admin = self.admin(raw.admin, &providers)?;
         Ok(Config {
             listen,
@@ -402,6 +406,7 @@ impl Validator<'_> {
             cache: self.cache(&raw.cache)?,
             denials_logged_per_second: raw.log.denials_per_second.unwrap_or(1000),
             tracing: self.tracing(raw.telemetry.tracing, &|name| std::env::var(name).ok())?,
+            rate_limits,
         })
     }
 

@@ -49,6 +49,62 @@ pub struct RawConfig {
     /// `telemetry:`.
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// `rate_limits:`.
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+}
+
+/// `rate_limits:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// `local` (default) | `redis`.
+    pub store: Option<String>,
+    /// `allow` (default) | `deny`: when the shared store cannot answer in time.
+    pub on_store_error: Option<String>,
+    /// How long a check waits for the shared store (default 20ms).
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub store_timeout: Option<Duration>,
+    /// Whether allowed requests get `RateLimit`/`RateLimit-Policy` (default false).
+    pub headers_on_allow: Option<bool>,
+    /// The rules, every matching one charged.
+    #[serde(default)]
+    pub rules: Vec<RawRateRule>,
+}
+
+/// One rate-limit rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateRule {
+    /// `[a-z0-9_-]+`, unique.
+    pub name: String,
+    /// Counter key parts; empty: one global counter.
+    #[serde(default)]
+    pub by: Vec<String>,
+    /// Requests per `per`.
+    pub limit: u64,
+    /// The window.
+    #[serde(deserialize_with = "serde_text::required")]
+    pub per: Duration,
+    /// Requests allowed at once (default `limit`).
+    pub burst: Option<u64>,
+    /// Cells one request takes (default 1).
+    pub cost: Option<u64>,
+    /// Which requests the rule counts (default every request).
+    #[serde(rename = "match", default)]
+    pub matches: RawRateMatch,
+}
+
+/// A rule's `match:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateMatch {
+    /// Route names.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// HTTP methods.
+    #[serde(default)]
+    pub methods: Vec<String>,
 }
 
 /// `telemetry:`.
