@@ -510,6 +510,8 @@ pub struct Answer {
     pub http_status: Option<i32>,
     pub headers: HashMap<String, String>,
     pub removed: Vec<String>,
+    /// `ok_response.response_headers_to_add`: headers for the client on an allow.
+    pub response_headers: HashMap<String, String>,
     pub body: Option<Value>,
     pub metadata: Option<Value>,
 }
@@ -546,6 +548,11 @@ pub fn answer(r: CheckResponse) -> Answer {
                 })
                 .collect(),
             removed: ok.headers_to_remove,
+            response_headers: ok
+                .response_headers_to_add
+                .into_iter()
+                .filter_map(|h| h.header.map(|h| (h.key, h.value)))
+                .collect(),
             body: None,
             metadata,
         },
@@ -558,6 +565,7 @@ pub fn answer(r: CheckResponse) -> Answer {
                 .filter_map(|h| h.header.map(|h| (h.key, h.value)))
                 .collect(),
             removed: vec![],
+            response_headers: HashMap::new(),
             body: serde_json::from_str(&d.body).ok(),
             metadata,
         },
