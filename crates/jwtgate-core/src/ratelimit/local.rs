@@ -150,15 +150,16 @@ mod tests {
     #[test]
     fn idle_counters_are_swept() {
         let store = LocalCounters::default();
-        for i in 0..5000 {
+        for i in 0..20_000 {
             store.charge(&[charge(&format!("k{i}"), 10, 1)], 0);
         }
-        for i in 0..5000 {
+        assert_eq!(store.len(), 20_000, "all live at 0");
+        for i in 0..20_000 {
             store.charge(&[charge(&format!("later{i}"), 10, 1)], 1_000);
         }
         assert!(
-            store.len() < 8000,
-            "the first 5000 went idle and were swept: {}",
+            store.len() < 30_000,
+            "the first 20,000 went idle and were swept: {}",
             store.len()
         );
     }
