@@ -11,6 +11,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::redis_server::RedisServer;
 use common::*;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use jsonwebtoken::Algorithm;
@@ -22,6 +23,8 @@ struct Limited {
     gk: Gatekeeper,
     /// The `providers:` list and everything after it.
     yaml: String,
+    /// Kept running for the test's length.
+    _backend: Backend,
 }
 
 const ROUTES: &str = "routes:
@@ -31,14 +34,44 @@ const ROUTES: &str = "routes:
   - { name: api, match: { path_prefix: /api } }
 ";
 
+/// Where the counters live for one test.
+enum Backend {
+    Local,
+    Redis(RedisServer),
+}
+
+impl Backend {
+    async fn local() -> Self {
+        Self::Local
+    }
+
+    async fn redis() -> Self {
+        Self::Redis(RedisServer::start().await)
+    }
+
+    /// `store:` and, for Redis, the `redis:` block.
+    fn yaml(&self) -> (String, String) {
+        match self {
+            Self::Local => ("local".into(), String::new()),
+            Self::Redis(r) => ("redis".into(), format!("redis: {{ url: \"{}\" }}\n", r.url())),
+        }
+    }
+}
+
 impl Limited {
-    async fn start(store: &str, rate_limits: &str) -> Self {
+    async fn start(backend: Backend, rate_limits: &str) -> Self {
         let issuer = rsa_issuer().await;
         let providers = jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), "");
-        let yaml = format!("{providers}{ROUTES}rate_limits:\n  store: {store}\n{rate_limits}");
+        let (store, redis) = backend.yaml();
+        let yaml = format!("{providers}{ROUTES}{redis}rate_limits:\n  store: {store}\n{rate_limits}");
         let gk = Gatekeeper::start(&yaml, &[]).await;
         gk.wait_ready().await;
-        Self { issuer, gk, yaml }
+        Self {
+            issuer,
+            gk,
+            yaml,
+            _backend: backend,
+        }
     }
 
     fn token(&self, sub: &str, extra: serde_json::Value) -> String {
@@ -95,12 +128,12 @@ const PER_USER: &str = "  rules:\n    - { name: per-user, by: [\"claim:sub\"], l
 
 /// The suite, for a store named as `rate_limits.store` takes it.
 macro_rules! suite {
-    ($store:literal) => {
+    ($backend:expr) => {
         use super::*;
 
         #[tokio::test]
         async fn exactly_burst_is_allowed_at_once_then_429_with_its_headers_and_body() {
-            let l = Limited::start($store, PER_USER).await;
+            let l = Limited::start($backend.await, PER_USER).await;
             assert_eq!(l.allowed(5, "GET", "/api/x", Some("alice")).await, 5);
             let a = l.check("GET", "/api/x", Some("alice")).await;
             assert_eq!((a.grpc_code, a.http_status), (8, Some(429)), "RESOURCE_EXHAUSTED, 429: {a:?}");
@@ -125,7 +158,7 @@ macro_rules! suite {
         async fn cells_refill_at_limit_per_per() {
             // One cell every 500 ms, one at a time.
             let l = Limited::start(
-                $store,
+                $backend.await,
                 "  rules:\n    - { name: slow, limit: 2, per: 1s, burst: 1 }\n",
             )
             .await;
@@ -137,7 +170,7 @@ macro_rules! suite {
         #[tokio::test]
         async fn each_subject_has_its_own_counter_and_an_empty_key_is_one_for_all() {
             let rules = "  rules:\n    - { name: per-user, by: [\"claim:sub\"], limit: 100, per: 1m, burst: 2 }\n    - { name: global, limit: 100, per: 1m, burst: 5 }\n";
-            let l = Limited::start($store, rules).await;
+            let l = Limited::start($backend.await, rules).await;
             assert_eq!(l.allowed(3, "GET", "/api/x", Some("alice")).await, 2);
             assert_eq!(l.allowed(3, "GET", "/api/x", Some("bob")).await, 2, "bob is not alice");
             // alice's refused third took nothing from the global counter: 4 of 5 used.
@@ -149,7 +182,7 @@ macro_rules! suite {
         #[tokio::test]
         async fn requests_without_a_key_part_share_the_absent_counter() {
             let rules = "  rules:\n    - { name: per-tenant, by: [\"claim:tenant\", \"header:x-api-key\"], limit: 100, per: 1m, burst: 2 }\n";
-            let l = Limited::start($store, rules).await;
+            let l = Limited::start($backend.await, rules).await;
             // Anonymous on a public route, and two subjects whose tokens carry no tenant.
             assert_eq!(l.allowed(1, "GET", "/public/a", None).await, 1);
             assert_eq!(l.allowed(1, "GET", "/api/a", Some("alice")).await, 1);
@@ -162,14 +195,14 @@ macro_rules! suite {
         #[tokio::test]
         async fn cost_takes_several_cells() {
             let rules = "  rules:\n    - { name: export, limit: 20, per: 1m, burst: 20, cost: 10 }\n";
-            let l = Limited::start($store, rules).await;
+            let l = Limited::start($backend.await, rules).await;
             assert_eq!(l.allowed(3, "GET", "/api/export", Some("alice")).await, 2);
         }
 
         #[tokio::test]
         async fn a_refused_request_charges_no_rule_and_rules_match_routes_and_methods() {
             let rules = "  rules:\n    - { name: wide, limit: 100, per: 1m, burst: 4 }\n    - { name: writes, limit: 100, per: 1m, burst: 1, match: { routes: [api], methods: [POST] } }\n";
-            let l = Limited::start($store, rules).await;
+            let l = Limited::start($backend.await, rules).await;
             assert_eq!(l.check("POST", "/api/x", Some("alice")).await.grpc_code, 0);
             let a = l.check("POST", "/api/x", Some("alice")).await;
             assert_eq!(a.http_status, Some(429));
@@ -184,7 +217,7 @@ macro_rules! suite {
         #[tokio::test]
         async fn a_dry_run_route_counts_but_never_refuses() {
             let rules = "  rules:\n    - { name: beta, limit: 100, per: 1m, burst: 1, match: { routes: [beta] } }\n";
-            let l = Limited::start($store, rules).await;
+            let l = Limited::start($backend.await, rules).await;
             assert_eq!(l.allowed(3, "GET", "/beta/x", Some("alice")).await, 3);
             let m = l.metrics().await;
             assert_eq!(
@@ -197,7 +230,7 @@ macro_rules! suite {
         #[tokio::test]
         async fn a_refused_token_is_401_or_403_never_429() {
             let rules = "  rules:\n    - { name: global, limit: 100, per: 1m, burst: 1 }\n";
-            let l = Limited::start($store, rules).await;
+            let l = Limited::start($backend.await, rules).await;
             assert_eq!(l.allowed(2, "GET", "/api/x", Some("alice")).await, 1, "exhausted");
             let a = l.send("GET", bearer("not.a.token")).await;
             assert_eq!(a.http_status, Some(401), "{a:?}");
@@ -208,7 +241,7 @@ macro_rules! suite {
         #[tokio::test]
         async fn both_doors_answer_429_alike_and_allows_carry_ratelimit_when_asked() {
             let rules = "  headers_on_allow: true\n  rules:\n    - { name: per-user, by: [\"claim:sub\"], limit: 100, per: 1m, burst: 2 }\n";
-            let l = Limited::start($store, rules).await;
+            let l = Limited::start($backend.await, rules).await;
             let a = l.check("GET", "/api/x", Some("alice")).await;
             assert_eq!(a.grpc_code, 0);
             assert_eq!(a.response_headers["ratelimit"], "\"per-user\";r=1;t=1");
@@ -244,7 +277,7 @@ macro_rules! suite {
 
         #[tokio::test]
         async fn a_reload_keeps_the_counters() {
-            let l = Limited::start($store, PER_USER).await;
+            let l = Limited::start($backend.await, PER_USER).await;
             assert_eq!(l.allowed(5, "GET", "/api/x", Some("alice")).await, 5);
             // A changed config (another realm): a new gate, the same counters.
             let path = l.gk.dir().join("jwtgate.yaml");
@@ -256,7 +289,11 @@ macro_rules! suite {
 }
 
 mod local {
-    suite!("local");
+    suite!(Backend::local());
+}
+
+mod redis {
+    suite!(Backend::redis());
 }
 
 #[test]

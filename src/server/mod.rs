@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use jwtgate_core::config::Config;
+use jwtgate_core::config::rate_limits::LimitStore;
 use jwtgate_core::gate::Shared;
 use jwtgate_core::keys::fetch;
 use jwtgate_core::live::{Live, SharedGate};
 use jwtgate_core::metrics::Metrics;
+use jwtgate_core::ratelimit::redis::RedisCounters;
 use jwtgate_core::revocation::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -28,6 +30,9 @@ use crate::admin::{self, AdminService};
 
 /// The gRPC service name Envoy health-checks.
 pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+
+/// How long start waits for the shared rate-limit store's first connection.
+const RATE_STORE_CONNECT_WAIT: Duration = Duration::from_secs(2);
 
 /// How often readiness is re-evaluated for gRPC health.
 const HEALTH_POLL: Duration = Duration::from_millis(100);
@@ -72,6 +77,9 @@ pub enum StartError {
     /// The revocation store could not be opened.
     #[error("cannot open the revocation store: {0}")]
     Store(#[from] StoreError),
+    /// The rate-limit store's URL cannot be used.
+    #[error("rate_limits.store: redis: {0}")]
+    RateStore(String),
 }
 
 async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
@@ -79,6 +87,22 @@ async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, Soc
     let listener = TcpListener::bind(addr).await.map_err(listen)?;
     let bound = listener.local_addr().map_err(listen)?;
     Ok((listener, bound))
+}
+
+/// The shared rate-limit store, when the config asks for one.
+async fn rate_store(config: &Config) -> Result<Option<Arc<RedisCounters>>, StartError> {
+    let LimitStore::Redis { url } = &config.rate_limits.store else {
+        return Ok(None);
+    };
+    let store =
+        RedisCounters::new(url, config.rate_limits.store_timeout).map_err(|e| StartError::RateStore(e.to_string()))?;
+    if !store.wait_connected(RATE_STORE_CONNECT_WAIT).await {
+        tracing::warn!(
+            on_store_error = ?config.rate_limits.on_store_error,
+            "rate-limit store: redis not reachable yet; on_store_error applies until it is"
+        );
+    }
+    Ok(Some(store))
 }
 
 /// Binds the listeners and starts serving until `shutdown` fires.
@@ -101,6 +125,7 @@ pub async fn start_with_metrics(
         revocations: store.set().clone(),
         store: Some(store.clone()),
         rate_counters: Arc::default(),
+        rate_store: rate_store(config).await?,
     };
     let live = Live::start(config, fetch::client(), shared, shutdown.clone());
     let gate = live.gate().clone();

@@ -20,6 +20,7 @@ use crate::denial_log::DenialLog;
 use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
 use crate::path;
 use crate::ratelimit::local::LocalCounters;
+use crate::ratelimit::redis::RedisCounters;
 use crate::ratelimit::{RateLimiter, Subject, Verdict};
 use crate::rejection::Rejection;
 use crate::request::{Allow, Decision, Deny, Headroom, Identity, Request};
@@ -144,6 +145,8 @@ pub struct Shared {
     pub store: Option<Arc<Store>>,
     /// Rate-limit counters (`rate_limits.store: local`): a reload keeps them.
     pub rate_counters: Arc<LocalCounters>,
+    /// The shared rate-limit store (`rate_limits.store: redis`), when serving.
+    pub rate_store: Option<Arc<RedisCounters>>,
 }
 
 impl Gate {
@@ -188,7 +191,11 @@ impl Gate {
             _evict_revoked: evict_revoked,
             denial_log: DenialLog::new(config.denials_logged_per_second),
             record_subject: config.tracing.record_subject,
-            limiter: RateLimiter::new(&config.rate_limits, shared.rate_counters.clone()),
+            limiter: RateLimiter::new(
+                &config.rate_limits,
+                shared.rate_counters.clone(),
+                shared.rate_store.clone(),
+            ),
             headers_on_allow: config.rate_limits.headers_on_allow,
             cache,
             policy_claims: policy_claims(config),
@@ -280,7 +287,10 @@ impl Gate {
         let dry_run = route.is_some_and(|(_, r)| r.mode == Mode::DryRun);
         // Limits come after the token and the requirements: a refused token is never a 429.
         let (result, headroom) = match result {
-            Ok(()) => match self.rate_limit(req, route.map(|(_, r)| r), verified.as_ref(), provider, &mut trace) {
+            Ok(()) => match self
+                .rate_limit(req, route.map(|(_, r)| r), verified.as_ref(), provider, &mut trace)
+                .await
+            {
                 Ok(headroom) => (Ok(()), headroom),
                 Err(limited) => (Err(limited), None),
             },
@@ -321,7 +331,7 @@ impl Gate {
     }
 
     /// Charges the rate-limit rules that match (all or nothing); the rule that refused, counted.
-    fn rate_limit(
+    async fn rate_limit(
         &self,
         req: &Request,
         route: Option<&Route>,
@@ -338,7 +348,11 @@ impl Gate {
             provider: provider.map(|p| p.config.name.as_str()),
             claims: verified.map(|(v, _)| &v.claims),
         };
-        match self.limiter.check(&subject, clock::now().instant) {
+        let checked = self.limiter.check(&subject, clock::now().instant).await;
+        if checked.store_failed {
+            self.counters.rate_limit_store_error();
+        }
+        match (checked.verdict, checked.refused_by) {
             (Verdict::Unlimited, _) => {
                 trace.step(|| "no rate-limit rule matches".into(), Ok(()));
                 Ok(None)

@@ -32,6 +32,8 @@ pub struct Live {
     admin_provider: Option<String>,
     /// `telemetry.tracing` at start, `record_subject` aside (the gate applies that on reload).
     tracing: crate::config::TracingConfig,
+    /// Where rate-limit counters live, as at start.
+    rate_store: crate::config::rate_limits::LimitStore,
 }
 
 /// A key store kept by the config in force, and the signal that stops its refresh.
@@ -52,6 +54,7 @@ impl Live {
             revocation: config.revocation.clone(),
             admin_provider: config.admin.provider.clone(),
             tracing: trace_pipeline(config),
+            rate_store: config.rate_limits.store.clone(),
         })
     }
 
@@ -68,6 +71,9 @@ impl Live {
         }
         if config.revocation != self.revocation || config.admin.provider != self.admin_provider {
             tracing::warn!("revocation store or admin settings changed: that takes a restart");
+        }
+        if config.rate_limits.store != self.rate_store {
+            tracing::warn!("rate_limits.store changed: that takes a restart (the rules apply now, on the old store)");
         }
         if trace_pipeline(config) != self.tracing {
             tracing::warn!("telemetry.tracing changed: that takes a restart (record_subject applies now)");

@@ -293,6 +293,7 @@ pub struct Metrics {
     /// Finished spans the trace exporter lost: its queue was full or the collector refused.
     trace_spans_dropped: Counter,
     rate_limited: Family<RuleLabels, Counter>,
+    rate_limit_store_errors: Counter,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -398,11 +399,11 @@ impl Metrics {
             "Requests refused by a rate-limit rule, by rule",
             rate_limited.clone(),
         );
-        // Only the shared store can fail; with `store: local` this stays 0.
+        let rate_limit_store_errors = Counter::default();
         registry.register(
             "jwtgate_rate_limit_store_errors",
             "Checks the shared rate-limit store did not answer in time (on_store_error applied)",
-            Counter::<u64>::default(),
+            rate_limit_store_errors.clone(),
         );
         let trace_spans_dropped = Counter::default();
         registry.register(
@@ -428,6 +429,7 @@ impl Metrics {
             check_duration,
             trace_spans_dropped,
             rate_limited,
+            rate_limit_store_errors,
             state,
         }
     }
@@ -490,6 +492,7 @@ impl Metrics {
     /// The handle table for one config's routes and providers (see [`DecisionCounters`]).
     pub fn decision_counters(&self, routes: Vec<String>, providers: Vec<String>, rules: &[String]) -> DecisionCounters {
         DecisionCounters {
+            rate_limit_store_errors: self.rate_limit_store_errors.clone(),
             rate_limited: rules
                 .iter()
                 .map(|rule| {
@@ -568,6 +571,7 @@ pub struct DecisionCounters {
     verified_slots: Slots,
     /// `jwtgate_rate_limited_total` by rule position.
     rate_limited: Box<[Counter]>,
+    rate_limit_store_errors: Counter,
     routes: Vec<String>,
     providers: Vec<String>,
 }
@@ -609,6 +613,11 @@ impl DecisionCounters {
         if let Some(c) = self.rate_limited.get(rule) {
             c.inc();
         }
+    }
+
+    /// Counts a check the shared rate-limit store did not answer.
+    pub fn rate_limit_store_error(&self) {
+        self.rate_limit_store_errors.inc();
     }
 
     /// Counts a signature verification.

@@ -390,7 +390,16 @@ impl Validator<'_> {
             ));
         }
         let routes = self.routes(raw.routes, &providers)?;
-        let rate_limits = self.rate_limits(raw.rate_limits, &routes)?;
+        let redis_url = match raw.redis {
+            Some(r) => Some(self.redis_url("redis.url", r.url)?),
+            None => None,
+        };
+        let revocation = self.revocation(raw.revocation, redis_url.as_deref())?;
+        let shared_url = redis_url.or_else(|| match &revocation.store {
+            StoreConfig::Redis { url, .. } => Some(url.clone()),
+            StoreConfig::Embedded { .. } => None,
+        });
+        let rate_limits = self.rate_limits(raw.rate_limits, &routes, shared_url.as_deref())?;
         let admin = self.admin(raw.admin, &providers)?;
         Ok(Config {
             listen,
@@ -402,7 +411,7 @@ impl Validator<'_> {
             routes,
             unmatched: self.unmatched(&raw.defaults),
             http_auth: self.http_auth(raw.http_auth)?,
-            revocation: self.revocation(raw.revocation)?,
+            revocation,
             cache: self.cache(&raw.cache)?,
             denials_logged_per_second: raw.log.denials_per_second.unwrap_or(1000),
             tracing: self.tracing(raw.telemetry.tracing, &|name| std::env::var(name).ok())?,

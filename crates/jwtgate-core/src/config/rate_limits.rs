@@ -37,10 +37,15 @@ impl Default for RateLimits {
 }
 
 /// Where rate-limit counters live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitStore {
     /// In this process: each replica limits on its own.
     Local,
+    /// In Redis (`redis.url`): every replica shares the counters.
+    Redis {
+        /// `redis://…`.
+        url: String,
+    },
 }
 
 /// The answer when the shared store fails.
@@ -111,16 +116,25 @@ impl KeyPart {
 
 impl Validator<'_> {
     /// `rate_limits`; rules may name only routes in `routes`.
-    pub(super) fn rate_limits(&self, raw: RawRateLimits, routes: &[Route]) -> Result<RateLimits, ConfigError> {
+    pub(super) fn rate_limits(
+        &self,
+        raw: RawRateLimits,
+        routes: &[Route],
+        redis_url: Option<&str>,
+    ) -> Result<RateLimits, ConfigError> {
         let f = "rate_limits";
         let store = match raw.store.as_deref().unwrap_or("local") {
             "local" => LimitStore::Local,
-            "redis" => {
-                return Err(self.err(
-                    format!("{f}.store"),
-                    "`redis` is not available in this version: use `local` (each replica limits on its own)",
-                ));
-            }
+            "redis" => LimitStore::Redis {
+                url: redis_url
+                    .ok_or_else(|| {
+                        self.err(
+                            format!("{f}.store"),
+                            "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
+                        )
+                    })?
+                    .to_owned(),
+            },
             other => return Err(self.err(format!("{f}.store"), format!("`{other}` is not one of local, redis"))),
         };
         let on_store_error = match raw.on_store_error.as_deref().unwrap_or("allow") {

@@ -52,6 +52,16 @@ pub struct RawConfig {
     /// `rate_limits:`.
     #[serde(default)]
     pub rate_limits: RawRateLimits,
+    /// `redis:` (the connection revocations and rate limits share).
+    pub redis: Option<RawRedis>,
+}
+
+/// `redis:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://…`.
+    pub url: String,
 }
 
 /// `rate_limits:`.

@@ -63,7 +63,26 @@ impl AdminAuth {
 }
 
 impl Validator<'_> {
-    pub(super) fn revocation(&self, raw: RawRevocation) -> Result<RevocationConfig, ConfigError> {
+    /// A `redis://` URL (TLS, `rediss://`, is not built in).
+    pub(super) fn redis_url(&self, field: &str, url: String) -> Result<String, ConfigError> {
+        if url.starts_with("rediss://") {
+            return Err(self.err(
+                field,
+                "rediss:// (TLS) is not built in: use redis:// on a private network or through a TLS tunnel",
+            ));
+        }
+        if !url.starts_with("redis://") {
+            return Err(self.err(field, "must start with redis://"));
+        }
+        Ok(url)
+    }
+
+    /// `revocation`; `store: redis` without its own `url` uses `redis.url`.
+    pub(super) fn revocation(
+        &self,
+        raw: RawRevocation,
+        redis_url: Option<&str>,
+    ) -> Result<RevocationConfig, ConfigError> {
         let f = "revocation";
         let store = match raw.store.unwrap_or(RawStoreKind::Embedded) {
             RawStoreKind::Embedded => {
@@ -78,18 +97,16 @@ impl Validator<'_> {
                 if raw.path.is_some() {
                     return Err(self.err(format!("{f}.path"), "goes with `store: embedded`"));
                 }
-                let url = raw
-                    .url
-                    .ok_or_else(|| self.err(format!("{f}.url"), "is required with `store: redis`"))?;
-                if url.starts_with("rediss://") {
-                    return Err(self.err(
-                        format!("{f}.url"),
-                        "rediss:// (TLS) is not built in: use redis:// on a private network or through a TLS tunnel",
-                    ));
-                }
-                if !url.starts_with("redis://") {
-                    return Err(self.err(format!("{f}.url"), "must start with redis://"));
-                }
+                let url = match (raw.url, redis_url) {
+                    (Some(url), _) => self.redis_url(&format!("{f}.url"), url)?,
+                    (None, Some(url)) => url.to_owned(),
+                    (None, None) => {
+                        return Err(self.err(
+                            format!("{f}.url"),
+                            "is required with `store: redis` (or set `redis.url`)",
+                        ));
+                    }
+                };
                 StoreConfig::Redis {
                     url,
                     key_prefix: raw.key_prefix.unwrap_or_else(|| "jwtgate:".into()),

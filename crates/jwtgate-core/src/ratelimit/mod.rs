@@ -1,10 +1,11 @@
 //! Rate limits decided with the check: every rule whose `match` holds is charged under a key
 //! built from the request (claims, headers, client address, route, provider), all or nothing,
 //! and the request is refused when any rule is exhausted. [`gcra`] is the arithmetic;
-//! [`local`] keeps the counters in this process.
+//! [`local`] keeps the counters in this process, [`redis`] in Redis for every replica.
 
 pub mod gcra;
 pub mod local;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +13,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::claims;
-use crate::config::rate_limits::{KeyPart, RateLimits, RateRule};
+use crate::config::rate_limits::{KeyPart, LimitStore, OnStoreError, RateLimits, RateRule};
 use crate::rejection::RateLimitExceeded;
 use crate::request::{Headroom, Request};
 use gcra::{Rates, Step};
 use local::{Charge, LocalCounters};
+use redis::RedisCounters;
 
 /// What identifies a request to the rules.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +37,26 @@ pub struct Subject<'a> {
 #[derive(Debug)]
 pub struct RateLimiter {
     rules: Vec<(RateRule, Rates)>,
-    counters: Arc<LocalCounters>,
+    counters: Counters,
+    on_store_error: OnStoreError,
+}
+
+#[derive(Debug)]
+enum Counters {
+    Local(Arc<LocalCounters>),
+    Redis(Arc<RedisCounters>),
+}
+
+/// A check's outcome: the verdict, the refusing rule's position, and whether the shared store
+/// failed (the verdict is then `on_store_error`'s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// What the rules say.
+    pub verdict: Verdict,
+    /// The refusing rule's position in the config.
+    pub refused_by: Option<usize>,
+    /// The shared store did not answer in time.
+    pub store_failed: bool,
 }
 
 /// What the rules say about a request.
@@ -54,11 +75,17 @@ pub enum Verdict {
 const ABSENT: &str = "-";
 
 impl RateLimiter {
-    /// The rules of `config`, counting in `counters`.
-    pub fn new(config: &RateLimits, counters: Arc<LocalCounters>) -> Self {
+    /// The rules of `config`, counting in Redis when the config says so and `redis` is given,
+    /// else in `local` (a one-shot `jwtgate check` explains against fresh local counters).
+    pub fn new(config: &RateLimits, local: Arc<LocalCounters>, redis: Option<Arc<RedisCounters>>) -> Self {
+        let counters = match (&config.store, redis) {
+            (LimitStore::Redis { .. }, Some(r)) => Counters::Redis(r),
+            _ => Counters::Local(local),
+        };
         Self {
             rules: config.rules.iter().map(|r| (r.clone(), Rates::of(r))).collect(),
             counters,
+            on_store_error: config.on_store_error,
         }
     }
 
@@ -72,9 +99,13 @@ impl RateLimiter {
         self.rules.iter().map(|(r, _)| r)
     }
 
-    /// Charges every rule that matches `subject`, at `now`. Returns the verdict and, when limited,
-    /// the refusing rule's position in the config.
-    pub fn check(&self, subject: &Subject<'_>, now: Instant) -> (Verdict, Option<usize>) {
+    /// Charges every rule that matches `subject` (local counters at `now`; Redis on its clock).
+    pub async fn check(&self, subject: &Subject<'_>, now: Instant) -> Checked {
+        let checked = |verdict, refused_by| Checked {
+            verdict,
+            refused_by,
+            store_failed: false,
+        };
         let matching: Vec<usize> = self
             .rules
             .iter()
@@ -83,7 +114,7 @@ impl RateLimiter {
             .map(|(i, _)| i)
             .collect();
         if matching.is_empty() {
-            return (Verdict::Unlimited, None);
+            return checked(Verdict::Unlimited, None);
         }
         let charges: Vec<Charge> = matching
             .iter()
@@ -96,21 +127,19 @@ impl RateLimiter {
                 }
             })
             .collect();
-        let steps = self.counters.charge(&charges, self.counters.nanos(now));
+        let steps = match &self.counters {
+            Counters::Local(c) => c.charge(&charges, c.nanos(now)),
+            Counters::Redis(r) => match r.charge(&charges).await {
+                Ok(steps) => steps,
+                Err(e) => return self.store_failed(&matching, &e),
+            },
+        };
         let mut tightest: Option<Headroom> = None;
         for (&i, step) in matching.iter().zip(&steps) {
             let rule = &self.rules[i].0;
             match *step {
                 Step::Exceeds { retry_after } => {
-                    return (
-                        Verdict::Limited(RateLimitExceeded {
-                            rule: rule.name.clone(),
-                            limit: rule.limit,
-                            window_secs: ceil_secs(rule.per),
-                            retry_after_secs: ceil_secs(retry_after).max(1),
-                        }),
-                        Some(i),
-                    );
+                    return checked(Verdict::Limited(exceeded(rule, retry_after)), Some(i));
                 }
                 Step::Fits { remaining, reset, .. } => {
                     if tightest.as_ref().is_none_or(|t| remaining < t.remaining) {
@@ -125,7 +154,31 @@ impl RateLimiter {
                 }
             }
         }
-        (tightest.map_or(Verdict::Unlimited, Verdict::Allowed), None)
+        checked(tightest.map_or(Verdict::Unlimited, Verdict::Allowed), None)
+    }
+
+    /// `on_store_error` for a check the shared store could not answer: allow uncounted, or
+    /// refuse as the first matching rule.
+    fn store_failed(&self, matching: &[usize], e: &redis::StoreFailure) -> Checked {
+        tracing::warn!("rate-limit store: {e}; on_store_error: {:?}", self.on_store_error);
+        let verdict = match (self.on_store_error, matching.first()) {
+            (OnStoreError::Deny, Some(&i)) => Verdict::Limited(exceeded(&self.rules[i].0, Duration::from_secs(1))),
+            _ => Verdict::Unlimited,
+        };
+        Checked {
+            refused_by: matches!(verdict, Verdict::Limited(_)).then(|| matching[0]),
+            verdict,
+            store_failed: true,
+        }
+    }
+}
+
+fn exceeded(rule: &RateRule, retry_after: Duration) -> RateLimitExceeded {
+    RateLimitExceeded {
+        rule: rule.name.clone(),
+        limit: rule.limit,
+        window_secs: ceil_secs(rule.per),
+        retry_after_secs: ceil_secs(retry_after).max(1),
     }
 }
 
