@@ -296,6 +296,108 @@ mod redis {
     suite!(Backend::redis());
 }
 
+/// Two replicas sharing one Redis: together they allow exactly what one would.
+#[tokio::test]
+async fn two_replicas_sharing_redis_allow_exactly_burst_of_200_concurrent_requests() {
+    bounded(Duration::from_secs(60), async {
+        let redis = RedisServer::start().await;
+        let issuer = rsa_issuer().await;
+        let yaml = format!(
+            "{}redis: {{ url: \"{}\" }}\nrate_limits:\n  store: redis\n  store_timeout: 1s\n  on_store_error: deny\n  rules:\n    - {{ name: per-user, by: [\"claim:sub\"], limit: 20, per: 1h, burst: 20 }}\n",
+            jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), ""),
+            redis.url()
+        );
+        let (a, b) = (Gatekeeper::start(&yaml, &[]).await, Gatekeeper::start(&yaml, &[]).await);
+        a.wait_ready().await;
+        b.wait_ready().await;
+        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let mut client = if i % 2 == 0 { a.client().await } else { b.client().await };
+            let token = token.clone();
+            tasks.push(tokio::spawn(async move { check(&mut client, bearer(&token)).await.unwrap() }));
+        }
+        let mut codes = std::collections::BTreeMap::new();
+        for t in tasks {
+            *codes.entry(t.await.unwrap().http_status.unwrap_or(200)).or_insert(0) += 1;
+        }
+        assert_eq!(codes, std::collections::BTreeMap::from([(200, 20), (429, 180)]));
+    })
+    .await;
+}
+
+/// A Redis that hangs or dies: every check still answers within `store_timeout` (plus the
+/// check's own work), as `on_store_error` says, counted; counting resumes when Redis is back.
+#[tokio::test]
+async fn a_hung_or_dead_redis_follows_on_store_error_in_time_and_counting_resumes() {
+    bounded(Duration::from_secs(60), async {
+        let mut redis = RedisServer::start().await;
+        let issuer = rsa_issuer().await;
+        let gate = |on_error: &str| {
+            format!(
+                "{}redis: {{ url: \"{}\" }}\nrate_limits:\n  store: redis\n  store_timeout: 100ms\n  on_store_error: {on_error}\n  rules:\n    - {{ name: per-user, by: [\"claim:sub\"], limit: 2, per: 1h }}\n",
+                jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), ""),
+                redis.url()
+            )
+        };
+        let (deny, allow) = (
+            Gatekeeper::start(&gate("deny"), &[]).await,
+            Gatekeeper::start(&gate("allow"), &[]).await,
+        );
+        deny.wait_ready().await;
+        allow.wait_ready().await;
+        let token = |sub: &str| {
+            let mut c = claims(&issuer.url());
+            c["sub"] = json!(sub);
+            sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c)
+        };
+        let (mut d, mut al) = (deny.client().await, allow.client().await);
+        assert_eq!(check(&mut d, bearer(&token("alice"))).await.unwrap().grpc_code, 0);
+
+        redis.pause();
+        for (client, expected) in [(&mut d, Some(429)), (&mut al, None)] {
+            for _ in 0..3 {
+                let started = std::time::Instant::now();
+                let a = check(client, bearer(&token("bob"))).await.unwrap();
+                assert_eq!(a.http_status, expected, "{a:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "blocked {:?} on a hung redis",
+                    started.elapsed()
+                );
+            }
+        }
+        let errors = |gk: &Gatekeeper| {
+            let url = format!("http://{}/metrics", gk.http_addr);
+            async move {
+                let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+                samples(&text)["jwtgate_rate_limit_store_errors_total"]
+            }
+        };
+        assert_eq!(errors(&deny).await, 3.0);
+        assert_eq!(errors(&allow).await, 3.0);
+        redis.resume();
+
+        // Killed and restarted empty: counting resumes once it is back (bounded wait).
+        redis.restart().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = check(&mut d, bearer(&token("carol"))).await.unwrap();
+            if a.grpc_code == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no recovery: {a:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // carol has used 1 of her 2; the third is refused by the rule, not by a store error.
+        assert_eq!(check(&mut d, bearer(&token("carol"))).await.unwrap().grpc_code, 0);
+        let a = check(&mut d, bearer(&token("carol"))).await.unwrap();
+        assert_eq!(a.body.unwrap()["reason"], "rate limit per-user exceeded");
+        assert_eq!(a.headers["retry-after"], "1800", "one of 2 per hour");
+    })
+    .await;
+}
+
 #[test]
 fn a_bad_rule_is_refused_with_file_field_and_reason() {
     let base = config_text(&jwks_provider(
