@@ -56,6 +56,17 @@ pub struct Readiness {
     /// The revocation store: a disconnected Redis is reported here but does not make jwtgate
     /// unready (every revocation already known is still enforced).
     pub revocation: Option<StoreStatus>,
+    /// The shared rate-limit store, if any: disconnected, `on_store_error` applies (not unready).
+    pub rate_limits: Option<RateStoreStatus>,
+}
+
+/// The shared rate-limit store's state in `/readyz`.
+#[derive(Debug, Serialize)]
+pub struct RateStoreStatus {
+    /// `redis`.
+    pub store: &'static str,
+    /// Whether a connection is up.
+    pub connected: bool,
 }
 
 /// Readiness now: every provider's keys usable.
@@ -70,6 +81,10 @@ pub fn readiness(gate: &Gate, shutdown: &CancellationToken) -> Readiness {
             .map(|p| p.keys.status())
             .collect(),
         revocation: gate.shared().store.as_ref().map(|s| s.status()),
+        rate_limits: gate.shared().rate_store.as_ref().map(|s| RateStoreStatus {
+            store: "redis",
+            connected: s.connected(),
+        }),
     }
 }
 

@@ -91,11 +91,11 @@ async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, Soc
 
 /// The shared rate-limit store, when the config asks for one.
 async fn rate_store(config: &Config) -> Result<Option<Arc<RedisCounters>>, StartError> {
-    let LimitStore::Redis { url } = &config.rate_limits.store else {
+    let LimitStore::Redis { connection } = &config.rate_limits.store else {
         return Ok(None);
     };
-    let store =
-        RedisCounters::new(url, config.rate_limits.store_timeout).map_err(|e| StartError::RateStore(e.to_string()))?;
+    let store = RedisCounters::new(connection, config.rate_limits.store_timeout)
+        .map_err(|e| StartError::RateStore(e.to_string()))?;
     if !store.wait_connected(RATE_STORE_CONNECT_WAIT).await {
         tracing::warn!(
             on_store_error = ?config.rate_limits.on_store_error,

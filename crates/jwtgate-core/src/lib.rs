@@ -26,6 +26,7 @@ pub mod mint;
 pub mod path;
 pub mod policy;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod rejection;
 pub mod request;
 pub mod revocation;

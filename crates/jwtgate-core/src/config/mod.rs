@@ -10,7 +10,7 @@ pub mod revocation;
 pub mod routes;
 pub mod telemetry;
 
-pub use revocation::{AdminAuth, RevocationConfig, StoreConfig};
+pub use revocation::{AdminAuth, RedisConnection, RevocationConfig, StoreConfig};
 pub use telemetry::{OtlpExport, OtlpProtocol, TracingConfig};
 
 use std::collections::HashSet;
@@ -390,16 +390,16 @@ impl Validator<'_> {
             ));
         }
         let routes = self.routes(raw.routes, &providers)?;
-        let redis_url = match raw.redis {
-            Some(r) => Some(self.redis_url("redis.url", r.url)?),
+        let redis = match raw.redis {
+            Some(r) => Some(self.redis(r)?),
             None => None,
         };
-        let revocation = self.revocation(raw.revocation, redis_url.as_deref())?;
-        let shared_url = redis_url.or_else(|| match &revocation.store {
-            StoreConfig::Redis { url, .. } => Some(url.clone()),
+        let revocation = self.revocation(raw.revocation, redis.as_ref())?;
+        let shared = redis.or_else(|| match &revocation.store {
+            StoreConfig::Redis { connection, .. } => Some(connection.clone()),
             StoreConfig::Embedded { .. } => None,
         });
-        let rate_limits = self.rate_limits(raw.rate_limits, &routes, shared_url.as_deref())?;
+        let rate_limits = self.rate_limits(raw.rate_limits, &routes, shared.as_ref())?;
         let admin = self.admin(raw.admin, &providers)?;
         Ok(Config {
             listen,

@@ -41,10 +41,10 @@ impl Default for RateLimits {
 pub enum LimitStore {
     /// In this process: each replica limits on its own.
     Local,
-    /// In Redis (`redis.url`): every replica shares the counters.
+    /// In Redis (the `redis:` block): every replica shares the counters.
     Redis {
-        /// `redis://…`.
-        url: String,
+        /// The connection.
+        connection: super::RedisConnection,
     },
 }
 
@@ -120,20 +120,20 @@ impl Validator<'_> {
         &self,
         raw: RawRateLimits,
         routes: &[Route],
-        redis_url: Option<&str>,
+        redis: Option<&super::RedisConnection>,
     ) -> Result<RateLimits, ConfigError> {
         let f = "rate_limits";
         let store = match raw.store.as_deref().unwrap_or("local") {
             "local" => LimitStore::Local,
             "redis" => LimitStore::Redis {
-                url: redis_url
+                connection: redis
                     .ok_or_else(|| {
                         self.err(
                             format!("{f}.store"),
                             "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
                         )
                     })?
-                    .to_owned(),
+                    .clone(),
             },
             other => return Err(self.err(format!("{f}.store"), format!("`{other}` is not one of local, redis"))),
         };

@@ -60,8 +60,19 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    /// `redis://…`.
+    /// `redis://…` or `rediss://…` (TLS).
     pub url: String,
+    /// PEM file of a private CA to trust (with `rediss://`); default: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Redis Cluster (not available in this version).
+    pub cluster: Option<bool>,
+    /// More cluster seed nodes.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// File holding the password (else `JWTGATE_REDIS_PASSWORD`, else the URL's).
+    pub password_file: Option<PathBuf>,
 }
 
 /// `rate_limits:`.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAdmin, RawRevocation, RawStoreKind};
+use super::raw::{RawAdmin, RawRedis, RawRevocation, RawStoreKind};
 use super::routes::{Requirements, Roles};
 use super::{ConfigError, Provider, Secret, Validator};
 
@@ -18,6 +18,31 @@ pub struct RevocationConfig {
     pub purge_interval: Duration,
 }
 
+/// How to reach Redis: the `redis:` block, or a bare `revocation.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConnection {
+    /// `redis://…` or `rediss://…` (TLS with rustls).
+    pub url: String,
+    /// A private CA's PEM certificates to trust instead of the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password, when not in the URL (never logged).
+    pub password: Option<Secret>,
+}
+
+impl RedisConnection {
+    /// Just a URL.
+    pub fn url(url: String) -> Self {
+        Self {
+            url,
+            ca_pem: None,
+            username: None,
+            password: None,
+        }
+    }
+}
+
 /// The revocation store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
@@ -28,8 +53,8 @@ pub enum StoreConfig {
     },
     /// Redis, for several replicas.
     Redis {
-        /// `redis://…` URL.
-        url: String,
+        /// The connection.
+        connection: RedisConnection,
         /// Prefix of every key (default `jwtgate:`).
         key_prefix: String,
         /// Pub/sub channel (default `jwtgate:revocations`).
@@ -63,25 +88,83 @@ impl AdminAuth {
 }
 
 impl Validator<'_> {
-    /// A `redis://` URL (TLS, `rediss://`, is not built in).
+    /// A `redis://` or `rediss://` URL.
     pub(super) fn redis_url(&self, field: &str, url: String) -> Result<String, ConfigError> {
-        if url.starts_with("rediss://") {
-            return Err(self.err(
-                field,
-                "rediss:// (TLS) is not built in: use redis:// on a private network or through a TLS tunnel",
-            ));
+        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+            return Err(self.err(field, "must start with redis:// or rediss:// (TLS)"));
         }
-        if !url.starts_with("redis://") {
-            return Err(self.err(field, "must start with redis://"));
+        if ::redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+            return Err(self.err(field, "is not a usable Redis URL"));
         }
         Ok(url)
     }
 
-    /// `revocation`; `store: redis` without its own `url` uses `redis.url`.
+    /// The `redis:` block: URL, CA, ACL user and password (file, else `JWTGATE_REDIS_PASSWORD`).
+    pub(super) fn redis(&self, raw: RawRedis) -> Result<RedisConnection, ConfigError> {
+        let url = self.redis_url("redis.url", raw.url)?;
+        if raw.cluster.unwrap_or(false) {
+            return Err(self.err(
+                "redis.cluster",
+                "Redis Cluster is not available in this version: point `url` at a single primary (or a proxy)",
+            ));
+        }
+        if !raw.nodes.is_empty() {
+            return Err(self.err("redis.nodes", "goes with `cluster: true`"));
+        }
+        let ca_pem = match raw.ca_file {
+            None => None,
+            Some(_) if !url.starts_with("rediss://") => {
+                return Err(self.err("redis.ca_file", "goes with a rediss:// (TLS) url"));
+            }
+            Some(path) => {
+                let path = self.base.join(path);
+                let pem = std::fs::read(&path)
+                    .map_err(|e| self.err("redis.ca_file", format!("cannot read {}: {e}", path.display())))?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(self.err("redis.ca_file", format!("{} holds no PEM certificate", path.display())));
+                }
+                Some(pem)
+            }
+        };
+        if raw
+            .username
+            .as_deref()
+            .is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace))
+        {
+            return Err(self.err("redis.username", "must be non-empty without spaces"));
+        }
+        let password = match raw.password_file {
+            Some(path) => Some(Secret(self.secret(
+                "redis.password_file",
+                super::raw::RawSecret {
+                    env: None,
+                    file: Some(path),
+                },
+            )?)),
+            None => std::env::var("JWTGATE_REDIS_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(|p| Secret(p.into_bytes())),
+        };
+        if password
+            .as_ref()
+            .is_some_and(|p| std::str::from_utf8(p.expose()).is_err())
+        {
+            return Err(self.err("redis.password_file", "the password must be UTF-8"));
+        }
+        Ok(RedisConnection {
+            url,
+            ca_pem,
+            username: raw.username,
+            password,
+        })
+    }
+
+    /// `revocation`; `store: redis` without its own `url` uses the `redis:` block.
     pub(super) fn revocation(
         &self,
         raw: RawRevocation,
-        redis_url: Option<&str>,
+        redis: Option<&RedisConnection>,
     ) -> Result<RevocationConfig, ConfigError> {
         let f = "revocation";
         let store = match raw.store.unwrap_or(RawStoreKind::Embedded) {
@@ -97,9 +180,9 @@ impl Validator<'_> {
                 if raw.path.is_some() {
                     return Err(self.err(format!("{f}.path"), "goes with `store: embedded`"));
                 }
-                let url = match (raw.url, redis_url) {
-                    (Some(url), _) => self.redis_url(&format!("{f}.url"), url)?,
-                    (None, Some(url)) => url.to_owned(),
+                let connection = match (raw.url, redis) {
+                    (Some(url), _) => RedisConnection::url(self.redis_url(&format!("{f}.url"), url)?),
+                    (None, Some(redis)) => redis.clone(),
                     (None, None) => {
                         return Err(self.err(
                             format!("{f}.url"),
@@ -108,7 +191,7 @@ impl Validator<'_> {
                     }
                 };
                 StoreConfig::Redis {
-                    url,
+                    connection,
                     key_prefix: raw.key_prefix.unwrap_or_else(|| "jwtgate:".into()),
                     channel: raw.channel.unwrap_or_else(|| "jwtgate:revocations".into()),
                 }

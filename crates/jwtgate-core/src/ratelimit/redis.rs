@@ -14,6 +14,8 @@ use redis::aio::MultiplexedConnection;
 
 use super::gcra::Step;
 use super::local::Charge;
+use crate::config::RedisConnection;
+use crate::redis_conn;
 
 /// GCRA over every key in `KEYS`, in microseconds of `TIME`: `ARGV` holds (emission, tolerance,
 /// increment) per key. Returns `{1, remaining, reset, …}` after writing every new TAT (with a
@@ -82,10 +84,11 @@ pub enum StoreFailure {
 }
 
 impl RedisCounters {
-    /// Counters at `url`, each check bounded by `timeout`. Connects in the background.
-    pub fn new(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
+    /// Counters in the Redis of `connection`, each check bounded by `timeout`. Connects in the
+    /// background.
+    pub fn new(connection: &RedisConnection, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
         let this = Arc::new(Self {
-            client: redis::Client::open(url)?,
+            client: redis_conn::client(connection)?,
             conn: Arc::new(ArcSwapOption::empty()),
             connecting: Arc::default(),
             script: redis::Script::new(SCRIPT),

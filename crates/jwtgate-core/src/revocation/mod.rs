@@ -337,11 +337,11 @@ impl Store {
                 Backend::Embedded(store)
             }
             StoreConfig::Redis {
-                url,
+                connection,
                 key_prefix,
                 channel,
             } => {
-                let store = redis::RedisStore::new(url, key_prefix, channel)?;
+                let store = redis::RedisStore::new(connection, key_prefix, channel)?;
                 store.initial_sync(&set).await;
                 Backend::Redis(store)
             }

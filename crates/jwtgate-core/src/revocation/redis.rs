@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+
+use crate::config::RedisConnection;
+use crate::redis_conn;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -116,10 +119,10 @@ struct Health {
 }
 
 impl RedisStore {
-    /// Parses the URL; connects later.
-    pub fn new(url: &str, key_prefix: &str, channel: &str) -> Result<Self, StoreError> {
-        let safe = redact(url);
-        let client = redis::Client::open(url).map_err(|source| StoreError::RedisUrl {
+    /// Parses the connection settings; connects later.
+    pub fn new(connection: &RedisConnection, key_prefix: &str, channel: &str) -> Result<Self, StoreError> {
+        let safe = redact(&connection.url);
+        let client = redis_conn::client(connection).map_err(|source| StoreError::RedisUrl {
             url: safe.clone(),
             source,
         })?;
@@ -462,7 +465,12 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_redis_is_not_connected_and_says_why() {
-        let store = RedisStore::new("redis://:hunter2@127.0.0.1:1/0", "p:", "c").unwrap();
+        let store = RedisStore::new(
+            &RedisConnection::url("redis://:hunter2@127.0.0.1:1/0".into()),
+            "p:",
+            "c",
+        )
+        .unwrap();
         assert!(!store.connected());
         let set = Arc::new(RevocationSet::default());
         store.initial_sync(&set).await;
