@@ -79,6 +79,13 @@ struct Cli {
     /// "http://127.0.0.1:4317", sample_ratio: 0.01}`; absent: no tracing.
     #[arg(long)]
     tracing: Option<String>,
+    /// jwtgate's `rate_limits` block as flow YAML, e.g. `{rules: [{name: global, limit:
+    /// 1000000000, per: 1s}]}`; absent: no rate limits.
+    #[arg(long)]
+    rate_limits: Option<String>,
+    /// jwtgate's `redis.url` (for `rate_limits: {store: redis, …}`).
+    #[arg(long)]
+    redis_url: Option<String>,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -138,6 +145,8 @@ fn main() -> ExitCode {
         server_log: cli.server_log,
         cache_entries: cli.cache_entries,
         tracing: cli.tracing,
+        rate_limits: cli.rate_limits,
+        redis_url: cli.redis_url,
         exe,
     };
     match bench::run(&settings) {

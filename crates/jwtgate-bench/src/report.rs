@@ -330,6 +330,8 @@ pub struct Setup {
     pub server_log: String,
     /// jwtgate's `telemetry.tracing` block, if any.
     pub tracing: Option<String>,
+    /// jwtgate's `rate_limits` block, if any.
+    pub rate_limits: Option<String>,
     /// Pre-minted fresh tokens.
     pub fresh_pool: usize,
     /// Seconds spent minting before the run.
@@ -395,6 +397,9 @@ impl Report {
         );
         if let Some(tracing) = &s.tracing {
             let _ = writeln!(out, "jwtgate telemetry.tracing {tracing}");
+        }
+        if let Some(rate_limits) = &s.rate_limits {
+            let _ = writeln!(out, "jwtgate rate_limits {rate_limits}");
         }
         if s.fresh_pool > 0 {
             let _ = writeln!(out, "{} fresh tokens pre-minted in {:.1}s", s.fresh_pool, s.mint_s);

@@ -53,6 +53,10 @@ pub struct Settings {
     pub cache_entries: Option<u64>,
     /// jwtgate's `telemetry.tracing` block (flow YAML); `None`: no tracing.
     pub tracing: Option<String>,
+    /// jwtgate's `rate_limits` block (flow YAML); `None`: no rate limits.
+    pub rate_limits: Option<String>,
+    /// jwtgate's `redis.url`.
+    pub redis_url: Option<String>,
     /// The bench binary, started again as the server child.
     pub exe: PathBuf,
 }
@@ -169,6 +173,8 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
         keys_dir: s.keys_dir.clone(),
         log: s.server_log.clone(),
         tracing: s.tracing.clone(),
+        rate_limits: s.rate_limits.clone(),
+        redis_url: s.redis_url.clone(),
     };
     let mut runs: Vec<(Target, Vec<Measurement>)> = s.targets.iter().map(|t| (*t, Vec::new())).collect();
     rt.block_on(async {
@@ -241,6 +247,7 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
         cache_entries: setup.cache_entries,
         server_log: s.server_log.clone(),
         tracing: s.tracing.clone(),
+        rate_limits: s.rate_limits.clone(),
         fresh_pool: tokens.fresh_pool(),
         mint_s,
     };

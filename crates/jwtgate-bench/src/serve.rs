@@ -42,6 +42,12 @@ pub struct JwtgateSetup {
     /// jwtgate's `telemetry.tracing` block (flow YAML); absent: no tracing.
     #[arg(long)]
     pub tracing: Option<String>,
+    /// jwtgate's `rate_limits` block (flow YAML); absent: none.
+    #[arg(long)]
+    pub rate_limits: Option<String>,
+    /// jwtgate's `redis.url`.
+    #[arg(long)]
+    pub redis_url: Option<String>,
 }
 
 impl JwtgateSetup {
@@ -58,16 +64,22 @@ impl JwtgateSetup {
         if self.jwks_over_http {
             args.push("--jwks-over-http".into());
         }
-        if let Some(tracing) = &self.tracing {
-            args.push("--tracing".into());
-            args.push(tracing.into());
+        for (flag, value) in [
+            ("--tracing", &self.tracing),
+            ("--rate-limits", &self.rate_limits),
+            ("--redis-url", &self.redis_url),
+        ] {
+            if let Some(value) = value {
+                args.push(flag.into());
+                args.push(value.into());
+            }
         }
         args
     }
 }
 
 /// The jwtgate config under test. The provider's key source is `key_source` (one YAML line).
-fn config_text(key_source: &str, cache_entries: u64, tracing: Option<&str>) -> String {
+fn config_text(key_source: &str, cache_entries: u64, extra: &Extra<'_>) -> String {
     format!(
         r#"listen: {{ grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }}
 http_auth: {{ envoy_prefix: "{ENVOY_PREFIX}" }}
@@ -83,10 +95,30 @@ providers:
     hmac_secret: {{ file: hs.secret }}
     audiences: [{AUDIENCE}]
     claims_to_headers: {{ sub: x-jwt-sub }}
-{cache}{tracing}"#,
+{cache}{tracing}{rate_limits}{redis}"#,
         cache = cache_section(cache_entries),
-        tracing = tracing.map_or(String::new(), |t| format!("telemetry: {{ tracing: {t} }}\n")),
+        tracing = extra.tracing.map_or(String::new(), |t| format!("telemetry: {{ tracing: {t} }}\n")),
+        rate_limits = extra.rate_limits.map_or(String::new(), |r| format!("rate_limits: {r}\n")),
+        redis = extra.redis_url.map_or(String::new(), |u| format!("redis: {{ url: \"{u}\" }}\n")),
     )
+}
+
+/// Optional blocks of the config under test (flow YAML), from the setup's arguments.
+#[derive(Debug, Default, Clone, Copy)]
+struct Extra<'a> {
+    tracing: Option<&'a str>,
+    rate_limits: Option<&'a str>,
+    redis_url: Option<&'a str>,
+}
+
+impl JwtgateSetup {
+    fn extra(&self) -> Extra<'_> {
+        Extra {
+            tracing: self.tracing.as_deref(),
+            rate_limits: self.rate_limits.as_deref(),
+            redis_url: self.redis_url.as_deref(),
+        }
+    }
 }
 
 /// THE ONE PLACE the `cache:` section of the config under test is written.
@@ -191,7 +223,7 @@ async fn start_jwtgate(
         std::fs::write(dir.join("jwks.json"), jwks).map_err(|e| io("write jwks.json", e))?;
         ("jwks_file: jwks.json".to_owned(), None)
     };
-    let text = config_text(&key_source, setup.cache_entries, setup.tracing.as_deref());
+    let text = config_text(&key_source, setup.cache_entries, &setup.extra());
     std::fs::write(dir.join("jwtgate.yaml"), &text).map_err(|e| io("write jwtgate.yaml", e))?;
     let config = jwtgate_core::config::Config::parse(&text, "jwtgate.yaml", dir).map_err(|e| e.to_string())?;
     let metrics = std::sync::Arc::new(jwtgate_core::metrics::Metrics::default());
@@ -263,6 +295,8 @@ mod tests {
             keys_dir: "/k".into(),
             log: "off".into(),
             tracing: Some("{sample_ratio: 0.5}".into()),
+            rate_limits: Some("{rules: []}".into()),
+            redis_url: Some("redis://127.0.0.1:1".into()),
         };
         let mut argv = vec![std::ffi::OsString::from("x")];
         argv.extend(setup.to_args());
@@ -272,6 +306,8 @@ mod tests {
         assert_eq!(parsed.setup.keys_dir, PathBuf::from("/k"));
         assert_eq!(parsed.setup.log, "off");
         assert_eq!(parsed.setup.tracing.as_deref(), Some("{sample_ratio: 0.5}"));
+        assert_eq!(parsed.setup.rate_limits.as_deref(), Some("{rules: []}"));
+        assert_eq!(parsed.setup.redis_url.as_deref(), Some("redis://127.0.0.1:1"));
     }
 
     #[test]
@@ -285,16 +321,22 @@ mod tests {
             ("jwks_uri: \"http://127.0.0.1:9/jwks\"", 100_000),
         ] {
             let config =
-                jwtgate_core::config::Config::parse(&config_text(source, entries, None), "t.yaml", &dir).unwrap();
+                jwtgate_core::config::Config::parse(&config_text(source, entries, &Extra::default()), "t.yaml", &dir).unwrap();
             assert_eq!(config.cache.max_entries, entries);
             assert_eq!(config.providers.len(), 2);
             assert_eq!(config.http_auth.envoy_prefix.as_deref(), Some(ENVOY_PREFIX));
         }
         let tracing = "{otlp_endpoint: 'http://127.0.0.1:4317', sample_ratio: 0.01}";
-        let text = config_text("jwks_file: jwks.json", 0, Some(tracing));
+        let extra = Extra {
+            tracing: Some(tracing),
+            rate_limits: Some("{rules: [{name: global, limit: 1000, per: 1s}]}"),
+            redis_url: None,
+        };
+        let text = config_text("jwks_file: jwks.json", 0, &extra);
         let config = jwtgate_core::config::Config::parse(&text, "t.yaml", &dir).unwrap();
         assert_eq!(config.tracing.sample_ratio, 0.01);
         assert!(config.tracing.export.is_some());
+        assert_eq!(config.rate_limits.rules.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
