@@ -186,8 +186,12 @@ fn a_bad_redis_block_is_refused_with_file_field_and_reason() {
             "holds no PEM certificate",
         ),
         (
-            "redis: { url: \"redis://r:6379\", cluster: true }",
-            "redis.cluster: Redis Cluster is not available",
+            "redis: { url: \"redis://r:6379\", cluster: true, nodes: [\"rediss://s:6380\"] }",
+            "redis.nodes[0]: must use the same scheme",
+        ),
+        (
+            "redis: { url: \"redis://r:6379\", cluster: true }\nrevocation: { store: redis, key_prefix: \"jg:\" }",
+            "revocation.key_prefix: `jg:` needs a hash tag",
         ),
         (
             "redis: { url: \"redis://r:6379\", nodes: [\"redis://s:6379\"] }",

@@ -3,7 +3,8 @@
 #
 # 1. Installs Debian's nginx-light when no nginx is found (tests/nginx.rs runs it; its path is
 #    exported as JWTGATE_NGINX), and Debian's redis-server when none is found
-#    (tests/redis_store.rs runs its own; the path is exported as JWTGATE_REDIS_SERVER).
+#    (tests/redis_store.rs runs its own; the path is exported as JWTGATE_REDIS_SERVER; its
+#    redis-cli, from redis-tools, builds the cluster of tests/redis_cluster.rs).
 #    Fetches promtool from Debian's prometheus package into .tools/ when none is found
 #    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client

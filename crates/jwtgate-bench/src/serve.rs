@@ -97,9 +97,15 @@ providers:
     claims_to_headers: {{ sub: x-jwt-sub }}
 {cache}{tracing}{rate_limits}{redis}"#,
         cache = cache_section(cache_entries),
-        tracing = extra.tracing.map_or(String::new(), |t| format!("telemetry: {{ tracing: {t} }}\n")),
-        rate_limits = extra.rate_limits.map_or(String::new(), |r| format!("rate_limits: {r}\n")),
-        redis = extra.redis_url.map_or(String::new(), |u| format!("redis: {{ url: \"{u}\" }}\n")),
+        tracing = extra
+            .tracing
+            .map_or(String::new(), |t| format!("telemetry: {{ tracing: {t} }}\n")),
+        rate_limits = extra
+            .rate_limits
+            .map_or(String::new(), |r| format!("rate_limits: {r}\n")),
+        redis = extra
+            .redis_url
+            .map_or(String::new(), |u| format!("redis: {{ url: \"{u}\" }}\n")),
     )
 }
 
@@ -321,7 +327,8 @@ mod tests {
             ("jwks_uri: \"http://127.0.0.1:9/jwks\"", 100_000),
         ] {
             let config =
-                jwtgate_core::config::Config::parse(&config_text(source, entries, &Extra::default()), "t.yaml", &dir).unwrap();
+                jwtgate_core::config::Config::parse(&config_text(source, entries, &Extra::default()), "t.yaml", &dir)
+                    .unwrap();
             assert_eq!(config.cache.max_entries, entries);
             assert_eq!(config.providers.len(), 2);
             assert_eq!(config.http_auth.envoy_prefix.as_deref(), Some(ENVOY_PREFIX));

@@ -1,14 +1,151 @@
 //! Opening Redis the one way both Redis users (revocations, rate limits) do: the URL, an ACL
-//! user and password set on top of it, and for `rediss://` TLS through rustls, trusting the
-//! system roots or the configured private CA.
+//! user and password set on top of it, for `rediss://` TLS through rustls (trusting the system
+//! roots or the configured private CA), and for a Redis Cluster a cluster client over the seed
+//! nodes. [`Connection`] is either kind behind one command interface.
 
-use redis::{IntoConnectionInfo, RedisResult, TlsCertificates};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value};
 
 use crate::config::RedisConnection;
 
-/// A client for `c` (nothing connects yet).
-pub fn client(c: &RedisConnection) -> RedisResult<redis::Client> {
-    let info = c.url.as_str().into_connection_info()?;
+/// Opens connections to the configured Redis (one server, or a cluster).
+#[derive(Clone)]
+pub struct Opener {
+    /// The seed server: commands when not a cluster, and subscriptions either way (classic
+    /// pub/sub messages reach every node of a cluster).
+    single: redis::Client,
+    cluster: Option<ClusterClient>,
+}
+
+/// A connection to one server or to a cluster; cheap to clone, shared by concurrent commands.
+#[derive(Clone)]
+pub enum Connection {
+    /// One server, multiplexed.
+    Single(MultiplexedConnection),
+    /// A cluster: each command goes to the node holding its keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl Opener {
+    /// A way to reach `c` (nothing connects yet).
+    pub fn new(c: &RedisConnection) -> RedisResult<Self> {
+        let single = client(c, &c.url)?;
+        let cluster = match &c.cluster_nodes {
+            None => None,
+            Some(nodes) => {
+                let mut seeds = vec![c.url.clone()];
+                seeds.extend(nodes.iter().cloned());
+                let mut b = ClusterClientBuilder::new(seeds);
+                if let Some(user) = &c.username {
+                    b = b.username(user);
+                }
+                if let Some(password) = &c.password {
+                    b = b.password(String::from_utf8_lossy(password.expose()));
+                }
+                if let Some(ca) = &c.ca_pem {
+                    b = b.certs(TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca.clone()),
+                    });
+                }
+                Some(b.build()?)
+            }
+        };
+        Ok(Self { single, cluster })
+    }
+
+    /// Whether this is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The seed server's client, for subscriptions.
+    pub fn subscriber(&self) -> &redis::Client {
+        &self.single
+    }
+
+    /// A connection, bounded by `timeout` (and each command after it, unless `None`).
+    pub async fn connect(&self, timeout: Duration, response_timeout: Option<Duration>) -> RedisResult<Connection> {
+        match &self.cluster {
+            Some(cluster) => {
+                let c = tokio::time::timeout(timeout, cluster.get_async_connection())
+                    .await
+                    .map_err(|_| timed_out(timeout))??;
+                Ok(Connection::Cluster(c))
+            }
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(response_timeout);
+                let c = tokio::time::timeout(
+                    timeout,
+                    self.single.get_multiplexed_async_connection_with_config(&config),
+                )
+                .await
+                .map_err(|_| timed_out(timeout))??;
+                Ok(Connection::Single(c))
+            }
+        }
+    }
+}
+
+fn timed_out(after: Duration) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no connection within {after:?}"),
+    ))
+}
+
+impl Connection {
+    /// Sends `cmd` (which names no key, e.g. `SCAN`) to the server holding `key`'s slot.
+    pub async fn on_node_of(&mut self, key: &str, cmd: Cmd) -> RedisResult<Value> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        match self {
+            Self::Single(c) => c.req_packed_command(&cmd).await,
+            Self::Cluster(c) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
+                    .await
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A client for one server at `url` with `c`'s user, password and CA.
+fn client(c: &RedisConnection, url: &str) -> RedisResult<redis::Client> {
+    let info = url.into_connection_info()?;
     let mut settings = info.redis_settings().clone();
     if let Some(user) = &c.username {
         settings = settings.set_username(user);

@@ -29,6 +29,8 @@ pub struct RedisConnection {
     pub username: Option<String>,
     /// Password, when not in the URL (never logged).
     pub password: Option<Secret>,
+    /// A Redis Cluster: the seed nodes beside `url` (none: one server).
+    pub cluster_nodes: Option<Vec<String>>,
 }
 
 impl RedisConnection {
@@ -39,6 +41,7 @@ impl RedisConnection {
             ca_pem: None,
             username: None,
             password: None,
+            cluster_nodes: None,
         }
     }
 }
@@ -60,6 +63,13 @@ pub enum StoreConfig {
         /// Pub/sub channel (default `jwtgate:revocations`).
         channel: String,
     },
+}
+
+/// Whether `key` has a Redis Cluster hash tag: a non-empty `{…}`.
+fn has_hash_tag(key: &str) -> bool {
+    key.find('{')
+        .and_then(|open| key[open + 1..].find('}').map(|close| close > 0))
+        .unwrap_or(false)
 }
 
 /// Who may call the admin API: a static token, or a bearer token from a provider with a role.
@@ -102,15 +112,26 @@ impl Validator<'_> {
     /// The `redis:` block: URL, CA, ACL user and password (file, else `JWTGATE_REDIS_PASSWORD`).
     pub(super) fn redis(&self, raw: RawRedis) -> Result<RedisConnection, ConfigError> {
         let url = self.redis_url("redis.url", raw.url)?;
-        if raw.cluster.unwrap_or(false) {
-            return Err(self.err(
-                "redis.cluster",
-                "Redis Cluster is not available in this version: point `url` at a single primary (or a proxy)",
-            ));
-        }
-        if !raw.nodes.is_empty() {
-            return Err(self.err("redis.nodes", "goes with `cluster: true`"));
-        }
+        let cluster_nodes = if raw.cluster.unwrap_or(false) {
+            let scheme = |u: &str| u.starts_with("rediss://");
+            let mut nodes = Vec::with_capacity(raw.nodes.len());
+            for (i, node) in raw.nodes.into_iter().enumerate() {
+                let node = self.redis_url(&format!("redis.nodes[{i}]"), node)?;
+                if scheme(&node) != scheme(&url) {
+                    return Err(self.err(
+                        format!("redis.nodes[{i}]"),
+                        "must use the same scheme (redis:// or rediss://) as `url`",
+                    ));
+                }
+                nodes.push(node);
+            }
+            Some(nodes)
+        } else {
+            if !raw.nodes.is_empty() {
+                return Err(self.err("redis.nodes", "goes with `cluster: true`"));
+            }
+            None
+        };
         let ca_pem = match raw.ca_file {
             None => None,
             Some(_) if !url.starts_with("rediss://") => {
@@ -157,6 +178,7 @@ impl Validator<'_> {
             ca_pem,
             username: raw.username,
             password,
+            cluster_nodes,
         })
     }
 
@@ -190,9 +212,23 @@ impl Validator<'_> {
                         ));
                     }
                 };
+                // On a cluster every entry must live in one slot (the re-sync scans one node):
+                // the prefix carries a hash tag.
+                let cluster = connection.cluster_nodes.is_some();
+                let key_prefix = match raw.key_prefix {
+                    None if cluster => "{jwtgate}:".into(),
+                    None => "jwtgate:".into(),
+                    Some(p) if cluster && !has_hash_tag(&p) => {
+                        return Err(self.err(
+                            format!("{f}.key_prefix"),
+                            format!("`{p}` needs a hash tag such as {{jwtgate}}: on a Redis Cluster (one slot for every entry)"),
+                        ));
+                    }
+                    Some(p) => p,
+                };
                 StoreConfig::Redis {
                     connection,
-                    key_prefix: raw.key_prefix.unwrap_or_else(|| "jwtgate:".into()),
+                    key_prefix,
                     channel: raw.channel.unwrap_or_else(|| "jwtgate:revocations".into()),
                 }
             }

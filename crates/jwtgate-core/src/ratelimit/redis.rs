@@ -1,7 +1,7 @@
 //! The `redis` store: counters every replica shares. One Lua script per check takes every
 //! matching rule's step on Redis's own clock and writes only if all fit (all or nothing, in one
 //! round trip); counters expire when idle. Every key carries the hash tag `{jwtgate:rl}`, so a
-//! check touches one Cluster slot. A check never waits longer than `store_timeout`: a slow or
+//! check touches one Cluster slot (on a cluster, the script goes to that slot's primary). A check never waits longer than `store_timeout`: a slow or
 //! absent Redis is an error the caller answers with `on_store_error`, and the connection is
 //! re-established in the background.
 
@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use redis::aio::MultiplexedConnection;
 
 use super::gcra::Step;
 use super::local::Charge;
 use crate::config::RedisConnection;
-use crate::redis_conn;
+use crate::redis_conn::{Connection, Opener};
 
 /// GCRA over every key in `KEYS`, in microseconds of `TIME`: `ARGV` holds (emission, tolerance,
 /// increment) per key. Returns `{1, remaining, reset, …}` after writing every new TAT (with a
@@ -49,9 +48,9 @@ return out
 
 /// Counters in Redis.
 pub struct RedisCounters {
-    client: redis::Client,
+    opener: Opener,
     /// The connection every check shares; empty while (re)connecting.
-    conn: Arc<ArcSwapOption<MultiplexedConnection>>,
+    conn: Arc<ArcSwapOption<Connection>>,
     connecting: Arc<AtomicBool>,
     script: redis::Script,
     timeout: Duration,
@@ -88,7 +87,7 @@ impl RedisCounters {
     /// background.
     pub fn new(connection: &RedisConnection, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
         let this = Arc::new(Self {
-            client: redis_conn::client(connection)?,
+            opener: Opener::new(connection)?,
             conn: Arc::new(ArcSwapOption::empty()),
             connecting: Arc::default(),
             script: redis::Script::new(SCRIPT),
@@ -154,15 +153,13 @@ impl RedisCounters {
         if self.conn.load().is_some() || self.connecting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (client, conn, connecting) = (self.client.clone(), self.conn.clone(), self.connecting.clone());
+        let (opener, conn, connecting) = (self.opener.clone(), self.conn.clone(), self.connecting.clone());
         let timeout = self.timeout.max(Duration::from_millis(500));
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
             loop {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(None);
-                match client.get_multiplexed_async_connection_with_config(&config).await {
+                // Each check bounds its own wait (`store_timeout`); the connection sets none.
+                match opener.connect(timeout, None).await {
                     Ok(c) => {
                         conn.store(Some(Arc::new(c)));
                         connecting.store(false, Ordering::Release);

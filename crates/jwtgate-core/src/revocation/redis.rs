@@ -8,10 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
 use crate::config::RedisConnection;
-use crate::redis_conn;
+use crate::redis_conn::{Connection, Opener};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -97,14 +95,14 @@ pub enum Failure {
 
 /// Revocations shared through Redis.
 pub struct RedisStore {
-    /// Boxed: a client is large, and the store sits in an enum beside a small one.
-    client: Box<redis::Client>,
+    /// Boxed: it is large, and the store sits in an enum beside a small one.
+    opener: Box<Opener>,
     /// The URL without its password, for messages.
     url: String,
     key_prefix: String,
     channel: String,
     /// The connection writes and re-syncs share, opened on first use and dropped on failure.
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    conn: tokio::sync::Mutex<Option<Connection>>,
     health: Mutex<Health>,
 }
 
@@ -122,12 +120,12 @@ impl RedisStore {
     /// Parses the connection settings; connects later.
     pub fn new(connection: &RedisConnection, key_prefix: &str, channel: &str) -> Result<Self, StoreError> {
         let safe = redact(&connection.url);
-        let client = redis_conn::client(connection).map_err(|source| StoreError::RedisUrl {
+        let opener = Opener::new(connection).map_err(|source| StoreError::RedisUrl {
             url: safe.clone(),
             source,
         })?;
         Ok(Self {
-            client: Box::new(client),
+            opener: Box::new(opener),
             url: safe,
             key_prefix: key_prefix.to_owned(),
             channel: channel.to_owned(),
@@ -246,7 +244,8 @@ impl RedisStore {
 
     /// One connection's life: returns why it ended. Sets `synced` once subscribed and re-synced.
     async fn follow(&self, set: &Arc<RevocationSet>, synced: &mut bool) -> Failure {
-        let pubsub = match tokio::time::timeout(OP_TIMEOUT, self.client.get_async_pubsub()).await {
+        // Classic pub/sub reaches every node of a cluster: the seed server is enough.
+        let pubsub = match tokio::time::timeout(OP_TIMEOUT, self.opener.subscriber().get_async_pubsub()).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return Failure::Connect(e),
             Err(_) => return Failure::ConnectTimeout(OP_TIMEOUT),
@@ -313,22 +312,24 @@ impl RedisStore {
         result
     }
 
-    async fn load(&self, conn: &mut MultiplexedConnection, set: &RevocationSet) -> Result<usize, Failure> {
+    async fn load(&self, conn: &mut Connection, set: &RevocationSet) -> Result<usize, Failure> {
         let pattern = format!("{}r:*", glob_escape(&self.key_prefix));
+        // On a cluster every entry shares the prefix's hash-tag slot: scan its node.
+        let slot_key = format!("{}r:", self.key_prefix);
         let now = clock::now().unix;
         let mut cursor: u64 = 0;
         let mut loaded = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = bounded(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(BATCH)
-                    .query_async(conn),
-            )
-            .await?;
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(BATCH)
+                .to_owned();
+            let answer = bounded(conn.on_node_of(&slot_key, scan)).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                redis::from_redis_value(answer).map_err(|e| Failure::Command(e.into()))?;
             for chunk in keys.chunks(BATCH) {
                 let values: Vec<Option<Vec<u8>>> = bounded(redis::cmd("MGET").arg(chunk).query_async(conn)).await?;
                 for (key, value) in chunk.iter().zip(values) {
@@ -356,21 +357,15 @@ impl RedisStore {
     }
 
     /// The shared connection, opened (bounded) when there is none.
-    async fn connection(&self) -> Result<MultiplexedConnection, Failure> {
+    async fn connection(&self) -> Result<Connection, Failure> {
         let mut conn = self.conn.lock().await;
         if let Some(c) = conn.as_ref() {
             return Ok(c.clone());
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT));
-        let c = tokio::time::timeout(
-            OP_TIMEOUT,
-            self.client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| Failure::ConnectTimeout(OP_TIMEOUT))?
-        .map_err(Failure::Connect)?;
+        let c = tokio::time::timeout(OP_TIMEOUT, self.opener.connect(OP_TIMEOUT, Some(OP_TIMEOUT)))
+            .await
+            .map_err(|_| Failure::ConnectTimeout(OP_TIMEOUT))?
+            .map_err(Failure::Connect)?;
         *conn = Some(c.clone());
         Ok(c)
     }
