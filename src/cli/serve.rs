@@ -1,5 +1,7 @@
-//! `jwtgate serve`: logs and traces ([`crate::telemetry`]), the listeners, reload on `SIGHUP` and on file change, and a
-//! graceful shutdown on `SIGTERM`/`SIGINT` within `shutdown_grace`.
+//! `jwtgate serve`: logs and traces ([`crate::telemetry`]), the listeners, reload on `SIGHUP`
+//! and on file change, and a graceful shutdown on `SIGTERM`/`SIGINT`: not ready but serving for
+//! `shutdown_drain`, then no new connections and in-flight checks finished within
+//! `shutdown_grace`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -53,6 +55,13 @@ pub fn serve(path: &Path) -> ExitCode {
             }
         });
         wait_for_signal().await;
+        // Not ready first, still serving: load balancers and proxies stop sending.
+        tracing::info!(drain = ?config.shutdown_drain, "draining: reporting not ready, still serving");
+        running.draining.cancel();
+        tokio::select! {
+            () = tokio::time::sleep(config.shutdown_drain) => {}
+            () = wait_for_signal() => tracing::info!("second signal: ending the drain early"),
+        }
         tracing::info!("shutting down: no new connections, finishing in-flight checks");
         shutdown.cancel();
         if tokio::time::timeout(config.shutdown_grace, running.wait())

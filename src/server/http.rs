@@ -40,8 +40,8 @@ use crate::telemetry;
 pub struct HttpState {
     /// The gate, swapped on reload.
     pub gate: SharedGate,
-    /// Fires at shutdown; `/readyz` then answers 503.
-    pub shutdown: CancellationToken,
+    /// Fires when draining begins (SIGTERM); `/readyz` then answers 503.
+    pub draining: CancellationToken,
 }
 
 /// The `/readyz` body.
@@ -49,7 +49,7 @@ pub struct HttpState {
 pub struct Readiness {
     /// Every provider has usable keys and the process is not shutting down.
     pub ready: bool,
-    /// Whether shutdown has begun.
+    /// Whether draining (shutdown) has begun.
     pub shutting_down: bool,
     /// Each provider's key state.
     pub providers: Vec<KeyStatus>,
@@ -100,7 +100,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    let r = readiness(&state.gate.load(), &state.shutdown);
+    let r = readiness(&state.gate.load(), &state.draining);
     let status = if r.ready {
         StatusCode::OK
     } else {

@@ -49,6 +49,9 @@ pub struct Running {
     pub live: Arc<Live>,
     /// The revocation store.
     pub store: Arc<Store>,
+    /// Cancel to drain: not ready (503 on `/readyz`, NOT_SERVING on gRPC health) while still
+    /// serving; the shutdown signal implies it.
+    pub draining: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -128,11 +131,17 @@ pub async fn start_with_metrics(
         rate_store: rate_store(config).await?,
     };
     let live = Live::start(config, fetch::client(), shared, shutdown.clone());
+    let draining = shutdown.child_token();
     let gate = live.gate().clone();
     let mut tasks = vec![tokio::spawn(store.clone().run(shutdown.clone()))];
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    tasks.push(tokio::spawn(report_health(gate.clone(), reporter, shutdown.clone())));
+    tasks.push(tokio::spawn(report_health(
+        gate.clone(),
+        reporter,
+        draining.clone(),
+        shutdown.clone(),
+    )));
 
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -146,7 +155,7 @@ pub async fn start_with_metrics(
 
     let router = http::router(http::HttpState {
         gate: gate.clone(),
-        shutdown: shutdown.clone(),
+        draining: draining.clone(),
     });
     let http = transport::serve_http(router, http_listener, shutdown.clone());
     tasks.push(tokio::spawn(async move {
@@ -171,16 +180,22 @@ pub async fn start_with_metrics(
         admin_addr,
         live,
         store,
+        draining,
         tasks,
     })
 }
 
-/// SERVING while every provider has usable keys; NOT_SERVING before that and from shutdown on.
-async fn report_health(gate: SharedGate, reporter: tonic_health::server::HealthReporter, shutdown: CancellationToken) {
+/// SERVING while every provider has usable keys; NOT_SERVING before that and from the drain on.
+async fn report_health(
+    gate: SharedGate,
+    reporter: tonic_health::server::HealthReporter,
+    draining: CancellationToken,
+    shutdown: CancellationToken,
+) {
     use tonic_health::ServingStatus;
     let mut last = None;
     loop {
-        let ready = !shutdown.is_cancelled() && gate.load().verifier().keys_ready();
+        let ready = !draining.is_cancelled() && gate.load().verifier().keys_ready();
         if last != Some(ready) {
             let status = if ready {
                 ServingStatus::Serving
@@ -199,6 +214,7 @@ async fn report_health(gate: SharedGate, reporter: tonic_health::server::HealthR
         }
         tokio::select! {
             () = shutdown.cancelled() => {}
+            () = draining.cancelled(), if !draining.is_cancelled() => {}
             () = tokio::time::sleep(HEALTH_POLL) => {}
         }
     }

@@ -456,6 +456,30 @@ impl ServeProcess {
         panic!("no log line {message:?} from jwtgate serve within 10s; seen: {seen:?}");
     }
 
+    /// Sends it a signal (`TERM`, `INT`, `HUP`).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Waits (bounded by `limit`) for it to exit; its status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "jwtgate serve still running after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits (bounded) until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
         let url = format!("http://{}/readyz", self.addr("http"));

@@ -49,6 +49,9 @@ pub struct Config {
     pub max_token_bytes: usize,
     /// Grace period for in-flight checks at shutdown.
     pub shutdown_grace: Duration,
+    /// How long jwtgate keeps serving after SIGTERM, not ready, so load balancers and proxies
+    /// stop sending before the listeners close.
+    pub shutdown_drain: Duration,
     /// Routes in order; the first that matches decides. Without `routes:` in the file, one
     /// route requiring a valid token from any provider.
     pub routes: Vec<routes::Route>,
@@ -407,6 +410,7 @@ impl Validator<'_> {
             realm,
             max_token_bytes,
             shutdown_grace: raw.shutdown_grace.unwrap_or(Duration::from_secs(10)),
+            shutdown_drain: self.shutdown_drain(raw.shutdown_drain)?,
             admin,
             routes,
             unmatched: self.unmatched(&raw.defaults),
@@ -417,6 +421,14 @@ impl Validator<'_> {
             tracing: self.tracing(raw.telemetry.tracing, &|name| std::env::var(name).ok())?,
             rate_limits,
         })
+    }
+
+    fn shutdown_drain(&self, raw: Option<Duration>) -> Result<Duration, ConfigError> {
+        let drain = raw.unwrap_or(Duration::from_secs(5));
+        if drain > Duration::from_secs(300) {
+            return Err(self.err("shutdown_drain", "must be at most 5m"));
+        }
+        Ok(drain)
     }
 
     fn cache(&self, raw: &raw::RawCache) -> Result<CacheConfig, ConfigError> {

@@ -26,6 +26,9 @@ pub struct RawConfig {
     /// Default: 10s. How long in-flight checks may take to finish after SIGTERM.
     #[serde(default, deserialize_with = "serde_text::option")]
     pub shutdown_grace: Option<Duration>,
+    /// Default: 5s. How long jwtgate keeps serving after SIGTERM while reporting not ready.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub shutdown_drain: Option<Duration>,
     /// `routes:`, in order.
     pub routes: Option<Vec<RawRoute>>,
     /// `defaults:`.
