@@ -1,0 +1,105 @@
+//! `examples/envoy/envoy.yaml` is a bootstrap Envoy accepts: parsed into
+//! `envoy.config.bootstrap.v3.Bootstrap` with Envoy's own generated protos (Python `xds-protos`,
+//! `tests/fixtures/envoy_bootstrap_check.py`), every `typed_config` resolved, unknown fields
+//! refused; and it says what the README promises of the ext_authz filter.
+#![allow(clippy::unwrap_used)] // tests may panic
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::repo;
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    std::env::var_os("JWTGATE_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo(".venv/bin/python"))
+}
+
+/// The example as JSON (YAML read by the same parser jwtgate reads its config with).
+fn example() -> Value {
+    let text = std::fs::read_to_string(repo("examples/envoy/envoy.yaml")).unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+/// What the checker says of `bootstrap`: Ok(summary) or Err(why).
+fn parse(bootstrap: &Value) -> Result<String, String> {
+    let mut child = Command::new(python())
+        .arg(repo("tests/fixtures/envoy_bootstrap_check.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `bash tests/run.sh` (it creates .venv)",
+                python().display()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(bootstrap.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.stderr.is_empty() || out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() { Ok(stdout) } else { Err(stdout) }
+}
+
+fn ext_authz(bootstrap: &Value) -> &Value {
+    let hcm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "envoy.filters.http.ext_authz")
+        .map(|f| &f["typed_config"])
+        .unwrap()
+}
+
+#[test]
+fn the_envoy_example_is_a_valid_bootstrap_with_the_promised_ext_authz_settings() {
+    let bootstrap = example();
+    assert_eq!(parse(&bootstrap), Ok("OK 1 listeners, 2 clusters".into()));
+    let f = ext_authz(&bootstrap);
+    assert_eq!(f["transport_api_version"], "V3");
+    assert_eq!(f["failure_mode_allow"], false);
+    assert_eq!(f["include_peer_certificate"], true);
+    assert!(
+        f.get("with_request_body").is_none(),
+        "bodies are never buffered for jwtgate"
+    );
+    assert_eq!(f["grpc_service"]["envoy_grpc"]["cluster_name"], "jwtgate");
+    assert!(f.get("clear_route_cache").is_none_or(|v| v == false));
+}
+
+#[test]
+fn the_checker_refuses_a_misspelt_field_and_an_unknown_type() {
+    let mut bootstrap = example();
+    let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let filters = hcm["http_filters"].as_array_mut().unwrap();
+    let mut misspelt = filters[0]["typed_config"].as_object().unwrap().clone();
+    let allow = misspelt.remove("failure_mode_allow").unwrap();
+    misspelt.insert("failure_mode_alow".into(), allow);
+    let original = filters[0]["typed_config"].clone();
+    filters[0]["typed_config"] = Value::Object(misspelt);
+    let e = parse(&bootstrap).unwrap_err();
+    assert!(e.contains("failure_mode_alow"), "{e}");
+
+    let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let filters = hcm["http_filters"].as_array_mut().unwrap();
+    let mut unknown = original;
+    unknown["@type"] = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuth".into();
+    filters[0]["typed_config"] = unknown;
+    assert!(parse(&bootstrap).is_err());
+}
