@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,8 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Json, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use common::web::{Reply, echo_app, get, serve};
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -191,33 +191,6 @@ impl Drop for Nginx {
     }
 }
 
-/// Serves `router` on an ephemeral loopback port for the rest of the test.
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
-/// The application: answers every request with what it received, and counts requests.
-async fn echo_app(hits: Arc<AtomicUsize>) -> SocketAddr {
-    serve(
-        Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
-            hits.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                for (k, v) in &headers {
-                    seen.entry(k.as_str().to_owned())
-                        .or_default()
-                        .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-                }
-                Json(json!({ "method": method.as_str(), "uri": uri.to_string(), "headers": seen }))
-            }
-        }),
-    )
-    .await
-}
-
 /// Stands in for jwtgate with statuses jwtgate cannot produce (yet): the original URI
 /// `/status/NNN` is answered with NNN, and a 429 or 503 with `Retry-After: 7`.
 async fn status_stub() -> SocketAddr {
@@ -241,44 +214,6 @@ async fn status_stub() -> SocketAddr {
         response
     }))
     .await
-}
-
-/// What the client got from nginx.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    /// The headers the application received, when the request reached it.
-    fn app_saw(&self, name: &str) -> Vec<String> {
-        let body: Value = serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not from the app: {self:?}"));
-        serde_json::from_value(body["headers"][name].clone()).unwrap_or_default()
-    }
-}
-
-async fn get(url: String, headers: &[(&str, &str)]) -> Reply {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let mut req = client.get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    Reply {
-        status: r.status().as_u16(),
-        headers: r.headers().clone(),
-        body: r.text().await.unwrap(),
-    }
 }
 
 /// jwtgate with two providers — `corp` (keys served) and `down` (its JWKS endpoint answers 500,
