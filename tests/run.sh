@@ -6,7 +6,8 @@
 #    (tests/redis_store.rs runs its own; the path is exported as JWTGATE_REDIS_SERVER; its
 #    redis-cli, from redis-tools, builds the cluster of tests/redis_cluster.rs).
 #    Fetches promtool from Debian's prometheus package into .tools/ when none is found
-#    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL).
+#    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL), and caddy from
+#    Debian's caddy package likewise (tests/caddy.rs; exported as JWTGATE_CADDY).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
 #    (examples/envoy_check.py) that tests/python_client.rs runs, and the rotel OTLP collector
 #    that tests/tracing.rs sends spans to (exported as JWTGATE_ROTEL). pip runs only when
@@ -88,6 +89,28 @@ if [[ ! -x "$promtool" ]]; then
 fi
 # tests/metrics.rs runs this promtool.
 export JWTGATE_PROMTOOL=$promtool
+
+# tests/caddy.rs runs examples/caddy/Caddyfile under Debian's caddy, unpacked under .tools/ (the
+# package is downloaded, not installed: its service is never started).
+caddy=$(command -v caddy || true)
+if [[ -z "$caddy" ]]; then
+    caddy=$PWD/.tools/caddy/usr/bin/caddy
+fi
+if [[ ! -x "$caddy" ]]; then
+    echo "==> fetching caddy (Debian's caddy package)"
+    rm -rf .tools/deb && mkdir -p .tools/deb
+    if ! (cd .tools/deb && apt-get download -q caddy); then
+        apt=(apt-get)
+        if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+            apt=(sudo apt-get)
+        fi
+        "${apt[@]}" update -q
+        (cd .tools/deb && apt-get download -q caddy)
+    fi
+    dpkg-deb -x .tools/deb/caddy_*.deb .tools/caddy
+    rm -rf .tools/deb
+fi
+export JWTGATE_CADDY=$caddy
 
 # A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
 if ! "$venv/bin/python" -c '' 2>/dev/null; then
