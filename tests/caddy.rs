@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use common::web::{Reply, echo_app, get};
 use common::*;
-use jsonwebtoken::Algorithm;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,12 +55,7 @@ struct Caddy {
 impl Caddy {
     async fn start(jwtgate: SocketAddr, upstream: SocketAddr) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let text = std::fs::read_to_string(repo(EXAMPLE)).unwrap();
         for p in ["@LISTEN@", "@JWTGATE@", "@UPSTREAM@"] {
             assert!(text.contains(p), "{EXAMPLE} has no {p}");
@@ -158,11 +152,7 @@ impl World {
     }
 
     fn token(&self, extra: serde_json::Value) -> String {
-        let mut c = claims(&self.issuer.url());
-        for (k, v) in extra.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        format!("Bearer {}", sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c))
+        format!("Bearer {}", rsa_token(&self.issuer.url(), extra))
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {

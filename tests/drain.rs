@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -41,7 +40,7 @@ async fn load_across_sigterm_loses_no_check() {
         let mut senders = Vec::new();
         for _ in 0..4 {
             let (serving, ok, failed, draining_ok) = (serving.clone(), ok.clone(), failed.clone(), ok_while_draining.clone());
-            let mut client = AuthorizationClient::connect(url.clone()).await.unwrap();
+            let mut client = served.client().await;
             let token = token.clone();
             senders.push(tokio::spawn(async move {
                 let mut stopped_at = None;

@@ -79,11 +79,7 @@ async fn both_providers_serve_side_by_side_and_the_legacy_one_goes_by_reload_wit
         let served = ServeProcess::start(&file, &[("JWT_SECRET", &secret)]);
         served.wait_ready().await;
         let http = served.addr("http");
-        let mut client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-            format!("http://{}", served.addr("grpc")),
-        )
-        .await
-        .unwrap();
+        let mut client = served.client().await;
 
         let (legacy, idp) = (legacy_token(), idp_token());
         for (token, sub) in [(&legacy, "bob"), (&idp, "alice")] {

@@ -74,15 +74,6 @@ fn nginx_binary() -> PathBuf {
         })
 }
 
-/// A loopback port that was free a moment ago (nginx binds it itself).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// examples/nginx.conf with its placeholders replaced; fails if the example lost one or grew
 /// one that the test does not know.
 fn render_example(jwtgate: SocketAddr, listen: SocketAddr, upstream: SocketAddr) -> String {

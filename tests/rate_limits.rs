@@ -74,13 +74,9 @@ impl Limited {
         }
     }
 
-    fn token(&self, sub: &str, extra: serde_json::Value) -> String {
-        let mut c = claims(&self.issuer.url());
-        c["sub"] = json!(sub);
-        for (k, v) in extra.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c)
+    fn token(&self, sub: &str, mut extra: serde_json::Value) -> String {
+        extra["sub"] = json!(sub);
+        rsa_token(&self.issuer.url(), extra)
     }
 
     /// `method path` with `sub`'s token (none for `None`), through the gRPC door.
@@ -310,7 +306,7 @@ async fn two_replicas_sharing_redis_allow_exactly_burst_of_200_concurrent_reques
         let (a, b) = (Gatekeeper::start(&yaml, &[]).await, Gatekeeper::start(&yaml, &[]).await);
         a.wait_ready().await;
         b.wait_ready().await;
-        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+        let token = rsa_token(&issuer.url(), json!({}));
         let mut tasks = Vec::new();
         for i in 0..200 {
             let mut client = if i % 2 == 0 { a.client().await } else { b.client().await };
@@ -346,11 +342,7 @@ async fn a_hung_or_dead_redis_follows_on_store_error_in_time_and_counting_resume
         );
         deny.wait_ready().await;
         allow.wait_ready().await;
-        let token = |sub: &str| {
-            let mut c = claims(&issuer.url());
-            c["sub"] = json!(sub);
-            sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c)
-        };
+        let token = |sub: &str| rsa_token(&issuer.url(), json!({ "sub": sub }));
         let (mut d, mut al) = (deny.client().await, allow.client().await);
         assert_eq!(check(&mut d, bearer(&token("alice"))).await.unwrap().grpc_code, 0);
 
@@ -444,13 +436,7 @@ fn a_bad_rule_is_refused_with_file_field_and_reason() {
     let file = dir.path().join("jwtgate.yaml");
     for (block, expected) in cases {
         std::fs::write(&file, format!("{base}rate_limits:\n{block}\n")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-            .arg("validate-config")
-            .arg(&file)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{block}: {stderr}");
+        let stderr = refused(&["validate-config"], &file, &[]);
         assert!(
             stderr.contains(&format!("{}: {expected}", file.display())),
             "{block}: {stderr}"
@@ -465,7 +451,12 @@ fn jwtgate_check_names_the_rule_a_request_is_within() {
     let file = dir.path().join("jwtgate.yaml");
     let yaml = "  - { name: legacy, issuer: legacy, hmac_secret: { file: hs.secret } }\nrate_limits:\n  rules:\n    - { name: per-user, by: [\"claim:sub\"], limit: 100, per: 1m, burst: 20 }\n";
     std::fs::write(&file, config_text(yaml)).unwrap();
-    let token = mint_cli_secret(dir.path().join("hs.secret"));
+    let token = sign(
+        b"0123456789abcdef0123456789abcdef",
+        Algorithm::HS256,
+        None,
+        json!({"iss": "legacy", "sub": "alice"}),
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
         .args(["check", "--config"])
         .arg(&file)
@@ -478,15 +469,4 @@ fn jwtgate_check_names_the_rule_a_request_is_within() {
         stdout.contains("  pass  within rate limits (tightest: per-user, 19 left)"),
         "{stdout}"
     );
-}
-
-/// An HS256 token for issuer `legacy` signed with the secret in `file`.
-fn mint_cli_secret(file: std::path::PathBuf) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-        .args(["token", "mint", "--alg", "HS256", "--key"])
-        .arg(file)
-        .args(["--claims", "{\"iss\":\"legacy\",\"sub\":\"alice\"}"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

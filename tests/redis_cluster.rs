@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::redis_server::{RedisServer, redis_server_binary};
 use common::*;
-use jsonwebtoken::Algorithm;
 use jwtgate_core::clock;
 use jwtgate_core::revocation::{Revocation, Target};
 use serde_json::json;
@@ -117,7 +116,7 @@ async fn rate_limits_on_a_cluster_are_exact_across_two_replicas() {
             replica(&issuer, &cluster.block(seed), rules).await,
             replica(&issuer, &cluster.block(seed), rules).await,
         );
-        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+        let token = rsa_token(&issuer.url(), json!({}));
         let mut tasks = Vec::new();
         for i in 0..100 {
             let mut client = if i % 2 == 0 { a.client().await } else { b.client().await };
@@ -155,9 +154,7 @@ async fn revocations_on_a_cluster_fan_out_and_a_new_replica_loads_them() {
         let a = replica(&issuer, &cluster.block(seed), "").await;
         let other = cluster.nodes.iter().map(|n| n.port).find(|p| *p != seed).unwrap();
         let b = replica(&issuer, &cluster.block(other), "").await;
-        let mut c = claims(&issuer.url());
-        c["jti"] = json!("cluster-1");
-        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c);
+        let token = rsa_token(&issuer.url(), json!({"jti": "cluster-1"}));
         assert_eq!(check(&mut b.client().await, bearer(&token)).await.unwrap().grpc_code, 0);
 
         let revocation = Revocation {

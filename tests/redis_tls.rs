@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::redis_server::RedisServer;
 use common::*;
-use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 const PASSWORD: &str = "correct-horse-battery-staple";
@@ -47,14 +46,6 @@ fn certificates(dir: &Path) {
 async fn readyz(served: &ServeProcess) -> serde_json::Value {
     let url = format!("http://{}/readyz", served.addr("http"));
     serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// jwtgate (the binary) with revocations and rate limits in the TLS Redis at `tls_port`,
@@ -109,14 +100,8 @@ async fn revocations_and_rate_limits_work_over_tls_with_a_private_ca_and_an_acl_
         assert_eq!(ready["revocation"]["connected"], true, "{ready}");
         assert_eq!(ready["rate_limits"]["connected"], true, "{ready}");
 
-        let mut client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-            format!("http://{}", served.addr("grpc")),
-        )
-        .await
-        .unwrap();
-        let mut c = claims(&issuer.url());
-        c["jti"] = json!("j-1");
-        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c);
+        let mut client = served.client().await;
+        let token = rsa_token(&issuer.url(), json!({"jti": "j-1"}));
         // Counted in Redis: 2 allowed, then 429 (a failing store would allow: on_store_error).
         for _ in 0..2 {
             assert_eq!(check(&mut client, bearer(&token)).await.unwrap().grpc_code, 0);
@@ -209,13 +194,7 @@ fn a_bad_redis_block_is_refused_with_file_field_and_reason() {
     let file = dir.path().join("jwtgate.yaml");
     for (block, expected) in cases {
         std::fs::write(&file, format!("{base}{block}\n")).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-            .arg("validate-config")
-            .arg(&file)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{block}: {stderr}");
+        let stderr = refused(&["validate-config"], &file, &[]);
         assert!(stderr.contains(expected), "{block}: {stderr}");
         assert!(stderr.contains(&file.display().to_string()), "{stderr}");
     }

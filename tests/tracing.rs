@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use jsonwebtoken::Algorithm;
+use serde_json::json;
 
 fn rotel_agent() -> PathBuf {
     let path = std::env::var_os("JWTGATE_ROTEL")
@@ -31,15 +31,6 @@ fn rotel_agent() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free loopback port (bound and released; the collector binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The rotel collector on loopback, printing every span it receives to `out`.
@@ -191,11 +182,7 @@ async fn a_check_with_a_sampled_traceparent_is_one_span_with_the_callers_ids_and
             ),
         );
         served.wait_ready().await;
-        let mut client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-            format!("http://{}", served.addr("grpc")),
-        )
-        .await
-        .unwrap();
+        let mut client = served.client().await;
 
         // The key set's load is a span of its own.
         let fetch = rotel
@@ -235,7 +222,7 @@ async fn a_check_with_a_sampled_traceparent_is_one_span_with_the_callers_ids_and
 
         // An allow: provider and decision; no token and, without record_subject, no subject.
         let allowed_trace = "0af7651916cd43dd8448eb211c80319c";
-        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+        let token = rsa_token(&issuer.url(), json!({}));
         let a = check(
             &mut client,
             check_request(
@@ -334,7 +321,7 @@ async fn http_protobuf_export_traces_roots_at_ratio_one_and_records_the_subject_
             ),
         );
         served.wait_ready().await;
-        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+        let token = rsa_token(&issuer.url(), json!({}));
         let r = reqwest::Client::new()
             .get(format!("http://{}/auth", served.addr("http")))
             .header("authorization", format!("Bearer {token}"))
@@ -367,12 +354,8 @@ async fn an_unreachable_collector_fails_no_check_and_its_lost_spans_are_counted(
             &format!("    otlp_endpoint: http://127.0.0.1:{closed}\n    sample_ratio: 1.0\n"),
         );
         served.wait_ready().await;
-        let mut client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-            format!("http://{}", served.addr("grpc")),
-        )
-        .await
-        .unwrap();
-        let token = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+        let mut client = served.client().await;
+        let token = rsa_token(&issuer.url(), json!({}));
         for _ in 0..20 {
             let a = check(&mut client, bearer(&token)).await.unwrap();
             assert_eq!(a.grpc_code, 0, "{a:?}");
@@ -431,14 +414,7 @@ fn a_bad_tracing_block_is_refused_at_start_with_file_field_and_reason() {
     for (block, env, expected) in cases {
         std::fs::write(&file, format!("{base}telemetry:\n  tracing:\n{block}")).unwrap();
         for command in [&["validate-config"][..], &["serve", "--config"][..]] {
-            let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-                .args(command)
-                .arg(&file)
-                .envs(env.iter().copied())
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{command:?} {block}: {stderr}");
+            let stderr = refused(command, &file, env);
             assert!(
                 stderr.contains(&format!("{}: {expected}", file.display())),
                 "{command:?}: {stderr}"

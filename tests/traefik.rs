@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 const ROUTES: &str = "routes:
@@ -59,13 +58,7 @@ async fn what_traefik_sends_is_decided_on_the_original_request() {
     );
     let gk = Gatekeeper::start(&yaml, &[]).await;
     gk.wait_ready().await;
-    let token = |extra: Value| {
-        let mut c = claims(&issuer.url());
-        for (k, v) in extra.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        format!("Bearer {}", sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c))
-    };
+    let token = |extra: Value| format!("Bearer {}", rsa_token(&issuer.url(), extra));
     let user = token(json!({}));
 
     let r = forward_auth(&gk, "GET", "/api/items?page=2", Some(&user)).await;

@@ -103,6 +103,48 @@ pub fn jwk(name: &str, alg: Algorithm, kid: &str) -> Value {
     jwtgate_core::mint::public_jwk(&pem(name), alg, kid).expect("jwk")
 }
 
+/// A loopback port that was free a moment ago (bound and released; a server binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `signal` (`TERM`, `STOP`, …) to process `pid`.
+pub fn kill(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A token of `issuer` ([`claims`] with `extra` merged in) signed by the fixture key that
+/// [`rsa_issuer`] serves.
+pub fn rsa_token(issuer: &str, extra: Value) -> String {
+    let mut c = claims(issuer);
+    for (k, v) in extra.as_object().expect("object") {
+        c[k] = v.clone();
+    }
+    sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c)
+}
+
+/// Runs `jwtgate ARGS FILE` with `env` on a config it must refuse: asserts exit code 2 and
+/// returns what it printed on stderr.
+pub fn refused(args: &[&str], file: &Path, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .args(args)
+        .arg(file)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "jwtgate {args:?}: {stderr}");
+    stderr
+}
+
 /// Seconds since the epoch, from jwtgate's one clock.
 pub fn now() -> u64 {
     jwtgate_core::clock::now().unix
@@ -459,11 +501,14 @@ impl ServeProcess {
 
     /// Sends it a signal (`TERM`, `INT`, `HUP`).
     pub fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal}");
+        kill(self.child.id(), signal);
+    }
+
+    /// A gRPC client of its ext_authz listener.
+    pub async fn client(&self) -> AuthorizationClient<Channel> {
+        AuthorizationClient::connect(format!("http://{}", self.addr("grpc")))
+            .await
+            .unwrap()
     }
 
     /// Waits (bounded by `limit`) for it to exit; its status.

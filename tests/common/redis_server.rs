@@ -59,11 +59,7 @@ impl RedisServer {
 
     /// Starts one with extra arguments (e.g. `--requirepass`).
     pub async fn start_with(extra_args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let mut server = Self {
             port,
             binary: redis_server_binary(),
@@ -90,18 +86,12 @@ impl RedisServer {
 
     /// Freezes it (SIGSTOP): connections stay open and nothing answers, as a Redis that hangs.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        super::kill(self.child.as_ref().expect("running").id(), "STOP");
     }
 
     /// Lets a paused server go on (SIGCONT).
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
-        assert!(status.success(), "kill {signal} {pid}");
+        super::kill(self.child.as_ref().expect("running").id(), "CONT");
     }
 
     /// Starts it again, empty, on the same port.
