@@ -2,6 +2,7 @@
 //! locks the shards of its counters (in shard order, so two checks never wait on each other in
 //! a circle), takes every step, and writes only if all fit: all or nothing.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
@@ -10,8 +11,8 @@ use std::time::Instant;
 use super::gcra::{self, Rates, Step};
 
 const SHARDS: usize = 16;
-/// Most counters kept; past it, new keys of a rule share one overflow counter per rule, so a
-/// flood of distinct keys is still limited, together.
+/// Most counters kept; past it, new keys of a rule share the rule's overflow counter (one per
+/// shard), so a flood of distinct keys is still limited, together.
 pub const MAX_COUNTERS: usize = 1 << 20;
 
 /// Counters of every rule; kept across config reloads.
@@ -42,12 +43,16 @@ impl Default for LocalCounters {
 /// One counter a check charges.
 #[derive(Debug, Clone)]
 pub struct Charge {
-    /// The counter's key (rule name and key parts).
+    /// The counter's key: the rule's name, then its key parts, each after a `U+001F`.
     pub key: String,
     /// The rule's rates.
     pub rates: Rates,
-    /// The rule's overflow counter, used when the store is full.
-    pub overflow: String,
+}
+
+/// The overflow counter of `key`'s rule (its name is the key up to the first `U+001F`).
+fn overflow_key(key: &str) -> String {
+    let rule = key.split('\u{1f}').next().unwrap_or(key);
+    format!("{rule}\u{1f}(overflow)")
 }
 
 impl LocalCounters {
@@ -72,22 +77,28 @@ impl LocalCounters {
         let total: usize = guards.iter().map(|g| g.tats.len()).sum();
         let full = total * SHARDS / guards.len().max(1) >= MAX_COUNTERS;
         let mut steps = Vec::with_capacity(charges.len());
-        let mut keys = Vec::with_capacity(charges.len());
+        let mut keys: Vec<Cow<'_, str>> = Vec::with_capacity(charges.len());
         for (c, &s) in charges.iter().zip(&wanted) {
             let g = &guards[shard(s)];
-            let key = if g.tats.contains_key(&c.key) || !full {
-                &c.key
+            let key = if !full || g.tats.contains_key(&c.key) {
+                Cow::Borrowed(c.key.as_str())
             } else {
-                &c.overflow
+                Cow::Owned(overflow_key(&c.key))
             };
-            steps.push(gcra::step(c.rates, g.tats.get(key).copied(), now));
-            keys.push(key.clone());
+            steps.push(gcra::step(c.rates, g.tats.get(key.as_ref()).copied(), now));
+            keys.push(key);
         }
         if steps.iter().all(|s| matches!(s, Step::Fits { .. })) {
             for ((key, step), &s) in keys.into_iter().zip(&steps).zip(&wanted) {
                 if let Step::Fits { tat, .. } = step {
                     let g = &mut guards[shard(s)];
-                    g.tats.insert(key, *tat);
+                    // A counter seen before is updated in place: no allocation.
+                    match g.tats.get_mut(key.as_ref()) {
+                        Some(t) => *t = *tat,
+                        None => {
+                            g.tats.insert(key.into_owned(), *tat);
+                        }
+                    }
                     if g.tats.len() >= g.sweep_at {
                         g.tats.retain(|_, t| *t > now);
                         g.sweep_at = (g.tats.len() * 2).max(1024);
@@ -128,7 +139,6 @@ mod tests {
                 tolerance: emission * burst,
                 increment: emission,
             },
-            overflow: format!("{key}!overflow"),
         }
     }
 

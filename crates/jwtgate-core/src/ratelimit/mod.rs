@@ -123,7 +123,6 @@ impl RateLimiter {
                 Charge {
                     key: key(rule, subject),
                     rates: *rates,
-                    overflow: format!("{}\u{1f}(overflow)", rule.name),
                 }
             })
             .collect();
