@@ -20,7 +20,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get};
-use jwtgate_core::config::routes::HttpAuth;
+use jwtgate_core::config::routes::{HttpAuth, canonical_ip};
 use jwtgate_core::gate::Gate;
 use jwtgate_core::keys::KeyStatus;
 use jwtgate_core::live::SharedGate;
@@ -228,11 +228,7 @@ fn headers_map(headers: &HeaderMap) -> HashMap<String, String> {
 /// `X-Forwarded-For` that is not itself a trusted proxy (walking from the right, where trusted
 /// proxies append), else `X-Real-IP`.
 fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let canonical = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    let peer = canonical(peer.ip());
+    let peer = canonical_ip(peer.ip());
     if !cfg.trusts(peer) {
         return peer;
     }
@@ -247,12 +243,12 @@ fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     if hops.is_empty() {
         return header(headers, "x-real-ip")
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
-            .map_or(peer, canonical);
+            .map_or(peer, canonical_ip);
     }
     let mut nearest = peer;
     for hop in hops.iter().rev() {
         // Past an entry that is not an address, nothing can be believed: the hop that wrote it.
-        let Ok(ip) = hop.parse::<IpAddr>().map(canonical) else {
+        let Ok(ip) = hop.parse::<IpAddr>().map(canonical_ip) else {
             return nearest;
         };
         if !cfg.trusts(ip) {

@@ -144,11 +144,17 @@ pub struct HttpAuth {
 impl HttpAuth {
     /// Whether a peer's `X-Original-*` / `X-Forwarded-*` headers are believed.
     pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
-        let peer = match peer {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
-            v4 => v4,
-        };
+        let peer = canonical_ip(peer);
         self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as a dual-stack socket reports IPv4 peers)
+/// as the IPv4 address it is; any other address unchanged.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
     }
 }
 
