@@ -117,20 +117,9 @@ async fn rate_limits_on_a_cluster_are_exact_across_two_replicas() {
             replica(&issuer, &cluster.block(seed), rules).await,
         );
         let token = rsa_token(&issuer.url(), json!({}));
-        let mut tasks = Vec::new();
-        for i in 0..100 {
-            let mut client = if i % 2 == 0 { a.client().await } else { b.client().await };
-            let token = token.clone();
-            tasks.push(tokio::spawn(async move { check(&mut client, bearer(&token)).await.unwrap() }));
-        }
-        let mut codes = std::collections::BTreeMap::new();
-        for t in tasks {
-            let a = t.await.unwrap();
-            *codes.entry((a.http_status.unwrap_or(200), a.reason())).or_insert(0) += 1;
-        }
         let limited = (429, "rate limit per-user exceeded".to_owned());
         assert_eq!(
-            codes,
+            concurrently(&[&a, &b], &token, 100).await,
             std::collections::BTreeMap::from([((200, String::new()), 10), (limited, 90)]),
             "routed by slot from a node without it (a store error would be a 429 too, but all 100 would be)"
         );

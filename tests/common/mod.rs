@@ -546,6 +546,29 @@ impl Drop for ServeProcess {
     }
 }
 
+/// `n` checks with `token` sent at once, spread over `replicas` in turn: how many got each
+/// (HTTP status, reason) — an allow counts as (200, "").
+pub async fn concurrently(
+    replicas: &[&Gatekeeper],
+    token: &str,
+    n: usize,
+) -> std::collections::BTreeMap<(i32, String), usize> {
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut client = replicas[i % replicas.len()].client().await;
+        let token = token.to_owned();
+        tasks.push(tokio::spawn(async move {
+            check(&mut client, bearer(&token)).await.unwrap()
+        }));
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    for t in tasks {
+        let a = t.await.unwrap();
+        *answers.entry((a.http_status.unwrap_or(200), a.reason())).or_insert(0) += 1;
+    }
+    answers
+}
+
 /// A CheckRequest for `GET path` with these headers.
 pub fn check_request(path: &str, headers: &[(&str, &str)]) -> CheckRequest {
     CheckRequest {
