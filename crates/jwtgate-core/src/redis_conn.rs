@@ -68,36 +68,21 @@ impl Opener {
         &self.single
     }
 
-    /// A connection, bounded by `timeout` (and each command after it, unless `None`).
-    pub async fn connect(&self, timeout: Duration, response_timeout: Option<Duration>) -> RedisResult<Connection> {
+    /// A connection (each command on one server then bounded by `response_timeout`, unless
+    /// `None`). Unbounded in time itself: the caller bounds the wait.
+    pub async fn connect(&self, response_timeout: Option<Duration>) -> RedisResult<Connection> {
         match &self.cluster {
-            Some(cluster) => {
-                let c = tokio::time::timeout(timeout, cluster.get_async_connection())
-                    .await
-                    .map_err(|_| timed_out(timeout))??;
-                Ok(Connection::Cluster(c))
-            }
+            Some(cluster) => Ok(Connection::Cluster(cluster.get_async_connection().await?)),
             None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(response_timeout);
-                let c = tokio::time::timeout(
-                    timeout,
-                    self.single.get_multiplexed_async_connection_with_config(&config),
-                )
-                .await
-                .map_err(|_| timed_out(timeout))??;
+                let config = redis::AsyncConnectionConfig::new().set_response_timeout(response_timeout);
+                let c = self
+                    .single
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
                 Ok(Connection::Single(c))
             }
         }
     }
-}
-
-fn timed_out(after: Duration) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("no connection within {after:?}"),
-    ))
 }
 
 impl Connection {

@@ -159,18 +159,18 @@ impl RedisCounters {
             let mut backoff = Duration::from_millis(50);
             loop {
                 // Each check bounds its own wait (`store_timeout`); the connection sets none.
-                match opener.connect(timeout, None).await {
-                    Ok(c) => {
+                let e = match tokio::time::timeout(timeout, opener.connect(None)).await {
+                    Ok(Ok(c)) => {
                         conn.store(Some(Arc::new(c)));
                         connecting.store(false, Ordering::Release);
                         return;
                     }
-                    Err(e) => {
-                        tracing::warn!("rate-limit store: cannot connect to redis: {e}; retrying in {backoff:?}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no connection within {timeout:?}"),
+                };
+                tracing::warn!("rate-limit store: cannot connect to redis: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
     }

@@ -362,7 +362,7 @@ impl RedisStore {
         if let Some(c) = conn.as_ref() {
             return Ok(c.clone());
         }
-        let c = tokio::time::timeout(OP_TIMEOUT, self.opener.connect(OP_TIMEOUT, Some(OP_TIMEOUT)))
+        let c = tokio::time::timeout(OP_TIMEOUT, self.opener.connect(Some(OP_TIMEOUT)))
             .await
             .map_err(|_| Failure::ConnectTimeout(OP_TIMEOUT))?
             .map_err(Failure::Connect)?;
