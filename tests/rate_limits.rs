@@ -292,6 +292,52 @@ mod redis {
     suite!(Backend::redis());
 }
 
+/// `client_ip` is Envoy's `source.address` on gRPC, and on the HTTP door the forwarded address a
+/// trusted proxy (loopback, the default) sent.
+#[tokio::test]
+async fn client_ip_is_envoys_source_address_or_the_trusted_forwarded_address() {
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
+    let rules = "  rules:\n    - { name: per-ip, by: [client_ip], limit: 100, per: 1m, burst: 1 }\n";
+    let l = Limited::start(Backend::Local, rules).await;
+    let from = |ip: &str| {
+        let mut req = check_request("/public/x", &[]);
+        req.attributes.as_mut().unwrap().source = Some(Peer {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: ip.into(),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        });
+        req
+    };
+    assert_eq!(l.send("GET", from("10.0.0.1")).await.grpc_code, 0);
+    assert_eq!(l.send("GET", from("10.0.0.1")).await.http_status, Some(429));
+    assert_eq!(l.send("GET", from("10.0.0.2")).await.grpc_code, 0, "another client");
+
+    let http = |forwarded_for: &str| {
+        let url = format!("http://{}/auth", l.gk.http_addr);
+        let forwarded_for = forwarded_for.to_owned();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("x-original-uri", "/public/x")
+                .header("x-original-method", "GET")
+                .header("x-forwarded-for", forwarded_for)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The nearest address that is not a trusted proxy is the client: 198.51.100.7 either way.
+    assert_eq!(http("198.51.100.7").await, 200);
+    assert_eq!(http("203.0.113.1, 198.51.100.7, 127.0.0.1").await, 429);
+    assert_eq!(http("198.51.100.8").await, 200, "another client");
+}
+
 /// Two replicas sharing one Redis: together they allow exactly what one would.
 #[tokio::test]
 async fn two_replicas_sharing_redis_allow_exactly_burst_of_200_concurrent_requests() {
