@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::certs::Ca;
 use common::redis_server::RedisServer;
 use common::*;
 use serde_json::json;
@@ -20,27 +21,10 @@ const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 /// A CA, and a server certificate for 127.0.0.1 it signed, as PEM files in `dir`:
 /// `ca.pem`, `server.pem`, `server.key`; plus `other-ca.pem`, a CA that signed nothing here.
 fn certificates(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-    let ca = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let cert = params.self_signed(&key).unwrap();
-        (params, key, cert)
-    };
-    let (ca_params, ca_key, ca_cert) = ca("jwtgate test CA");
-    let (_, _, other) = ca("someone else's CA");
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let cert = params
-        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
-        .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("other-ca.pem"), other.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let ca = Ca::new("jwtgate test CA");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), Ca::new("someone else's CA").pem()).unwrap();
+    ca.server().write(dir, "server");
 }
 
 async fn readyz(served: &ServeProcess) -> serde_json::Value {

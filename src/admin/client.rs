@@ -1,10 +1,11 @@
 //! A client of the admin API, for the command line: connects (bounded), carries the bearer
 //! credential on every call, and pages through revocation lists.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::pb;
 use super::pb::admin_client::AdminClient;
@@ -39,9 +40,63 @@ pub enum ClientError {
     /// The API refused or failed the call.
     #[error("{} ({:?})", .0.message(), .0.code())]
     Status(#[from] tonic::Status),
+    /// A TLS option cannot be used.
+    #[error("{option}: {reason}")]
+    Tls {
+        /// `--ca`, `--cert` or `--key`.
+        option: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// Paging went in a circle.
     #[error("the admin API returned the same page twice")]
     RepeatedPage,
+}
+
+/// TLS for the admin connection (`--ca`, `--cert`, `--key`); an `https://` URL uses it, with the
+/// system's roots when `ca` is not given.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificates the server's certificate must chain to.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain, for a listener with `client_ca`.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    fn config(&self) -> Result<ClientTlsConfig, ClientError> {
+        let read = |option, path: &Path| {
+            std::fs::read(path).map_err(|e| ClientError::Tls {
+                option,
+                reason: format!("cannot read {}: {e}", path.display()),
+            })
+        };
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read("--ca", ca)?)),
+            None => config.with_native_roots(),
+        };
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                Ok(config.identity(Identity::from_pem(read("--cert", cert)?, read("--key", key)?)))
+            }
+            (None, None) => Ok(config),
+            (Some(_), None) => Err(ClientError::Tls {
+                option: "--cert",
+                reason: "needs --key".into(),
+            }),
+            (None, Some(_)) => Err(ClientError::Tls {
+                option: "--key",
+                reason: "needs --cert".into(),
+            }),
+        }
+    }
 }
 
 /// A connection to a running jwtgate's admin API.
@@ -51,9 +106,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `url`, sending `token` (the static `admin.token`, or a provider token with
-    /// the admin role) as `authorization: Bearer` on every call.
-    pub async fn connect(url: &str, token: Option<&str>) -> Result<Self, ClientError> {
+    /// Connects to `url` (over TLS for `https://`), sending `token` (the static `admin.token`,
+    /// or a provider token with the admin role) as `authorization: Bearer` on every call.
+    pub async fn connect(url: &str, token: Option<&str>, tls: &ClientTls) -> Result<Self, ClientError> {
         let credential = token
             .map(|t| format!("Bearer {t}").parse().map_err(|_| ClientError::InvalidToken))
             .transpose()?;
@@ -64,6 +119,21 @@ impl Client {
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
+        let endpoint = if url.starts_with("https://") {
+            endpoint
+                .tls_config(tls.config()?)
+                .map_err(|source| ClientError::InvalidUrl {
+                    url: url.to_owned(),
+                    source,
+                })?
+        } else if tls.is_set() {
+            return Err(ClientError::Tls {
+                option: "--ca/--cert/--key",
+                reason: format!("need an https:// --admin URL, not {url}"),
+            });
+        } else {
+            endpoint
+        };
         let channel = endpoint.connect().await.map_err(|e| ClientError::Unreachable {
             url: url.to_owned(),
             reason: error_chain(&e),

@@ -9,8 +9,11 @@ pub mod client;
 pub mod service;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
+
+use crate::server::{tls, transport::Tls};
 
 pub use service::AdminService;
 
@@ -19,12 +22,25 @@ pub mod pb {
     tonic::include_proto!("jwtgate.admin.v1");
 }
 
-/// Serves the admin API on `listener` until `shutdown`, then finishes in-flight calls.
-pub async fn serve(listener: TcpListener, service: AdminService, shutdown: CancellationToken) {
-    let server = tonic::transport::Server::builder()
-        .add_service(pb::admin_server::AdminServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned());
-    if let Err(e) = server.await {
+/// Serves the admin API on `listener` (over `tls` when given) until `shutdown`, then finishes
+/// in-flight calls.
+pub async fn serve(listener: TcpListener, service: AdminService, tls: Tls, shutdown: CancellationToken) {
+    let router = tonic::transport::Server::builder().add_service(pb::admin_server::AdminServer::new(service));
+    let served = match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+                .await
+        }
+        Some((tls, metrics)) => {
+            let ready = tls::accept(listener, tls, &metrics, shutdown.clone());
+            let incoming = ReceiverStream::new(ready).map(|(s, _)| Ok::<_, std::io::Error>(s));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+        }
+    };
+    if let Err(e) = served {
         tracing::error!("admin server failed: {e}");
     }
 }

@@ -1,9 +1,10 @@
 //! `jwtgate revoke …` and `jwtgate keys status`: admin API calls from the command line, one
 //! line printed per revocation or provider; exit 0 on success, 1 with the reason on failure.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::admin::client::{Client, ClientError};
+use crate::admin::client::{Client, ClientError, ClientTls};
 use crate::admin::pb::{self, RevocationKind};
 
 use super::{Flavor, run};
@@ -18,6 +19,16 @@ pub struct Endpoint {
     /// `admin.role`.
     #[arg(long, env = "JWTGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// PEM CA certificates the admin listener's certificate must chain to (an https:// URL
+    /// without it trusts the system's roots).
+    #[arg(long, env = "JWTGATE_ADMIN_CA")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for an admin listener with `client_ca` (mutual TLS).
+    #[arg(long, env = "JWTGATE_ADMIN_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(long, env = "JWTGATE_ADMIN_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// One admin command.
@@ -50,7 +61,12 @@ pub fn admin(endpoint: &Endpoint, call: Call) -> ExitCode {
 }
 
 async fn perform(endpoint: &Endpoint, call: Call) -> Result<(), ClientError> {
-    let mut client = Client::connect(&endpoint.url, endpoint.admin_token.as_deref()).await?;
+    let tls = ClientTls {
+        ca: endpoint.ca.clone(),
+        cert: endpoint.cert.clone(),
+        key: endpoint.key.clone(),
+    };
+    let mut client = Client::connect(&endpoint.url, endpoint.admin_token.as_deref(), &tls).await?;
     match call {
         Call::RevokeToken(m) => print_revoked(client.revoke_token(m).await?),
         Call::RevokeSubject(m) => print_revoked(client.revoke_subject(m).await?),

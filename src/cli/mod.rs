@@ -44,7 +44,9 @@ pub fn run(flavor: Flavor, command: impl Future<Output = ExitCode>) -> ExitCode 
 /// Reads and validates a config file; an unusable one is reported (file, field, reason) and
 /// answered with exit code 2.
 pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| config_error(&e))
+    let config = Config::load(path).map_err(|e| config_error(&e))?;
+    crate::server::tls::check(&config).map_err(|e| config_error(&e.in_file(path)))?;
+    Ok(config)
 }
 
 /// `jwtgate validate-config FILE`.

@@ -7,6 +7,7 @@ mod cork;
 pub mod grpc;
 pub mod http;
 pub mod render;
+pub mod tls;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
-use jwtgate_core::config::Config;
 use jwtgate_core::config::rate_limits::LimitStore;
+use jwtgate_core::config::{Config, ListenTls};
 use jwtgate_core::gate::Shared;
 use jwtgate_core::keys::fetch;
 use jwtgate_core::live::{Live, SharedGate};
@@ -83,6 +84,9 @@ pub enum StartError {
     /// The rate-limit store's URL cannot be used.
     #[error("rate_limits.store: redis: {0}")]
     RateStore(String),
+    /// A listener's TLS files cannot be used.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
@@ -90,6 +94,14 @@ async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, Soc
     let listener = TcpListener::bind(addr).await.map_err(listen)?;
     let bound = listener.local_addr().map_err(listen)?;
     Ok((listener, bound))
+}
+
+/// A listener's TLS, when its config has it.
+fn listener_tls(
+    files: Option<&ListenTls>,
+    protocols: tls::Protocols,
+) -> Result<Option<Arc<tls::ServerTls>>, StartError> {
+    Ok(files.map(|f| tls::ServerTls::load(f, protocols)).transpose()?)
 }
 
 /// The shared rate-limit store, when the config asks for one.
@@ -122,9 +134,12 @@ pub async fn start_with_metrics(
     let (grpc_listener, grpc_addr) = bind("listen.grpc", config.listen.grpc).await?;
     let (http_listener, http_addr) = bind("listen.http", config.listen.http).await?;
     let (admin_listener, admin_addr) = bind("listen.admin", config.listen.admin).await?;
+    let grpc_tls = listener_tls(config.listen.grpc_tls.as_ref(), tls::Protocols::Grpc)?;
+    let http_tls = listener_tls(config.listen.http_tls.as_ref(), tls::Protocols::Http)?;
+    let admin_tls = listener_tls(config.listen.admin_tls.as_ref(), tls::Protocols::Grpc)?;
     let store = Store::open(&config.revocation).await?;
     let shared = Shared {
-        metrics,
+        metrics: metrics.clone(),
         revocations: store.set().clone(),
         store: Some(store.clone()),
         rate_counters: Arc::default(),
@@ -134,6 +149,12 @@ pub async fn start_with_metrics(
     let draining = shutdown.child_token();
     let gate = live.gate().clone();
     let mut tasks = vec![tokio::spawn(store.clone().run(shutdown.clone()))];
+    let with_metrics = |tls: Option<Arc<tls::ServerTls>>| tls.map(|t| (t, metrics.clone()));
+    for tls in [&grpc_tls, &http_tls, &admin_tls].into_iter().flatten() {
+        tasks.push(tokio::spawn(tls.clone().watch(metrics.clone(), shutdown.clone())));
+    }
+    let tls_on = |t: &Option<Arc<tls::ServerTls>>| if t.is_some() { "tls" } else { "plaintext" };
+    let (grpc_mode, http_mode, admin_mode) = (tls_on(&grpc_tls), tls_on(&http_tls), tls_on(&admin_tls));
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     tasks.push(tokio::spawn(report_health(
@@ -146,7 +167,7 @@ pub async fn start_with_metrics(
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())));
-    let grpc = transport::serve_grpc(grpc, grpc_listener, shutdown.clone());
+    let grpc = transport::serve_grpc(grpc, grpc_listener, with_metrics(grpc_tls), shutdown.clone());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = grpc.await {
             tracing::error!("gRPC server failed: {e}");
@@ -157,7 +178,7 @@ pub async fn start_with_metrics(
         gate: gate.clone(),
         draining: draining.clone(),
     });
-    let http = transport::serve_http(router, http_listener, shutdown.clone());
+    let http = transport::serve_http(router, http_listener, with_metrics(http_tls), shutdown.clone());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http.await {
             tracing::error!("HTTP server failed: {e}");
@@ -168,9 +189,14 @@ pub async fn start_with_metrics(
     if !admin.enabled() {
         tracing::info!("no admin.token or admin.provider configured: the admin API refuses every call");
     }
-    tasks.push(tokio::spawn(admin::serve(admin_listener, admin, shutdown.clone())));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        admin,
+        with_metrics(admin_tls),
+        shutdown.clone(),
+    )));
 
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, admin = %admin_addr, providers = config.providers.len(), "jwtgate listening");
+    tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), "jwtgate listening");
     for p in config.providers.iter().filter(|p| p.audiences.is_empty()) {
         tracing::warn!(provider = %p.name, "no `audiences` configured: tokens issued for any audience are accepted");
     }

@@ -2,6 +2,7 @@
 //! and an in-process jwtgate on ephemeral ports with a real tonic client.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod certs;
 pub mod redis_server;
 pub mod web;
 use std::collections::HashMap;

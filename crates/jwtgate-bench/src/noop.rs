@@ -47,13 +47,13 @@ pub async fn serve(shutdown: CancellationToken) -> std::io::Result<(SocketAddr, 
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(NoopAuthorization));
-    let grpc = transport::serve_grpc(grpc, grpc_listener, shutdown.clone());
+    let grpc = transport::serve_grpc(grpc, grpc_listener, None, shutdown.clone());
     tokio::spawn(async move {
         if let Err(e) = grpc.await {
             eprintln!("noop gRPC server failed: {e}");
         }
     });
-    let http = transport::serve_http(router(), http_listener, shutdown);
+    let http = transport::serve_http(router(), http_listener, None, shutdown);
     tokio::spawn(async move {
         if let Err(e) = http.await {
             eprintln!("noop HTTP server failed: {e}");

@@ -137,6 +137,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerOutcomeLabels {
+    listener: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -294,6 +300,8 @@ pub struct Metrics {
     trace_spans_dropped: Counter,
     rate_limited: Family<RuleLabels, Counter>,
     rate_limit_store_errors: Counter,
+    tls_reloads: Family<ListenerOutcomeLabels, Counter>,
+    tls_handshakes: Family<ListenerOutcomeLabels, Counter>,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -411,6 +419,18 @@ impl Metrics {
             "Finished spans not exported: the export queue was full or the collector failed",
             trace_spans_dropped.clone(),
         );
+        let tls_reloads = Family::<ListenerOutcomeLabels, Counter>::default();
+        registry.register(
+            "jwtgate_tls_reloads",
+            "Re-reads of a TLS listener's certificate files after they changed, by listener and outcome (a failure keeps the old certificate)",
+            tls_reloads.clone(),
+        );
+        let tls_handshakes = Family::<ListenerOutcomeLabels, Counter>::default();
+        registry.register(
+            "jwtgate_tls_handshakes",
+            "TLS handshakes on the listeners, by listener and outcome (success, failure, timeout)",
+            tls_handshakes.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -430,8 +450,25 @@ impl Metrics {
             trace_spans_dropped,
             rate_limited,
             rate_limit_store_errors,
+            tls_reloads,
+            tls_handshakes,
             state,
         }
+    }
+
+    /// Counts a re-read of `listener`'s TLS files (`listen.grpc_tls` → `grpc`).
+    pub fn tls_reloaded(&self, listener: &'static str, applied: bool) {
+        let outcome = if applied { "success" } else { "failure" };
+        self.tls_reloads
+            .get_or_create(&ListenerOutcomeLabels { listener, outcome })
+            .inc();
+    }
+
+    /// The handshake counter of `listener` for `outcome` (`success`, `failure`, `timeout`).
+    pub fn tls_handshakes(&self, listener: &'static str, outcome: &'static str) -> Counter {
+        self.tls_handshakes
+            .get_or_create(&ListenerOutcomeLabels { listener, outcome })
+            .clone()
     }
 
     /// `jwtgate_trace_spans_dropped_total`, for the trace exporter to count into.

@@ -93,6 +93,28 @@ pub struct Listen {
     pub http: SocketAddr,
     /// Admin API (gRPC); loopback by default.
     pub admin: SocketAddr,
+    /// TLS on `grpc`, when configured.
+    pub grpc_tls: Option<ListenTls>,
+    /// TLS on `http`, when configured.
+    pub http_tls: Option<ListenTls>,
+    /// TLS on `admin`, when configured.
+    pub admin_tls: Option<ListenTls>,
+}
+
+/// A listener's TLS files (`listen.grpc_tls`, `listen.http_tls`, `listen.admin_tls`), paths
+/// resolved against the config file's directory. Read by the server, which re-reads them when
+/// they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenTls {
+    /// The config field, e.g. `listen.grpc_tls`.
+    pub field: &'static str,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA certificates client certificates must chain to; `Some` requires a client
+    /// certificate (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One identity provider, validated.
@@ -351,6 +373,9 @@ impl Validator<'_> {
             grpc: self.addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9001")?,
             http: self.addr("listen.http", raw.listen.http, "127.0.0.1:9002")?,
             admin: self.addr("listen.admin", raw.listen.admin, "127.0.0.1:9003")?,
+            grpc_tls: self.listen_tls("listen.grpc_tls", raw.listen.grpc_tls)?,
+            http_tls: self.listen_tls("listen.http_tls", raw.listen.http_tls)?,
+            admin_tls: self.listen_tls("listen.admin_tls", raw.listen.admin_tls)?,
         };
         let named = [
             ("listen.grpc", listen.grpc),
@@ -450,6 +475,25 @@ impl Validator<'_> {
             return Err(self.err("cache.negative_ttl", "must be at most 60s"));
         }
         Ok(c)
+    }
+
+    fn listen_tls(
+        &self,
+        field: &'static str,
+        raw: Option<raw::RawListenTls>,
+    ) -> Result<Option<ListenTls>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let path = |name: &str, p: Option<PathBuf>| match p {
+            Some(p) if !p.as_os_str().is_empty() => Ok(self.base.join(p)),
+            Some(_) => Err(self.err(format!("{field}.{name}"), "is empty")),
+            None => Err(self.err(format!("{field}.{name}"), "is required")),
+        };
+        Ok(Some(ListenTls {
+            field,
+            cert: path("cert", raw.cert)?,
+            key: path("key", raw.key)?,
+            client_ca: raw.client_ca.map(|p| path("client_ca", Some(p))).transpose()?,
+        }))
     }
 
     fn addr(&self, field: &str, raw: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {

@@ -366,6 +366,24 @@ pub struct RawListen {
     pub grpc: Option<String>,
     /// Default: `127.0.0.1:9002`.
     pub http: Option<String>,
+    /// TLS on the gRPC listener.
+    pub grpc_tls: Option<RawListenTls>,
+    /// TLS on the HTTP listener.
+    pub http_tls: Option<RawListenTls>,
+    /// TLS on the admin listener.
+    pub admin_tls: Option<RawListenTls>,
+}
+
+/// `listen.*_tls`: PEM files, re-read when they change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenTls {
+    /// The certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// CA certificates that client certificates must chain to; when set, clients must present one.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One identity provider (token issuer).
