@@ -13,6 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::certs::Ca;
 use common::repo;
 use serde_json::Value;
 
@@ -106,6 +107,15 @@ fn every_rendering_passes_kubernetes_validate_strict_and_its_config_validates() 
             .as_str()
             .unwrap()
             .to_owned();
+        // The TLS Secret's files as the pod has them at /tls (here in a directory of the test's).
+        let tls = dir.path().join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        let ca = Ca::new("jwtgate test CA");
+        let issued = ca.server();
+        std::fs::write(tls.join("tls.crt"), &issued.cert).unwrap();
+        std::fs::write(tls.join("tls.key"), &issued.key).unwrap();
+        std::fs::write(tls.join("ca.crt"), ca.pem()).unwrap();
+        let config = config.replace(" /tls/", &format!(" {}/", tls.display()));
         let config_file = dir.path().join(format!("{name}-jwtgate.yaml"));
         std::fs::write(&config_file, config).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
@@ -182,6 +192,49 @@ fn the_pod_is_hardened_probed_and_outlives_its_drain() {
 }
 
 #[test]
+fn the_tls_secret_serves_the_chosen_listeners_and_probes_follow_the_http_scheme() {
+    let config_of = |objects: &[Value]| -> Value {
+        let text = kind(objects, "ConfigMap").unwrap()["data"]["jwtgate.yaml"].as_str().unwrap().to_owned();
+        serde_saphyr::from_str(&text).unwrap()
+    };
+    let container = |objects: &[Value]| -> Value {
+        kind(objects, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+
+    // No Secret: plaintext listeners, HTTP probes, nothing mounted at /tls.
+    let plain = objects(&template(&[]));
+    let listen = &config_of(&plain)["listen"];
+    assert!(listen.get("grpc_tls").is_none() && listen.get("http_tls").is_none(), "{listen}");
+    assert_eq!(container(&plain)["readinessProbe"]["httpGet"]["scheme"], "HTTP");
+
+    // The default with a Secret: TLS on gRPC only, no client certificates asked for.
+    let grpc_only = objects(&template(&["--set", "tls.existingSecret=jg-tls"]));
+    let listen = &config_of(&grpc_only)["listen"];
+    assert_eq!(listen["grpc_tls"], serde_json::json!({"cert": "/tls/tls.crt", "key": "/tls/tls.key"}));
+    assert!(listen.get("http_tls").is_none(), "{listen}");
+    assert_eq!(container(&grpc_only)["readinessProbe"]["httpGet"]["scheme"], "HTTP");
+    let mounts = container(&grpc_only)["volumeMounts"].clone();
+    assert!(
+        mounts.as_array().unwrap().iter().any(|m| m["mountPath"] == "/tls" && m["readOnly"] == true),
+        "{mounts}"
+    );
+
+    // Every listener, mutual TLS: client_ca on grpc and admin, not http (probes have no
+    // certificate); probes and the ServiceMonitor speak HTTPS.
+    let all_on = objects(&template(&["-f", ALL_ON]));
+    let listen = &config_of(&all_on)["listen"];
+    assert_eq!(listen["grpc_tls"]["client_ca"], "/tls/ca.crt");
+    assert_eq!(listen["admin_tls"]["client_ca"], "/tls/ca.crt");
+    assert_eq!(listen["http_tls"], serde_json::json!({"cert": "/tls/tls.crt", "key": "/tls/tls.key"}));
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(container(&all_on)[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+    }
+    let endpoint = &kind(&all_on, "ServiceMonitor").unwrap()["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(endpoint["tlsConfig"]["ca"]["secret"]["key"], "ca.crt");
+}
+
+#[test]
 fn a_config_change_rolls_the_pods() {
     let checksum = |extra: &[&str]| {
         kind(&objects(&template(extra)), "Deployment").unwrap()["spec"]["template"]["metadata"]["annotations"]
@@ -203,6 +256,7 @@ fn wrong_values_fail_at_template_time_with_their_path() {
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("replicas=3", "replicas"),
         ("redis.url=http://r:6379", "/redis/url"),
+        ("tls.listeners={grpc,metrics}", "/tls/listeners"),
     ] {
         let out = helm(&["template", "jg", CHART, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -22,7 +22,7 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* jwtgate's config: values.config with the listeners, drain and grace the chart owns. */}}
+{{/* jwtgate's config: values.config with the listeners (and their TLS), drain and grace the chart owns. */}}
 {{- define "jwtgate.config" -}}
 {{- $owned := dict
   "listen" (dict
@@ -31,6 +31,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "admin" (printf "0.0.0.0:%v" .Values.ports.admin))
   "shutdown_drain" (printf "%vs" .Values.shutdownDrainSeconds)
   "shutdown_grace" (printf "%vs" .Values.shutdownGraceSeconds) -}}
+{{- if .Values.tls.existingSecret -}}
+{{- range .Values.tls.listeners -}}
+{{- $files := dict "cert" "/tls/tls.crt" "key" "/tls/tls.key" -}}
+{{- if and $.Values.tls.clientAuth (ne . "http") -}}
+{{- $_ := set $files "client_ca" "/tls/ca.crt" -}}
+{{- end -}}
+{{- $_ := set $owned.listen (printf "%s_tls" .) $files -}}
+{{- end -}}
+{{- end -}}
 {{- $revocation := deepCopy (default dict .Values.config.revocation) -}}
 {{- if and (eq (default "embedded" $revocation.store) "embedded") (not $revocation.path) -}}
 {{- $_ := set $owned "revocation" (mustMergeOverwrite $revocation (dict "path" "/var/lib/jwtgate")) -}}
@@ -39,4 +48,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $owned "redis" (mustMergeOverwrite (deepCopy (default dict .Values.config.redis)) (dict "url" .Values.redis.url)) -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $owned) -}}
+{{- end -}}
+
+{{/* The HTTP listener's scheme: HTTPS when it serves the TLS Secret. */}}
+{{- define "jwtgate.httpScheme" -}}
+{{- if and .Values.tls.existingSecret (has "http" .Values.tls.listeners) -}}HTTPS{{- else -}}HTTP{{- end -}}
 {{- end -}}
