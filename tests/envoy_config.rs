@@ -20,10 +20,14 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| repo(".venv/bin/python"))
 }
 
-/// The example as JSON (YAML read by the same parser jwtgate reads its config with).
-fn example() -> Value {
-    let text = std::fs::read_to_string(repo("examples/envoy/envoy.yaml")).unwrap();
+/// An example as JSON (YAML read by the same parser jwtgate reads its config with).
+fn example_file(name: &str) -> Value {
+    let text = std::fs::read_to_string(repo(&format!("examples/envoy/{name}"))).unwrap();
     serde_saphyr::from_str(&text).unwrap()
+}
+
+fn example() -> Value {
+    example_file("envoy.yaml")
 }
 
 /// What the checker says of `bootstrap`: Ok(summary) or Err(why).
@@ -81,6 +85,37 @@ fn the_envoy_example_is_a_valid_bootstrap_with_the_promised_ext_authz_settings()
     );
     assert_eq!(f["grpc_service"]["envoy_grpc"]["cluster_name"], "jwtgate");
     assert!(f.get("clear_route_cache").is_none_or(|v| v == false));
+}
+
+#[test]
+fn the_tls_example_is_a_valid_bootstrap_whose_jwtgate_cluster_talks_mutual_tls() {
+    let bootstrap = example_file("envoy-tls.yaml");
+    assert_eq!(parse(&bootstrap), Ok("OK 1 listeners, 2 clusters".into()));
+    let f = ext_authz(&bootstrap);
+    assert_eq!(f["failure_mode_allow"], false);
+    assert_eq!(f["include_peer_certificate"], true);
+    let cluster = &bootstrap["static_resources"]["clusters"][0];
+    assert_eq!(cluster["name"], "jwtgate");
+    let tls = &cluster["transport_socket"]["typed_config"];
+    assert_eq!(
+        tls["@type"],
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    );
+    let context = &tls["common_tls_context"];
+    assert_eq!(context["alpn_protocols"], serde_json::json!(["h2"]), "jwtgate's gRPC ALPN");
+    assert!(context["tls_certificates"][0]["private_key"]["filename"].is_string(), "a client certificate for client_ca");
+    assert!(context["validation_context"]["trusted_ca"]["filename"].is_string());
+    assert_eq!(
+        context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+        tls["sni"]
+    );
+
+    // The TLS context is checked field by field too.
+    let mut misspelt = bootstrap.clone();
+    let context = &mut misspelt["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"];
+    let v = context.as_object_mut().unwrap().remove("validation_context").unwrap();
+    context["validation_contxt"] = v;
+    assert!(parse(&misspelt).unwrap_err().contains("validation_contxt"));
 }
 
 #[test]
