@@ -382,13 +382,12 @@ async fn json_serialization_and_jwe_are_refused() {
 #[tokio::test]
 async fn expiry_claim_cases() {
     let mut w = World::start("").await;
-    let mut c = w.claims();
-    c.as_object_mut().unwrap().remove("exp");
-    let no_exp = {
+    // Signs the payload exactly as written (e.g. a number spelt with an exponent).
+    let signed_as_written = |payload: &str| {
         let input = format!(
             "{}.{}",
             B64.encode(r#"{"alg":"RS256","kid":"rsa"}"#),
-            B64.encode(c.to_string())
+            B64.encode(payload)
         );
         let k = jwtgate_core::mint::signing_key(&pem("rsa-a.pem"), Algorithm::RS256).unwrap();
         format!(
@@ -396,6 +395,9 @@ async fn expiry_claim_cases() {
             jsonwebtoken::crypto::sign(input.as_bytes(), &k, Algorithm::RS256).unwrap()
         )
     };
+    let mut c = w.claims();
+    c.as_object_mut().unwrap().remove("exp");
+    let no_exp = signed_as_written(&c.to_string());
     w.denied(&no_exp, "token has no expiry").await;
     let n = now();
     w.denied(&w.rs256(json!({"exp": n - 120, "iat": n - 600})), "token expired")
@@ -403,13 +405,24 @@ async fn expiry_claim_cases() {
     w.allowed(&w.rs256(json!({"exp": n - 30, "iat": n - 600}))).await; // within the 60s skew
     for bad in [
         json!("9999999999"),
-        json!(1.5e9),
         json!(-5),
+        json!(-0.5),
         json!(1e300),
         json!(u64::MAX),
     ] {
         w.denied(&w.rs256(json!({"exp": bad})), "invalid exp claim").await;
     }
+    // NumericDates with a fraction or an exponent are numbers like any other (RFC 7519 §2).
+    w.denied(&w.rs256(json!({"exp": 1.5e9})), "token expired").await;
+    w.allowed(&w.rs256(json!({"exp": n as f64 + 600.5, "iat": n as f64 - 0.25})))
+        .await;
+    let mut c = w.claims();
+    c["exp"] = json!("EXP");
+    let spelt = c.to_string().replace("\"EXP\"", "1.9e9");
+    assert!(spelt.contains("\"exp\":1.9e9"), "{spelt}");
+    w.allowed(&signed_as_written(&spelt)).await;
+    let in_the_past = c.to_string().replace("\"EXP\"", "1.7e9");
+    w.denied(&signed_as_written(&in_the_past), "token expired").await;
     w.denied(&w.rs256(json!({"nbf": n + 600})), "token not yet valid").await;
     w.denied(&w.rs256(json!({"iat": n + 3600})), "token issued in the future")
         .await;

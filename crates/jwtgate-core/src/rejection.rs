@@ -56,7 +56,7 @@ pub enum Rejection {
     /// `exp - iat` longer than the provider allows.
     #[error("token lifetime too long")]
     LifetimeTooLong,
-    /// A time claim that is not a non-negative integer in range.
+    /// A time claim that is not a number from 0 to 9999-12-31T23:59:59Z (fractions allowed).
     #[error("invalid {0} claim")]
     InvalidTimeClaim(&'static str),
     /// `aud` missing or none of the configured audiences.

@@ -226,8 +226,8 @@ impl Verifier {
                 issuer: provider.issuer.clone(),
                 subject: string("sub"),
                 jti: string("jti"),
-                exp: jws.claims.get("exp").and_then(Value::as_u64),
-                iat: jws.claims.get("iat").and_then(Value::as_u64),
+                exp: whole_seconds(&jws.claims, "exp"),
+                iat: whole_seconds(&jws.claims, "iat"),
                 alg,
                 header_values,
                 payload_b64: p.payload_header.as_ref().map(|_| jws.payload_b64.to_owned()),
@@ -239,26 +239,29 @@ impl Verifier {
     }
 }
 
-/// Time, lifetime, audience and required-claim checks, all after the signature.
+/// Time, lifetime, audience and required-claim checks, all after the signature. NumericDates
+/// may have a fraction (RFC 7519 §2) and are compared as numbers.
 pub fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Result<(), Rejection> {
-    let skew = p.clock_skew.as_secs();
+    let skew = p.clock_skew.as_secs_f64();
+    // Both below 2^53, so exact as f64.
+    let now = now as f64;
     let exp = numeric_date(claims, "exp")?;
     let nbf = numeric_date(claims, "nbf")?;
     let iat = numeric_date(claims, "iat")?;
     match exp {
         None if p.require_exp || p.max_lifetime.is_some() => return Err(Rejection::MissingExpiry),
-        Some(exp) if now > exp.saturating_add(skew) => return Err(Rejection::Expired),
+        Some(exp) if now > exp + skew => return Err(Rejection::Expired),
         _ => {}
     }
-    if nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+    if nbf.is_some_and(|nbf| now + skew < nbf) {
         return Err(Rejection::NotYetValid);
     }
-    if iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+    if iat.is_some_and(|iat| iat > now + skew) {
         return Err(Rejection::IssuedInFuture);
     }
     if let (Some(max), Some(exp)) = (p.max_lifetime, exp) {
         let start = iat.unwrap_or(now);
-        if exp.saturating_sub(start) > max.as_secs().saturating_add(skew) {
+        if exp - start > max.as_secs_f64() + skew {
             return Err(Rejection::LifetimeTooLong);
         }
     }
@@ -281,15 +284,25 @@ pub fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Resu
     Ok(())
 }
 
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Rejection> {
+/// A NumericDate claim: a JSON number, integer or not (`1796160000`, `1796160000.5`,
+/// `1.79616e9`), from 0 to [`MAX_NUMERIC_DATE`]; anything else (a string, a negative or larger
+/// number) is refused.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, Rejection> {
     match claims.get(name) {
         None => Ok(None),
         Some(v) => v
-            .as_u64()
-            .filter(|t| *t <= MAX_NUMERIC_DATE)
+            .as_f64()
+            .filter(|t| (0.0..=MAX_NUMERIC_DATE as f64).contains(t))
             .map(Some)
             .ok_or(Rejection::InvalidTimeClaim(name)),
     }
+}
+
+/// A valid NumericDate claim rounded down to whole seconds: for `exp` the last second the token
+/// is valid in (before skew), for `iat` a time at or before its issue (so a subject cut-off
+/// never spares it).
+fn whole_seconds(claims: &Map<String, Value>, name: &'static str) -> Option<u64> {
+    numeric_date(claims, name).ok().flatten().map(|t| t.floor() as u64)
 }
 
 #[cfg(test)]
@@ -331,10 +344,13 @@ mod tests {
         );
         for bad in [
             json!("1800000000"),
-            json!(1.5),
             json!(-1),
+            json!(-0.5),
             json!(1e300),
             json!(u64::MAX),
+            json!(MAX_NUMERIC_DATE + 1),
+            json!(true),
+            json!(null),
         ] {
             assert_eq!(
                 check_claims(&p, &claims(json!({"aud":"api","exp":bad})), NOW),
@@ -364,6 +380,43 @@ mod tests {
             Err(Rejection::IssuedInFuture)
         );
         assert_eq!(check_claims(&p, &with("iat", NOW + 59), NOW), Ok(()));
+    }
+
+    #[test]
+    fn numeric_dates_may_have_a_fraction_or_an_exponent_and_compare_as_numbers() {
+        let p = provider("    clock_skew: 0s\n");
+        let at = |name: &str, v: Value| {
+            let mut c = claims(json!({"aud":"api","exp":NOW + 600}));
+            c.insert(name.into(), v);
+            c
+        };
+        let now = NOW as f64;
+        assert_eq!(check_claims(&p, &at("exp", json!(now + 0.5)), NOW), Ok(()));
+        assert_eq!(
+            check_claims(&p, &at("exp", json!(now - 0.5)), NOW),
+            Err(Rejection::Expired)
+        );
+        assert_eq!(
+            check_claims(&p, &at("nbf", json!(now + 0.5)), NOW),
+            Err(Rejection::NotYetValid)
+        );
+        assert_eq!(check_claims(&p, &at("nbf", json!(now - 0.5)), NOW), Ok(()));
+        assert_eq!(
+            check_claims(&p, &at("iat", json!(now + 0.5)), NOW),
+            Err(Rejection::IssuedInFuture)
+        );
+        assert_eq!(check_claims(&p, &at("iat", json!(now - 0.5)), NOW), Ok(()));
+        // 1.79616e9 is 1796160000: the same instant however it is written.
+        let exp = json!(1.79616e9);
+        assert_eq!(check_claims(&p, &at("exp", exp.clone()), 1_796_160_000), Ok(()));
+        assert_eq!(
+            check_claims(&p, &at("exp", exp), 1_796_160_001),
+            Err(Rejection::Expired)
+        );
+        // Rounded down: the last whole second of validity, and an issue time never later.
+        let c = claims(json!({"exp": 1_796_160_000.9, "iat": 1.7961e9 + 0.5}));
+        assert_eq!(whole_seconds(&c, "exp"), Some(1_796_160_000));
+        assert_eq!(whole_seconds(&c, "iat"), Some(1_796_100_000));
     }
 
     #[test]

@@ -79,9 +79,11 @@ impl Revocation {
         }
     }
 
-    /// Whether the entry can be forgotten at `now`.
+    /// Whether the entry can be forgotten at `now`: only after `expires_at`, the last second
+    /// in which the token it revokes can still be valid (`exp` + skew; a token is refused only
+    /// once `now > exp + skew`).
     pub fn expired(&self, now: u64) -> bool {
-        self.expires_at <= now
+        self.expires_at < now
     }
 }
 
@@ -501,6 +503,15 @@ mod tests {
         assert_eq!(s.purge(50), 2);
         assert_eq!(s.len(), 1);
         assert_eq!(s.check("i", Some("old"), None, None), None);
+    }
+
+    #[test]
+    fn an_entry_outlives_the_last_second_its_token_is_valid_in() {
+        let s = RevocationSet::default();
+        s.insert(token("i", "t", 50));
+        assert_eq!(s.purge(50), 0, "at now == exp + skew the token is still valid");
+        assert!(s.check("i", Some("t"), None, None).is_some());
+        assert_eq!(s.purge(51), 1);
     }
 
     #[test]

@@ -188,7 +188,8 @@ impl RedisStore {
 
     async fn try_put(&self, r: &Revocation) -> Result<(), Failure> {
         let json = serde_json::to_string(r)?;
-        let ttl = r.expires_at.saturating_sub(clock::now().unix).max(1);
+        // Kept through `expires_at`, the last second its token can be valid in.
+        let ttl = r.expires_at.saturating_sub(clock::now().unix).saturating_add(1);
         let (field, value) = match r.target {
             Target::Token { .. } => ("expires_at", r.expires_at),
             Target::Subject { issued_before, .. } => ("issued_before", issued_before),
