@@ -102,8 +102,15 @@ fn the_tls_example_is_a_valid_bootstrap_whose_jwtgate_cluster_talks_mutual_tls()
         "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
     );
     let context = &tls["common_tls_context"];
-    assert_eq!(context["alpn_protocols"], serde_json::json!(["h2"]), "jwtgate's gRPC ALPN");
-    assert!(context["tls_certificates"][0]["private_key"]["filename"].is_string(), "a client certificate for client_ca");
+    assert_eq!(
+        context["alpn_protocols"],
+        serde_json::json!(["h2"]),
+        "jwtgate's gRPC ALPN"
+    );
+    assert!(
+        context["tls_certificates"][0]["private_key"]["filename"].is_string(),
+        "a client certificate for client_ca"
+    );
     assert!(context["validation_context"]["trusted_ca"]["filename"].is_string());
     assert_eq!(
         context["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
@@ -112,7 +119,8 @@ fn the_tls_example_is_a_valid_bootstrap_whose_jwtgate_cluster_talks_mutual_tls()
 
     // The TLS context is checked field by field too.
     let mut misspelt = bootstrap.clone();
-    let context = &mut misspelt["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"];
+    let context =
+        &mut misspelt["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"];
     let v = context.as_object_mut().unwrap().remove("validation_context").unwrap();
     context["validation_contxt"] = v;
     assert!(parse(&misspelt).unwrap_err().contains("validation_contxt"));

@@ -194,7 +194,10 @@ fn the_pod_is_hardened_probed_and_outlives_its_drain() {
 #[test]
 fn the_tls_secret_serves_the_chosen_listeners_and_probes_follow_the_http_scheme() {
     let config_of = |objects: &[Value]| -> Value {
-        let text = kind(objects, "ConfigMap").unwrap()["data"]["jwtgate.yaml"].as_str().unwrap().to_owned();
+        let text = kind(objects, "ConfigMap").unwrap()["data"]["jwtgate.yaml"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         serde_saphyr::from_str(&text).unwrap()
     };
     let container = |objects: &[Value]| -> Value {
@@ -204,18 +207,28 @@ fn the_tls_secret_serves_the_chosen_listeners_and_probes_follow_the_http_scheme(
     // No Secret: plaintext listeners, HTTP probes, nothing mounted at /tls.
     let plain = objects(&template(&[]));
     let listen = &config_of(&plain)["listen"];
-    assert!(listen.get("grpc_tls").is_none() && listen.get("http_tls").is_none(), "{listen}");
+    assert!(
+        listen.get("grpc_tls").is_none() && listen.get("http_tls").is_none(),
+        "{listen}"
+    );
     assert_eq!(container(&plain)["readinessProbe"]["httpGet"]["scheme"], "HTTP");
 
     // The default with a Secret: TLS on gRPC only, no client certificates asked for.
     let grpc_only = objects(&template(&["--set", "tls.existingSecret=jg-tls"]));
     let listen = &config_of(&grpc_only)["listen"];
-    assert_eq!(listen["grpc_tls"], serde_json::json!({"cert": "/tls/tls.crt", "key": "/tls/tls.key"}));
+    assert_eq!(
+        listen["grpc_tls"],
+        serde_json::json!({"cert": "/tls/tls.crt", "key": "/tls/tls.key"})
+    );
     assert!(listen.get("http_tls").is_none(), "{listen}");
     assert_eq!(container(&grpc_only)["readinessProbe"]["httpGet"]["scheme"], "HTTP");
     let mounts = container(&grpc_only)["volumeMounts"].clone();
     assert!(
-        mounts.as_array().unwrap().iter().any(|m| m["mountPath"] == "/tls" && m["readOnly"] == true),
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/tls" && m["readOnly"] == true),
         "{mounts}"
     );
 
@@ -225,7 +238,10 @@ fn the_tls_secret_serves_the_chosen_listeners_and_probes_follow_the_http_scheme(
     let listen = &config_of(&all_on)["listen"];
     assert_eq!(listen["grpc_tls"]["client_ca"], "/tls/ca.crt");
     assert_eq!(listen["admin_tls"]["client_ca"], "/tls/ca.crt");
-    assert_eq!(listen["http_tls"], serde_json::json!({"cert": "/tls/tls.crt", "key": "/tls/tls.key"}));
+    assert_eq!(
+        listen["http_tls"],
+        serde_json::json!({"cert": "/tls/tls.crt", "key": "/tls/tls.key"})
+    );
     for probe in ["livenessProbe", "readinessProbe"] {
         assert_eq!(container(&all_on)[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
     }
