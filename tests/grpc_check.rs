@@ -225,6 +225,39 @@ async fn forward_token_false_strips_the_token_header() {
 }
 
 #[tokio::test]
+async fn forward_token_false_also_cuts_the_token_out_of_the_cookie_or_the_query() {
+    let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await;
+    let extra = "    forward_token: false\n    sources: [{ cookie: at }, { query: access_token }]\n";
+    let gk = Gatekeeper::start(&jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), extra), &[]).await;
+    gk.wait_ready().await;
+    let mut client = gk.client().await;
+    let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+
+    // Other cookies reach the upstream; the token's does not.
+    let cookies = format!("theme=dark; at={t}; lang=en");
+    let a = check(&mut client, check_request("/api", &[("cookie", &cookies)]))
+        .await
+        .unwrap();
+    assert_eq!(a.grpc_code, 0, "{a:?}");
+    assert_eq!(a.headers["cookie"], "theme=dark; lang=en");
+    assert!(a.removed_query.is_empty());
+    // The token was the only cookie: the header goes.
+    let a = check(&mut client, check_request("/api", &[("cookie", &format!("at={t}"))]))
+        .await
+        .unwrap();
+    assert_eq!(a.grpc_code, 0, "{a:?}");
+    assert!(a.removed.contains(&"cookie".to_string()), "{a:?}");
+    assert!(!a.headers.contains_key("cookie"));
+    // From the query: Envoy removes the parameter.
+    let a = check(&mut client, check_request(&format!("/api?x=1&access_token={t}"), &[]))
+        .await
+        .unwrap();
+    assert_eq!(a.grpc_code, 0, "{a:?}");
+    assert_eq!(a.removed_query, ["access_token"]);
+    assert!(!a.headers.contains_key("cookie") && !a.removed.contains(&"cookie".to_string()));
+}
+
+#[tokio::test]
 async fn cookie_and_query_sources_work_only_where_enabled() {
     let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await;
     let other = Issuer::start(vec![jwk("rsa-b.pem", Algorithm::RS256, "b")]).await;

@@ -386,3 +386,32 @@ async fn grpc_and_http_doors_answer_alike() {
         assert_eq!(from_grpc, from_nginx, "case {i}: gRPC vs Nginx mode");
     }
 }
+
+#[tokio::test]
+async fn forward_token_false_answers_the_cookie_header_without_the_token_cookie() {
+    let w = World::start(
+        "    forward_token: false\n    sources: [{ header: authorization, prefix: \"Bearer \" }, { cookie: at }]\n",
+    )
+    .await;
+    let t = w.token(json!({}));
+    let nginx = [("x-original-method", "GET"), ("x-original-uri", "/api")];
+    let cookies = format!("theme=dark; at={t}");
+    let r = w
+        .send("GET", "/auth", &[nginx[0], nginx[1], ("cookie", &cookies)])
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("cookie"), Some("theme=dark"), "the proxy copies this upstream");
+    let only = format!("at={t}");
+    let r = w.send("GET", "/auth", &[nginx[0], nginx[1], ("cookie", &only)]).await;
+    assert_eq!(
+        r.header("cookie"),
+        Some(""),
+        "nothing left: copied, it empties the header"
+    );
+    let bearer = format!("Bearer {t}");
+    let r = w
+        .send("GET", "/auth", &[nginx[0], nginx[1], ("authorization", &bearer)])
+        .await;
+    assert_eq!(r.header("authorization"), Some(""));
+    assert_eq!(r.header("cookie"), None);
+}

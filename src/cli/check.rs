@@ -131,6 +131,9 @@ async fn explain(config: &Config, req: &Request) -> ExitCode {
             for k in &allow.remove_headers {
                 println!("  remove  {k}");
             }
+            for k in &allow.remove_query_parameters {
+                println!("  remove  query parameter {k}");
+            }
             ExitCode::SUCCESS
         }
         Decision::Deny(deny) => {

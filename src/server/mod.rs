@@ -197,6 +197,14 @@ pub async fn start_with_metrics(
     )));
 
     tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), "jwtgate listening");
+    for p in config.providers.iter().filter(|p| !p.forward_token) {
+        for name in p.sources.iter().filter_map(|s| match s {
+            jwtgate_core::config::Source::Query(name) => Some(name),
+            _ => None,
+        }) {
+            tracing::warn!(provider = %p.name, parameter = %name, "forward_token: false with a query source: the gRPC door has Envoy remove the parameter, but on the HTTP door the proxy must strip it itself (see the README)");
+        }
+    }
     for p in config.providers.iter().filter(|p| p.audiences.is_empty()) {
         tracing::warn!(provider = %p.name, "no `audiences` configured: tokens issued for any audience are accepted");
     }

@@ -206,6 +206,7 @@ fn ok_response(allow: Allow) -> CheckResponse {
                 .map(|(k, v)| envoy_header(&k, v))
                 .collect(),
             headers_to_remove: allow.remove_headers,
+            query_parameters_to_remove: allow.remove_query_parameters,
             response_headers_to_add,
             ..Default::default()
         })),

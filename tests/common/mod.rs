@@ -604,6 +604,8 @@ pub struct Answer {
     pub http_status: Option<i32>,
     pub headers: HashMap<String, String>,
     pub removed: Vec<String>,
+    /// `ok_response.query_parameters_to_remove`.
+    pub removed_query: Vec<String>,
     /// `ok_response.response_headers_to_add`: headers for the client on an allow.
     pub response_headers: HashMap<String, String>,
     pub body: Option<Value>,
@@ -642,6 +644,7 @@ pub fn answer(r: CheckResponse) -> Answer {
                 })
                 .collect(),
             removed: ok.headers_to_remove,
+            removed_query: ok.query_parameters_to_remove,
             response_headers: ok
                 .response_headers_to_add
                 .into_iter()
@@ -659,6 +662,7 @@ pub fn answer(r: CheckResponse) -> Answer {
                 .filter_map(|h| h.header.map(|h| (h.key, h.value)))
                 .collect(),
             removed: vec![],
+            removed_query: vec![],
             response_headers: HashMap::new(),
             body: serde_json::from_str(&d.body).ok(),
             metadata,

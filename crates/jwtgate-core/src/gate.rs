@@ -569,14 +569,23 @@ impl Gate {
             .filter(|h| req.headers.contains_key(*h) && !set_headers.iter().any(|(s, _)| s == *h))
             .cloned()
             .collect();
-        if let Some(((_, Source::Header { name, .. }), provider)) = verified
+        let mut remove_query_parameters = Vec::new();
+        if let Some(((_, source), provider)) = verified
             && !provider.config.forward_token
         {
-            remove_headers.push(name.clone());
+            match source {
+                Source::Header { name, .. } => remove_headers.push(name.clone()),
+                Source::Cookie(name) => match req.header("cookie").and_then(|c| token::without_cookie(c, name)) {
+                    Some(rest) => set_headers.push(("cookie".into(), rest)),
+                    None => remove_headers.push("cookie".into()),
+                },
+                Source::Query(name) => remove_query_parameters.push(name.clone()),
+            }
         }
         Allow {
             set_headers,
             remove_headers,
+            remove_query_parameters,
             identity,
             trace_id,
             rate_limit: None,

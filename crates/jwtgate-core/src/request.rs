@@ -54,6 +54,9 @@ pub struct Allow {
     pub set_headers: Vec<(String, String)>,
     /// Headers to remove from the upstream request.
     pub remove_headers: Vec<String>,
+    /// Query parameters to remove from the upstream request (a token taken from the query with
+    /// `forward_token: false`).
+    pub remove_query_parameters: Vec<String>,
     /// Who the caller is, for dynamic metadata and logs.
     pub identity: Option<Identity>,
     /// Trace id for logs.

@@ -46,6 +46,17 @@ fn from_source<'r>(req: &'r Request, source: &Source) -> Option<Cow<'r, str>> {
     }
 }
 
+/// The `cookie` header `cookies` without any cookie named `name` (the token's, when it must not
+/// reach the upstream), or `None` when no other cookie is left.
+pub fn without_cookie(cookies: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = cookies
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k).trim() != name)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
 /// Decodes `%XX` escapes (and `+` as space); invalid escapes are kept as they are.
 fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) || s.len() > MAX_SCAN_BYTES {
@@ -91,6 +102,17 @@ mod tests {
             name: "authorization".into(),
             prefix: "Bearer ".into(),
         }
+    }
+
+    #[test]
+    fn the_token_cookie_is_cut_out_and_the_others_kept() {
+        assert_eq!(
+            without_cookie("theme=dark; at=abc.def; lang=en", "at").as_deref(),
+            Some("theme=dark; lang=en")
+        );
+        assert_eq!(without_cookie("at=abc;at=again", "at"), None);
+        assert_eq!(without_cookie(" at = x ;; ", "at"), None);
+        assert_eq!(without_cookie("at2=x; xat=y", "at").as_deref(), Some("at2=x; xat=y"));
     }
 
     #[test]
