@@ -403,3 +403,92 @@ async fn context_extensions_pick_a_policy() {
     .unwrap();
     assert_allowed(&a, "context policy");
 }
+
+/// Two providers that each bring a token (Envoy's `requires_all`): a user token from `corp`
+/// in `authorization`, a device token from `device` in `x-device-token`.
+#[tokio::test]
+async fn all_of_providers_needs_a_valid_token_of_each_in_its_own_source() {
+    let corp = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "a")]).await;
+    let device = Issuer::start(vec![jwk("ec-p256.pem", Algorithm::ES256, "d")]).await;
+    let providers = format!(
+        "{}{}routes:\n  - name: both\n    require: {{ providers: {{ all_of: [corp, device] }}, scopes: [api.read] }}\n",
+        jwks_provider("corp", &corp.url(), &corp.jwks_uri(), ""),
+        jwks_provider(
+            "device",
+            &device.url(),
+            &device.jwks_uri(),
+            "    sources: [{ header: x-device-token, prefix: \"\" }]\n    forward_token: false\n"
+        )
+        .replace(
+            "claims_to_headers: { sub: x-jwt-sub }",
+            "claims_to_headers: { sub: x-device-id }"
+        ),
+    );
+    let gk = Gatekeeper::start(&providers, &[]).await;
+    gk.wait_ready().await;
+    let mut client = gk.client().await;
+    let token = |issuer: &Issuer, key: &str, alg, kid, extra: Value| {
+        let mut c = claims(&issuer.url());
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        sign(&pem(key), alg, Some(kid), c)
+    };
+    let user = token(
+        &corp,
+        "rsa-a.pem",
+        Algorithm::RS256,
+        "a",
+        json!({"sub": "alice", "scope": "api.read"}),
+    );
+    let thermostat = token(
+        &device,
+        "ec-p256.pem",
+        Algorithm::ES256,
+        "d",
+        json!({"sub": "thermostat-7"}),
+    );
+    let mut ask = async |headers: &[(&str, &str)]| check(&mut client, check_request("/api", headers)).await.unwrap();
+    let bearer_user = format!("Bearer {user}");
+
+    let a = ask(&[("authorization", &bearer_user), ("x-device-token", &thermostat)]).await;
+    assert_eq!(a.grpc_code, 0, "{a:?}");
+    assert_eq!(a.headers["x-jwt-sub"], "alice", "the first provider's identity");
+    assert_eq!(a.headers["x-device-id"], "thermostat-7", "and the second's");
+    assert_eq!(
+        a.removed,
+        ["x-device-token"],
+        "device's forward_token: false, corp's default"
+    );
+
+    // One token is not enough, whichever it is.
+    let a = ask(&[("authorization", &bearer_user)]).await;
+    assert_eq!((a.http_status, a.reason().as_str()), (Some(401), "missing token"));
+    let a = ask(&[("x-device-token", &thermostat)]).await;
+    assert_eq!((a.http_status, a.reason().as_str()), (Some(401), "missing token"));
+    // Each source must hold its own provider's token: corp's token in the device header is not
+    // the device's.
+    let a = ask(&[("authorization", &bearer_user), ("x-device-token", &user)]).await;
+    assert_eq!(
+        a.http_status,
+        Some(401),
+        "corp's token is not read from x-device-token: {a:?}"
+    );
+    // A bad second token fails the request like a bad first one.
+    let expired = token(
+        &device,
+        "ec-p256.pem",
+        Algorithm::ES256,
+        "d",
+        json!({"exp": now() - 3600}),
+    );
+    let a = ask(&[("authorization", &bearer_user), ("x-device-token", &expired)]).await;
+    assert_eq!((a.http_status, a.reason().as_str()), (Some(401), "token expired"));
+    // The other requirements are the first token's.
+    let no_scope = format!("Bearer {}", token(&corp, "rsa-a.pem", Algorithm::RS256, "a", json!({})));
+    let a = ask(&[("authorization", &no_scope), ("x-device-token", &thermostat)]).await;
+    assert_eq!(
+        (a.http_status, a.reason().as_str()),
+        (Some(403), "missing scope: api.read")
+    );
+}

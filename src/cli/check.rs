@@ -96,10 +96,10 @@ fn request(args: Args) -> Result<Request, ArgError> {
 
 async fn explain(config: &Config, req: &Request) -> ExitCode {
     let gate = Gate::new(config, &fetch::client(), Shared::default());
-    if let Some(p) = gate.token_provider(req)
-        && let Err(e) = p.keys.load_once().await
-    {
-        println!("keys for provider {}: {e}", p.config.name);
+    for p in gate.token_providers(req) {
+        if let Err(e) = p.keys.load_once().await {
+            println!("keys for provider {}: {e}", p.config.name);
+        }
     }
     let (decision, ex) = gate.explain(req).await;
     println!("request:  {} {} (host {:?})", req.method, req.path, req.host);

@@ -61,8 +61,13 @@ struct Outcome<'g> {
     provider: Option<&'g Arc<ProviderKeys>>,
     /// The token, when it may identify the caller (verified, not revoked) and where it was.
     verified: Option<(Arc<Verified>, &'g Source)>,
+    /// With `providers: { all_of }`, the other providers' tokens (verified, not revoked).
+    also: Vec<AlsoVerified<'g>>,
     result: Result<(), Rejection>,
 }
+
+/// One more verified token of an all-of requirement, where it was found, and its provider.
+type AlsoVerified<'g> = ((Arc<Verified>, &'g Source), &'g Arc<ProviderKeys>);
 
 impl<'g> Outcome<'g> {
     /// Decided before any token was verified.
@@ -71,6 +76,7 @@ impl<'g> Outcome<'g> {
             route,
             provider: None,
             verified: None,
+            also: Vec::new(),
             result,
         }
     }
@@ -265,14 +271,26 @@ impl Gate {
         }
     }
 
-    /// The provider whose keys verify the request's token: the token is found through the
-    /// configured sources exactly as [`Gate::decide`] finds it, and its provider named by its
-    /// (unverified) `iss`. For one-shot commands that must load that provider's keys first.
-    pub fn token_provider(&self, req: &Request) -> Option<&Arc<ProviderKeys>> {
-        let (token, _) = token::extract(req, &self.sources)?;
-        let jws = jws::parse_unverified(&token).ok()?;
-        let issuer = jws.claims.get("iss")?.as_str()?;
-        self.verifier.provider(issuer)
+    /// The providers whose keys verify the request's tokens: each configured source is looked
+    /// in as [`Gate::decide`] looks (so all of an all-of requirement's tokens are found), and a
+    /// token's provider named by its (unverified) `iss`. For one-shot commands that must load
+    /// those providers' keys first.
+    pub fn token_providers(&self, req: &Request) -> Vec<&Arc<ProviderKeys>> {
+        let mut found: Vec<&Arc<ProviderKeys>> = Vec::new();
+        for source in &self.sources {
+            let Some((token, _)) = token::extract(req, std::slice::from_ref(source)) else {
+                continue;
+            };
+            let provider = jws::parse_unverified(&token)
+                .ok()
+                .and_then(|jws| self.verifier.provider(jws.claims.get("iss")?.as_str()?));
+            if let Some(p) = provider
+                && !found.iter().any(|f| Arc::ptr_eq(f, p))
+            {
+                found.push(p);
+            }
+        }
+        found
     }
 
     async fn run(&self, req: &Request, mut trace: Trace<'_>) -> Decision {
@@ -281,6 +299,7 @@ impl Gate {
             route,
             provider,
             verified,
+            also,
             result,
         } = self.evaluate(req, &mut trace).await;
         let route_name = route.map_or("(unmatched)", |(_, r)| r.name.as_str());
@@ -302,7 +321,7 @@ impl Gate {
         match result {
             Ok(()) => {
                 self.counters.allowed(route, provider_index);
-                let mut allow = self.allow(req, verified, trace_id);
+                let mut allow = self.allow(req, verified, &also, trace_id);
                 if self.headers_on_allow
                     && let Some(h) = headroom
                 {
@@ -319,7 +338,7 @@ impl Gate {
                 if self.denial_log.admit() {
                     tracing::warn!(trace_id = %trace_id, route = route_name, reason = rejection.label(), method = %req.method, "dry run: would deny");
                 }
-                let allow = self.allow(req, verified, trace_id);
+                let allow = self.allow(req, verified, &also, trace_id);
                 trace.with(|e| e.dry_run_denial = Some(rejection));
                 Decision::Allow(allow)
             }
@@ -456,6 +475,11 @@ impl Gate {
             Auth::Optional => None,
             Auth::Required(r) => Some(r),
         };
+        if let Some(r) = requirements
+            && !r.all_providers.is_empty()
+        {
+            return self.evaluate_all_of(req, r, route, trace).await;
+        }
         let Some((token, source)) = token::extract(req, &self.sources) else {
             if requirements.is_none() {
                 trace.step(|| "token optional: none sent, anonymous".into(), Ok(()));
@@ -482,6 +506,63 @@ impl Gate {
             provider: Some(provider),
             verified: Some((verified, source)),
             ..done(result)
+        }
+    }
+
+    /// `providers: { all_of }`: for each provider in turn, a token in its own sources that
+    /// verifies as that provider's and is not revoked; then the first one's claims against the
+    /// other requirements. The first failure decides.
+    async fn evaluate_all_of<'g>(
+        &'g self,
+        req: &Request,
+        requirements: &Requirements,
+        route: Option<(usize, &'g Route)>,
+        trace: &mut Trace<'_>,
+    ) -> Outcome<'g> {
+        let mut verified: Vec<AlsoVerified<'g>> = Vec::with_capacity(requirements.all_providers.len());
+        for name in &requirements.all_providers {
+            let refused = |provider, rejection| Outcome {
+                provider,
+                ..Outcome::early(route, Err(rejection))
+            };
+            let Some(wanted) = self.verifier.providers().find(|p| &p.config.name == name) else {
+                // Validated with the same config: cannot happen, and would deny.
+                return refused(None, Rejection::ProviderNotAccepted);
+            };
+            let Some((token, source)) = token::extract(req, &wanted.config.sources) else {
+                trace.step(
+                    || format!("a token of provider {name} present"),
+                    Err(&Rejection::MissingToken),
+                );
+                return refused(verified.first().map(|(_, p)| *p), Rejection::MissingToken);
+            };
+            trace.step(
+                || format!("token of provider {name} found in {}", source.describe()),
+                Ok(()),
+            );
+            match self.authenticate(&token, Some(source), trace).await {
+                Ok((v, p)) if Arc::ptr_eq(p, wanted) => verified.push(((v, source), p)),
+                Ok((_, p)) => {
+                    trace.step(
+                        || format!("the token in {} is provider {name}'s", source.describe()),
+                        Err(&Rejection::ProviderNotAccepted),
+                    );
+                    return refused(Some(p), Rejection::ProviderNotAccepted);
+                }
+                Err(r) => return refused(r.verified.map(|(_, p)| p), r.rejection),
+            }
+        }
+        let mut verified = verified.into_iter();
+        let Some((first, provider)) = verified.next() else {
+            return Outcome::early(route, Err(Rejection::MissingToken));
+        };
+        let result = self.requirements_met(requirements, &provider.config, &first.0, trace);
+        Outcome {
+            route,
+            provider: Some(provider),
+            verified: Some(first),
+            also: verified.collect(),
+            result,
         }
     }
 
@@ -548,20 +629,25 @@ impl Gate {
         result
     }
 
-    fn allow(&self, req: &Request, verified: Option<Caller<'_>>, trace_id: String) -> Allow {
-        let mut set_headers = Vec::new();
-        let mut identity = None;
-        if let Some(((v, _), provider)) = verified {
+    fn allow(&self, req: &Request, verified: Option<Caller<'_>>, also: &[AlsoVerified<'_>], trace_id: String) -> Allow {
+        let mut set_headers: Vec<(String, String)> = Vec::new();
+        let identity = verified.map(|((v, _), _)| v.identity());
+        let callers = verified.into_iter().chain(also.iter().map(|(v, p)| (v, *p)));
+        for ((v, _), provider) in callers.clone() {
             let p = &provider.config;
             for ((_, header), value) in p.claims_to_headers.iter().zip(v.header_values.iter()) {
-                if let Some(value) = value {
+                // With all_of, the first token that names a header sets it.
+                if let Some(value) = value
+                    && !set_headers.iter().any(|(h, _)| h == header)
+                {
                     set_headers.push((header.clone(), value.clone()));
                 }
             }
-            if let (Some(h), Some(payload)) = (&p.payload_header, &v.payload_b64) {
+            if let (Some(h), Some(payload)) = (&p.payload_header, &v.payload_b64)
+                && !set_headers.iter().any(|(s, _)| s == h)
+            {
                 set_headers.push((h.clone(), payload.clone()));
             }
-            identity = Some(v.identity());
         }
         let mut remove_headers: Vec<String> = self
             .identity_headers
@@ -570,15 +656,22 @@ impl Gate {
             .cloned()
             .collect();
         let mut remove_query_parameters = Vec::new();
-        if let Some(((_, source), provider)) = verified
-            && !provider.config.forward_token
-        {
+        for ((_, source), _) in callers.filter(|(_, p)| !p.config.forward_token) {
             match source {
                 Source::Header { name, .. } => remove_headers.push(name.clone()),
-                Source::Cookie(name) => match req.header("cookie").and_then(|c| token::without_cookie(c, name)) {
-                    Some(rest) => set_headers.push(("cookie".into(), rest)),
-                    None => remove_headers.push("cookie".into()),
-                },
+                Source::Cookie(name) => {
+                    // Several all_of tokens in cookies: cut each out of what is left.
+                    let current = match set_headers.iter().position(|(h, _)| h == "cookie") {
+                        Some(i) => Some(set_headers.remove(i).1),
+                        None if remove_headers.iter().any(|h| h == "cookie") => None,
+                        None => req.header("cookie").map(str::to_owned),
+                    };
+                    match current.and_then(|c| token::without_cookie(&c, name)) {
+                        Some(rest) => set_headers.push(("cookie".into(), rest)),
+                        None if !remove_headers.iter().any(|h| h == "cookie") => remove_headers.push("cookie".into()),
+                        None => {}
+                    }
+                }
                 Source::Query(name) => remove_query_parameters.push(name.clone()),
             }
         }

@@ -314,14 +314,35 @@ pub enum RawMode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRequire {
-    /// Any of these providers.
-    pub providers: Option<Vec<String>>,
+    /// Any of these providers, or `{ any_of | all_of }`.
+    pub providers: Option<RawProviders>,
     /// All of these scopes.
     pub scopes: Option<Vec<String>>,
     /// Roles required.
     pub roles: Option<RawRoles>,
     /// Claim tests by dot path.
     pub claims: Option<BTreeMap<String, RawClaimTest>>,
+}
+
+/// `providers: [a, b]` (any of them) or `providers: { any_of: [a, b] }` / `{ all_of: [a, b] }`
+/// (a token of each, every one from its own provider's sources).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawProviders {
+    /// A list: any of them.
+    AnyOf(Vec<String>),
+    /// `{ any_of | all_of }`.
+    Rule(RawProviderRule),
+}
+
+/// The map form of `providers:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProviderRule {
+    /// A token from any one of these providers.
+    pub any_of: Option<Vec<String>>,
+    /// A token from each of these providers.
+    pub all_of: Option<Vec<String>>,
 }
 
 /// `roles: [a, b]` (all of them) or `roles: { any_of: [a, b] }` / `{ all_of: [...] }`.

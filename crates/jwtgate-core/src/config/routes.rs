@@ -8,9 +8,10 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::raw::{
-    RawAuth, RawClaimTest, RawDefaults, RawHttpAuth, RawMatch, RawMode, RawRequire, RawRoles, RawRoute, RawUnmatched,
+    RawAuth, RawClaimTest, RawDefaults, RawHttpAuth, RawMatch, RawMode, RawProviders, RawRequire, RawRoles, RawRoute,
+    RawUnmatched,
 };
-use super::{ConfigError, Provider, Validator};
+use super::{ConfigError, Provider, Source, Validator};
 
 /// One route: the first whose `match` holds decides what a request needs.
 #[derive(Debug, Clone)]
@@ -76,6 +77,10 @@ pub enum Auth {
 pub struct Requirements {
     /// Any of these providers; empty means any provider.
     pub providers: Vec<String>,
+    /// A valid token from each of these providers (Envoy's `requires_all`), each found in its
+    /// own provider's sources; the first one's claims meet the other requirements. Empty: one
+    /// token, as `providers` says.
+    pub all_providers: Vec<String>,
     /// All of these scopes, from `scope` (space-delimited) or `scp` (array or string).
     pub scopes: Vec<String>,
     /// Roles from the provider's `roles_claim`.
@@ -167,6 +172,18 @@ pub fn default_routes() -> Vec<Route> {
         auth: Auth::Required(Requirements::default()),
         mode: Mode::Enforce,
     }]
+}
+
+/// Whether one token could be found through both sources: the same cookie or query
+/// parameter, or the same header unless both require different scheme prefixes.
+fn overlap(a: &Source, b: &Source) -> bool {
+    match (a, b) {
+        (Source::Header { name: n, prefix: p }, Source::Header { name: m, prefix: q }) => {
+            n == m && (p.is_empty() || q.is_empty() || p.eq_ignore_ascii_case(q))
+        }
+        (Source::Cookie(n), Source::Cookie(m)) | (Source::Query(n), Source::Query(m)) => n == m,
+        _ => false,
+    }
 }
 
 /// Whether `path` is a dot-separated claim path like `sub` or `realm_access.roles`.
@@ -287,16 +304,7 @@ impl Validator<'_> {
     }
 
     fn requirements(&self, field: &str, r: RawRequire, providers: &[Provider]) -> Result<Requirements, ConfigError> {
-        let list = providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
-        let wanted = r.providers.unwrap_or_default();
-        for name in &wanted {
-            if !providers.iter().any(|p| &p.name == name) {
-                return Err(self.err(
-                    format!("{field}.providers"),
-                    format!("no provider `{name}` (have: {list})"),
-                ));
-            }
-        }
+        let (wanted, all_providers) = self.required_providers(field, r.providers, providers)?;
         let non_empty = |name: &str, v: Vec<String>| -> Result<Vec<String>, ConfigError> {
             if v.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
                 return Err(self.err(format!("{field}.{name}"), "entries must be non-empty without spaces"));
@@ -331,10 +339,64 @@ impl Validator<'_> {
         }
         Ok(Requirements {
             providers: wanted,
+            all_providers,
             scopes,
             roles,
             claims,
         })
+    }
+
+    /// `require.providers`: (any of, all of), every name a configured provider; with `all_of`,
+    /// no two of them may look for their tokens in the same place.
+    fn required_providers(
+        &self,
+        field: &str,
+        raw: Option<RawProviders>,
+        providers: &[Provider],
+    ) -> Result<(Vec<String>, Vec<String>), ConfigError> {
+        let (any_of, all_of, f) = match raw {
+            None => (Vec::new(), Vec::new(), format!("{field}.providers")),
+            Some(RawProviders::AnyOf(v)) => (v, Vec::new(), format!("{field}.providers")),
+            Some(RawProviders::Rule(rule)) => match (rule.any_of, rule.all_of) {
+                (Some(v), None) => (v, Vec::new(), format!("{field}.providers.any_of")),
+                (None, Some(v)) if !v.is_empty() => (Vec::new(), v, format!("{field}.providers.all_of")),
+                _ => {
+                    return Err(self.err(
+                        format!("{field}.providers"),
+                        "give a list, or exactly one of `any_of`, `all_of` (not empty)",
+                    ));
+                }
+            },
+        };
+        let list = providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+        let mut named: Vec<&Provider> = Vec::new();
+        for name in any_of.iter().chain(&all_of) {
+            let Some(p) = providers.iter().find(|p| &p.name == name) else {
+                return Err(self.err(f, format!("no provider `{name}` (have: {list})")));
+            };
+            if named.iter().any(|n| n.name == *name) {
+                return Err(self.err(f, format!("`{name}` is named twice")));
+            }
+            named.push(p);
+        }
+        if !all_of.is_empty() {
+            for (i, a) in named.iter().enumerate() {
+                for b in &named[..i] {
+                    if let Some(s) = a.sources.iter().find(|s| b.sources.iter().any(|t| overlap(s, t))) {
+                        return Err(self.err(
+                            f,
+                            format!(
+                                "`{}` and `{}` both look for their token in {}: with all_of each needs a source of its own (`sources:`)",
+                                b.name,
+                                a.name,
+                                s.describe()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((any_of, all_of))
     }
 
     fn claim_test(&self, field: &str, t: RawClaimTest) -> Result<ClaimTest, ConfigError> {
