@@ -161,7 +161,9 @@ fn the_pod_is_hardened_probed_and_outlives_its_drain() {
         .as_str()
         .unwrap();
     assert!(
-        config.contains("shutdown_drain: 5s") && config.contains("grpc: 0.0.0.0:9001"),
+        config.contains("shutdown_drain: 5s")
+            && config.contains("grpc: 0.0.0.0:9001")
+            && config.contains("dir: /var/lib/jwtgate/keys"),
         "{config}"
     );
 

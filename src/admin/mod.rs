@@ -13,7 +13,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{tls, transport::Tls};
+use crate::tls::{self, ListenerTls};
 
 pub use service::AdminService;
 
@@ -24,7 +24,7 @@ pub mod pb {
 
 /// Serves the admin API on `listener` (over `tls` when given) until `shutdown`, then finishes
 /// in-flight calls.
-pub async fn serve(listener: TcpListener, service: AdminService, tls: Tls, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, service: AdminService, tls: ListenerTls, shutdown: CancellationToken) {
     let router = tonic::transport::Server::builder().add_service(pb::admin_server::AdminServer::new(service));
     let served = match tls {
         None => {

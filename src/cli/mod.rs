@@ -45,7 +45,7 @@ pub fn run(flavor: Flavor, command: impl Future<Output = ExitCode>) -> ExitCode 
 /// answered with exit code 2.
 pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
     let config = Config::load(path).map_err(|e| config_error(&e))?;
-    crate::server::tls::check(&config).map_err(|e| config_error(&e.in_file(path)))?;
+    crate::tls::check(&config).map_err(|e| config_error(&e.in_file(path)))?;
     Ok(config)
 }
 

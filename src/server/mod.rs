@@ -7,7 +7,6 @@ mod cork;
 pub mod grpc;
 pub mod http;
 pub mod render;
-pub mod tls;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -18,6 +17,7 @@ use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use jwtgate_core::config::rate_limits::LimitStore;
 use jwtgate_core::config::{Config, ListenTls};
 use jwtgate_core::gate::Shared;
+use jwtgate_core::keys::cache::KeyCache;
 use jwtgate_core::keys::fetch;
 use jwtgate_core::live::{Live, SharedGate};
 use jwtgate_core::metrics::Metrics;
@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminService};
+use crate::tls;
 
 /// The gRPC service name Envoy health-checks.
 pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
@@ -104,6 +105,19 @@ fn listener_tls(
     Ok(files.map(|f| tls::ServerTls::load(f, protocols)).transpose()?)
 }
 
+/// The disk cache of key sets; without it jwtgate serves, but a restart during an issuer outage
+/// starts with no keys.
+fn key_cache(config: &Config) -> Option<Arc<KeyCache>> {
+    let dir = &config.key_cache.dir;
+    match KeyCache::open(dir) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "key_cache.dir: cannot keep key sets on disk ({e}); a restart while an issuer is down will start without its keys");
+            None
+        }
+    }
+}
+
 /// The shared rate-limit store, when the config asks for one.
 async fn rate_store(config: &Config) -> Result<Option<Arc<RedisCounters>>, StartError> {
     let LimitStore::Redis { connection } = &config.rate_limits.store else {
@@ -144,6 +158,7 @@ pub async fn start_with_metrics(
         store: Some(store.clone()),
         rate_counters: Arc::default(),
         rate_store: rate_store(config).await?,
+        key_cache: key_cache(config),
     };
     let live = Live::start(config, fetch::client(), shared, shutdown.clone());
     let draining = shutdown.child_token();

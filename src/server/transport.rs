@@ -1,32 +1,27 @@
 //! How the listeners serve: the gRPC listener's connections get `TCP_NODELAY` and corked writes
 //! (see the `cork` module: one socket write per batch of ready responses), and the HTTP listener
 //! is axum with the peer address known and a graceful shutdown; either over TLS when the
-//! listener has it ([`super::tls`]). `jwtgate serve` serves through these functions, and so does
+//! listener has it ([`crate::tls`]). `jwtgate serve` serves through these functions, and so does
 //! `jwtgate-bench`'s no-op baseline, so the two run the same stack and the difference between
 //! them is what deciding costs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::serve::ListenerExt;
-use jwtgate_core::metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 
 use super::cork::Corked;
-use super::tls::{self, ServerTls, TlsListener};
-
-/// A listener's TLS and the metrics its handshakes count into.
-pub type Tls = Option<(Arc<ServerTls>, Arc<Metrics>)>;
+use crate::tls::{self, ListenerTls, TlsListener};
 
 /// Serves the gRPC services of `router` on `listener` (over `tls` when given) until `shutdown`,
 /// then lets in-flight calls finish.
 pub async fn serve_grpc(
     router: tonic::transport::server::Router,
     listener: TcpListener,
-    tls: Tls,
+    tls: ListenerTls,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     match tls {
@@ -56,7 +51,7 @@ pub async fn serve_grpc(
 pub async fn serve_http(
     router: axum::Router,
     listener: TcpListener,
-    tls: Tls,
+    tls: ListenerTls,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let service = router.into_make_service_with_connect_info::<SocketAddr>();

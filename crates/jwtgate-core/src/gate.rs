@@ -17,6 +17,7 @@ use crate::config::rate_limits::KeyPart;
 use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
 use crate::denial_log::DenialLog;
+use crate::keys::cache::KeyCache;
 use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
 use crate::path;
 use crate::ratelimit::local::LocalCounters;
@@ -153,6 +154,8 @@ pub struct Shared {
     pub rate_counters: Arc<LocalCounters>,
     /// The shared rate-limit store (`rate_limits.store: redis`), when serving.
     pub rate_store: Option<Arc<RedisCounters>>,
+    /// Where fetched key sets are kept (`key_cache.dir`), when serving.
+    pub key_cache: Option<Arc<KeyCache>>,
 }
 
 impl Gate {
@@ -771,6 +774,7 @@ impl Gate {
                     keys: s.keys,
                     age_seconds: s.age_seconds,
                     last_success_unix: s.last_loaded_unix,
+                    restored: s.state == "restored",
                 }
             })
             .collect();

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError};
 use crate::gate::{Gate, Shared};
 use crate::keys::KeyStore;
-use crate::metrics::Metrics;
 use crate::verify::Verifier;
 
 /// The gate that decides now; front doors load it once per request.
@@ -43,7 +42,7 @@ impl Live {
     /// Builds the first gate and starts every provider's key refresh.
     pub fn start(config: &Config, client: reqwest::Client, shared: Shared, shutdown: CancellationToken) -> Arc<Self> {
         let mut stores = Vec::new();
-        let verifier = key_stores(config, &client, &shared.metrics, &shutdown, &[], &mut stores);
+        let verifier = key_stores(config, &client, &shared, &shutdown, &[], &mut stores);
         let gate = Gate::with_verifier(config, verifier, shared);
         Arc::new(Self {
             gate: Arc::new(ArcSwap::from_pointee(gate)),
@@ -81,14 +80,7 @@ impl Live {
         let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = Vec::with_capacity(config.providers.len());
         let shared = self.gate.load().shared().clone();
-        let verifier = key_stores(
-            config,
-            &self.client,
-            &shared.metrics,
-            &self.shutdown,
-            &stores,
-            &mut next,
-        );
+        let verifier = key_stores(config, &self.client, &shared, &self.shutdown, &stores, &mut next);
         let mut kept = 0;
         for (store, stop) in stores.iter() {
             if next.iter().any(|(s, _)| Arc::ptr_eq(s, store)) {
@@ -147,7 +139,7 @@ impl Live {
 fn key_stores(
     config: &Config,
     client: &reqwest::Client,
-    metrics: &Metrics,
+    shared: &Shared,
     shutdown: &CancellationToken,
     running: &[RunningStore],
     next: &mut Vec<RunningStore>,
@@ -156,7 +148,7 @@ fn key_stores(
         let (store, stop) = match running.iter().find(|(s, _)| s.serves(p)) {
             Some(kept) => kept.clone(),
             None => {
-                let store = KeyStore::new(p, client.clone(), metrics);
+                let store = KeyStore::new(p, client.clone(), &shared.metrics, shared.key_cache.clone());
                 let stop = shutdown.child_token();
                 tokio::spawn(store.clone().run(stop.clone()));
                 (store, stop)

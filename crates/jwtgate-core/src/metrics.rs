@@ -223,6 +223,7 @@ pub struct StateGauges {
     key_set_keys: Family<ProviderLabels, Gauge>,
     key_set_age: Family<ProviderLabels, Gauge>,
     key_set_last_success: Family<ProviderLabels, Gauge>,
+    key_set_restored: Family<ProviderLabels, Gauge>,
     cache_entries: Gauge,
     revocations: Family<KindLabels, Gauge>,
     revocation_store_up: Gauge,
@@ -239,6 +240,8 @@ pub struct KeySetState {
     pub age_seconds: Option<u64>,
     /// Unix time of the last successful load, if any.
     pub last_success_unix: Option<u64>,
+    /// Served from the disk cache since no fetch has succeeded.
+    pub restored: bool,
 }
 
 impl StateGauges {
@@ -247,6 +250,7 @@ impl StateGauges {
         self.key_set_keys.clear();
         self.key_set_age.clear();
         self.key_set_last_success.clear();
+        self.key_set_restored.clear();
         for s in sets {
             let labels = ProviderLabels {
                 provider: s.provider.clone(),
@@ -260,6 +264,7 @@ impl StateGauges {
             if let Some(at) = s.last_success_unix {
                 self.key_set_last_success.get_or_create(&labels).set(saturating_i64(at));
             }
+            self.key_set_restored.get_or_create(&labels).set(i64::from(s.restored));
         }
     }
 
@@ -365,6 +370,11 @@ impl Metrics {
             "jwtgate_key_set_last_success_timestamp_seconds",
             "Unix time of each provider's last successful key-set load",
             state.key_set_last_success.clone(),
+        );
+        registry.register(
+            "jwtgate_key_set_restored",
+            "Whether each provider serves the key set kept on disk because no fetch has succeeded since start (1) or not (0)",
+            state.key_set_restored.clone(),
         );
         let lookups = Family::<OutcomeLabels, Counter>::default();
         registry.register(

@@ -116,9 +116,10 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Builds the verifier and one key store per provider (fetches counted in `metrics`).
+    /// Builds the verifier and one key store per provider (fetches counted in `metrics`; no
+    /// disk cache: for one-shot commands and benchmarks).
     pub fn new(config: &Config, client: &reqwest::Client, metrics: &Metrics) -> Self {
-        Self::with_key_stores(config, |p| KeyStore::new(p, client.clone(), metrics))
+        Self::with_key_stores(config, |p| KeyStore::new(p, client.clone(), metrics, None))
     }
 
     /// Builds the verifier with the key store `store_for` gives each provider (a reload passes

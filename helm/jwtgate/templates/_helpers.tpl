@@ -44,6 +44,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (eq (default "embedded" $revocation.store) "embedded") (not $revocation.path) -}}
 {{- $_ := set $owned "revocation" (mustMergeOverwrite $revocation (dict "path" "/var/lib/jwtgate")) -}}
 {{- end -}}
+{{- if not (default dict .Values.config.key_cache).dir -}}
+{{- $_ := set $owned "key_cache" (dict "dir" "/var/lib/jwtgate/keys") -}}
+{{- end -}}
 {{- if .Values.redis.url -}}
 {{- $_ := set $owned "redis" (mustMergeOverwrite (deepCopy (default dict .Values.config.redis)) (dict "url" .Values.redis.url)) -}}
 {{- end -}}

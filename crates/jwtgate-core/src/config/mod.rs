@@ -71,6 +71,15 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// Rate limits decided with each check.
     pub rate_limits: rate_limits::RateLimits,
+    /// Where `jwtgate serve` keeps each fetching provider's last good key set.
+    pub key_cache: KeyCacheConfig,
+}
+
+/// `key_cache:`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCacheConfig {
+    /// The directory (created at start, mode 0700).
+    pub dir: PathBuf,
 }
 
 /// `cache:`, validated.
@@ -428,8 +437,17 @@ impl Validator<'_> {
             StoreConfig::Embedded { .. } => None,
         });
         let rate_limits = self.rate_limits(raw.rate_limits, &routes, shared.as_ref())?;
+        let key_cache = KeyCacheConfig {
+            dir: match (raw.key_cache.dir, &revocation.store) {
+                (Some(dir), _) if dir.as_os_str().is_empty() => return Err(self.err("key_cache.dir", "is empty")),
+                (Some(dir), _) => self.base.join(dir),
+                (None, StoreConfig::Embedded { path }) => path.join("keys"),
+                (None, StoreConfig::Redis { .. }) => self.base.join("jwtgate-data").join("keys"),
+            },
+        };
         let admin = self.admin(raw.admin, &providers)?;
         Ok(Config {
+            key_cache,
             listen,
             providers,
             realm,

@@ -57,6 +57,17 @@ pub struct RawConfig {
     pub rate_limits: RawRateLimits,
     /// `redis:` (the connection revocations and rate limits share).
     pub redis: Option<RawRedis>,
+    /// `key_cache:` (fetched key sets kept on disk).
+    #[serde(default)]
+    pub key_cache: RawKeyCache,
+}
+
+/// `key_cache:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyCache {
+    /// Default: `keys` inside the embedded revocation store's directory (`jwtgate-data/keys`).
+    pub dir: Option<PathBuf>,
 }
 
 /// `redis:`.

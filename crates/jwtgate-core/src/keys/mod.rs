@@ -1,10 +1,12 @@
 //! Key sets per provider and their lifecycle: initial load, background refresh (honouring
 //! `Cache-Control: max-age` within bounds, with jitter), one single-flight refetch per window for
-//! unknown `kid`s, stale-on-error up to `max_stale`, and reloads of a watched JWKS file.
+//! unknown `kid`s, stale-on-error up to `max_stale`, reloads of a watched JWKS file, and the
+//! last good key set kept on disk ([`cache`]) for a restart during an issuer outage.
 //!
 //! This module finds keys; it never verifies tokens. Header fields `jku`, `x5u`, `jwk` and
 //! `x5c` are never used to find keys.
 
+pub mod cache;
 pub mod fetch;
 pub mod jwks;
 
@@ -66,9 +68,25 @@ pub enum LoadError {
 #[derive(Debug, Default)]
 struct State {
     keys: Option<Arc<KeySet>>,
-    /// Last successful load.
+    /// Last successful load (for restored keys: the fetch that wrote them to disk).
     loaded_at: Option<Now>,
+    /// When fetched keys stop being served (`max_stale` after `loaded_at`).
+    usable_until: Option<Instant>,
+    /// The keys came from the disk cache and no fetch has succeeded since.
+    restored: bool,
     last_error: Option<Arc<LoadError>>,
+}
+
+impl State {
+    /// Seconds since `loaded_at`.
+    fn age(&self) -> Option<u64> {
+        let at = self.loaded_at?;
+        Some(if self.restored {
+            clock::now().unix.saturating_sub(at.unix)
+        } else {
+            at.instant.elapsed().as_secs()
+        })
+    }
 }
 
 /// One provider's keys.
@@ -87,6 +105,8 @@ pub struct KeyStore {
     generation: watch::Sender<u64>,
     last_refetch: std::sync::Mutex<Option<Instant>>,
     max_age: std::sync::Mutex<Option<Duration>>,
+    /// Where the last good key set is kept (fetching sources only), if anywhere.
+    disk: Option<Arc<cache::KeyCache>>,
 }
 
 /// Health of one provider's keys, as `/readyz` shows it.
@@ -94,8 +114,9 @@ pub struct KeyStore {
 pub struct KeyStatus {
     /// Provider name.
     pub provider: String,
-    /// `fresh`, `stale` (last fetch failed, old keys still served), `expired` (older than
-    /// `max_stale`) or `missing` (never loaded).
+    /// `fresh`, `stale` (last fetch failed, old keys still served), `restored` (from the disk
+    /// cache after failed fetches, until one succeeds), `expired` (older than `max_stale`) or
+    /// `missing` (never loaded).
     pub state: &'static str,
     /// Key ids in the current set.
     pub kids: Vec<String>,
@@ -123,8 +144,14 @@ enum Refetch {
 
 impl KeyStore {
     /// A store for `provider`, empty until [`KeyStore::run`] or a request loads it; its fetches
-    /// are counted in `metrics`.
-    pub fn new(provider: &Provider, client: reqwest::Client, metrics: &Metrics) -> Arc<Self> {
+    /// are counted in `metrics`, and with `disk` its last good key set is kept there.
+    pub fn new(
+        provider: &Provider,
+        client: reqwest::Client,
+        metrics: &Metrics,
+        disk: Option<Arc<cache::KeyCache>>,
+    ) -> Arc<Self> {
+        let fetches = matches!(provider.key_source, KeySource::JwksUri(_) | KeySource::Discovery);
         let store = Arc::new(Self {
             provider: provider.name.clone(),
             issuer: provider.issuer.clone(),
@@ -139,6 +166,7 @@ impl KeyStore {
             generation: watch::channel(0).0,
             last_refetch: std::sync::Mutex::new(None),
             max_age: std::sync::Mutex::new(None),
+            disk: disk.filter(|_| fetches),
         });
         if let KeySource::HmacSecret(secret) = &provider.key_source {
             match KeySet::shared_secret(secret.expose()) {
@@ -181,9 +209,8 @@ impl KeyStore {
     pub fn usable(&self) -> Option<Arc<KeySet>> {
         let state = self.state.load();
         let keys = state.keys.as_ref()?;
-        let loaded = state.loaded_at?;
         let ages = matches!(self.source, KeySource::JwksUri(_) | KeySource::Discovery);
-        if ages && loaded.instant.elapsed() > self.settings.max_stale {
+        if ages && state.usable_until.is_none_or(|until| Instant::now() > until) {
             return None;
         }
         Some(keys.clone())
@@ -196,6 +223,7 @@ impl KeyStore {
         let status = match (&state.keys, usable, &state.last_error) {
             (None, _, _) => "missing",
             (Some(_), false, _) => "expired",
+            (Some(_), true, _) if state.restored => "restored",
             (Some(_), true, Some(_)) => "stale",
             (Some(_), true, None) => "fresh",
         };
@@ -205,7 +233,7 @@ impl KeyStore {
             kids: state.keys.as_ref().map(|k| k.kids()).unwrap_or_default(),
             keys: state.keys.as_ref().map_or(0, |k| k.len()),
             last_loaded_unix: state.loaded_at.map(|at| at.unix),
-            age_seconds: state.loaded_at.map(|at| at.instant.elapsed().as_secs()),
+            age_seconds: state.age(),
             last_error: state.last_error.as_ref().map(ToString::to_string),
             fetches: self.fetches.load(Ordering::Relaxed),
         }
@@ -326,7 +354,7 @@ impl KeyStore {
                 span.record("otel.status_code", "ERROR");
             }
             match outcome {
-                Ok((parsed, max_age)) => {
+                Ok((parsed, max_age, body)) => {
                     for why in &parsed.skipped {
                         tracing::warn!(provider = %this.provider, "skipped key: {why}");
                     }
@@ -334,16 +362,23 @@ impl KeyStore {
                     tracing::info!(provider = %this.provider, keys = parsed.set.len(), "key set loaded");
                     this.store_keys(parsed.set);
                     this.fetched.success.inc();
+                    this.save_to_disk(body).await;
                 }
                 Err(why) => {
                     tracing::warn!(provider = %this.provider, "key fetch failed, keeping the last good keys: {why}");
                     this.fetched.failure.inc();
-                    let old = this.state.load();
-                    this.state.store(Arc::new(State {
-                        keys: old.keys.clone(),
-                        loaded_at: old.loaded_at,
-                        last_error: Some(Arc::new(why)),
-                    }));
+                    let why = Arc::new(why);
+                    let never_loaded = this.state.load().keys.is_none();
+                    if !(never_loaded && this.restore_from_disk(&why).await) {
+                        let old = this.state.load();
+                        this.state.store(Arc::new(State {
+                            keys: old.keys.clone(),
+                            loaded_at: old.loaded_at,
+                            usable_until: old.usable_until,
+                            restored: old.restored,
+                            last_error: Some(why),
+                        }));
+                    }
                 }
             }
             this.fetching.store(false, Ordering::Release);
@@ -357,18 +392,112 @@ impl KeyStore {
             // Unchanged keys stay the same objects, so cached tokens they verified stay valid.
             set.keep_unchanged(old);
         }
+        let now = clock::now();
         self.state.store(Arc::new(State {
             keys: Some(Arc::new(set)),
-            loaded_at: Some(clock::now()),
+            loaded_at: Some(now),
+            usable_until: now.instant.checked_add(self.settings.max_stale),
+            restored: false,
             last_error: None,
         }));
+    }
+
+    /// Where this store's key sets come from, as the disk cache records it.
+    fn origin_source(&self) -> String {
+        match &self.source {
+            KeySource::JwksUri(uri) => format!("jwks_uri {uri}"),
+            KeySource::Discovery => "discovery".into(),
+            KeySource::JwksFile(path) => format!("jwks_file {}", path.display()),
+            KeySource::HmacSecret(_) => "hmac_secret".into(),
+        }
+    }
+
+    /// Keeps a just-fetched JWKS on disk (off the runtime's threads); a failure is logged and
+    /// costs nothing else.
+    async fn save_to_disk(self: &Arc<Self>, body: Vec<u8>) {
+        let Some(disk) = self.disk.clone() else { return };
+        let this = self.clone();
+        let fetched_at = clock::now().unix;
+        let saved = tokio::task::spawn_blocking(move || {
+            let source = this.origin_source();
+            let origin = cache::Origin {
+                provider: &this.provider,
+                issuer: &this.issuer,
+                source: &source,
+            };
+            disk.save(origin, fetched_at, &body)
+                .map_err(|e| (disk.file(&this.provider), e))
+        })
+        .await;
+        if let Ok(Err((file, e))) = saved {
+            tracing::warn!(provider = %self.provider, file = %file.display(), "cannot keep the key set on disk: {e}");
+        }
+    }
+
+    /// After a failed first fetch: the key set the disk cache holds, if it is this provider's,
+    /// parses, and is younger than `max_stale` counted from its own fetch. Whether it was used.
+    async fn restore_from_disk(self: &Arc<Self>, why: &Arc<LoadError>) -> bool {
+        let Some(disk) = self.disk.clone() else { return false };
+        let this = self.clone();
+        let now = clock::now();
+        let read = tokio::task::spawn_blocking(move || {
+            let source = this.origin_source();
+            let origin = cache::Origin {
+                provider: &this.provider,
+                issuer: &this.issuer,
+                source: &source,
+            };
+            (disk.file(&this.provider), disk.load(origin, now.unix))
+        })
+        .await;
+        let Ok((file, read)) = read else { return false };
+        let ignore = |reason: String| {
+            tracing::warn!(provider = %self.provider, file = %file.display(), reason = %reason, "ignoring the key cache file");
+            false
+        };
+        let restored = match read {
+            Ok(Some(r)) => r,
+            Ok(None) => return false,
+            Err(reason) => return ignore(reason),
+        };
+        let age = Duration::from_secs(now.unix.saturating_sub(restored.fetched_at));
+        let Some(left) = self.settings.max_stale.checked_sub(age) else {
+            return ignore(format!(
+                "fetched {}s ago, older than max_stale ({}s)",
+                age.as_secs(),
+                self.settings.max_stale.as_secs()
+            ));
+        };
+        let parsed = match jwks::parse(&restored.jwks) {
+            Ok(p) => p,
+            Err(e) => return ignore(format!("not a usable JWKS: {e}")),
+        };
+        tracing::warn!(
+            provider = %self.provider,
+            keys = parsed.set.len(),
+            age_seconds = age.as_secs(),
+            "issuer unreachable: serving the key set kept on disk until a fetch succeeds"
+        );
+        self.state.store(Arc::new(State {
+            keys: Some(Arc::new(parsed.set)),
+            loaded_at: Some(Now {
+                unix: restored.fetched_at,
+                instant: now.instant,
+            }),
+            usable_until: now.instant.checked_add(left),
+            restored: true,
+            last_error: Some(why.clone()),
+        }));
+        true
     }
 
     fn last_max_age(&self) -> Option<Duration> {
         *self.max_age.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn load(&self, rediscover: bool) -> Result<(jwks::Parsed, Option<Duration>), LoadError> {
+    /// Fetches (or reads) and parses the key set: the parsed set, the `max-age` the server
+    /// gave, and the document itself.
+    async fn load(&self, rediscover: bool) -> Result<(jwks::Parsed, Option<Duration>, Vec<u8>), LoadError> {
         let timeout = self.settings.fetch_timeout;
         let fetched = match &self.source {
             KeySource::JwksUri(uri) => fetch::get(&self.client, uri, timeout).await?,
@@ -401,7 +530,7 @@ impl KeyStore {
             KeySource::HmacSecret(_) => return Err(LoadError::SharedSecret),
         };
         let parsed = jwks::parse(&fetched.body)?;
-        Ok((parsed, fetched.max_age))
+        Ok((parsed, fetched.max_age, fetched.body))
     }
 }
 

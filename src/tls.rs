@@ -47,6 +47,9 @@ const MAX_PEM_BYTES: u64 = 1 << 20;
 /// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 128;
 
+/// A listener's TLS and the metrics its handshakes count into; `None` serves plaintext.
+pub type ListenerTls = Option<(Arc<ServerTls>, Arc<Metrics>)>;
+
 /// What a listener speaks, offered in ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocols {
