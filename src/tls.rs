@@ -43,7 +43,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most handshakes in progress at once on one listener; more connections wait to be accepted.
 pub const MAX_HANDSHAKES: usize = 1024;
 /// Largest PEM file read.
-const MAX_PEM_BYTES: u64 = 1 << 20;
+const MAX_PEM_BYTES: u64 = jwtgate_core::file::MAX_FILE_BYTES;
 /// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 128;
 
@@ -212,19 +212,8 @@ impl Stamp {
 }
 
 fn read(tls: &ListenTls, name: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    let cannot = |e: io::Error| TlsError::new(tls, name, format!("cannot read {}: {e}", path.display()));
-    let len = fs::metadata(path).map_err(cannot)?.len();
-    if len > MAX_PEM_BYTES {
-        return Err(TlsError::new(
-            tls,
-            name,
-            format!(
-                "{} is {len} bytes; PEM files over {MAX_PEM_BYTES} bytes are refused",
-                path.display()
-            ),
-        ));
-    }
-    fs::read(path).map_err(cannot)
+    jwtgate_core::file::read(path, MAX_PEM_BYTES)
+        .map_err(|e| TlsError::new(tls, name, format!("cannot read {}: {e}", path.display())))
 }
 
 fn certificates(tls: &ListenTls, name: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

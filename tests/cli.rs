@@ -1147,3 +1147,29 @@ fn denial_lines_are_capped_per_second_and_the_skipped_ones_are_reported() {
         .sum();
     assert_eq!(counted, FLOOD + 1, "{metrics}");
 }
+
+/// A config naming an endless file (a device) is refused with the field, not read forever.
+#[test]
+fn a_secret_or_key_file_that_never_ends_is_refused_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "providers:\n  - { name: l, issuer: l, hmac_secret: { file: /dev/zero }, algorithms: [HS256] }\n",
+            "providers[0].hmac_secret.file",
+        ),
+        (
+            "listen: { grpc_tls: { cert: /dev/zero, key: /dev/zero } }\nproviders:\n  - { name: c, issuer: c, jwks_file: jwks.json }\n",
+            "listen.grpc_tls.cert",
+        ),
+    ];
+    std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+    for (yaml, field) in cases {
+        let file = dir.path().join("endless.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let stderr = common::refused(&["validate-config"], &file, &[]);
+        assert!(
+            stderr.contains(field) && stderr.contains("longer than 1048576 bytes"),
+            "{stderr}"
+        );
+    }
+}

@@ -118,13 +118,14 @@ impl Live {
 
     /// Reloads whenever the file's contents change, until shutdown.
     pub async fn watch(self: Arc<Self>, path: PathBuf) {
-        let mut seen = std::fs::read(&path).ok();
+        let read = |path: &PathBuf| crate::file::read(path, crate::file::MAX_FILE_BYTES).ok();
+        let mut seen = read(&path);
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(CONFIG_POLL) => {}
             }
-            let now = std::fs::read(&path).ok();
+            let now = read(&path);
             if now.is_some() && now != seen {
                 seen = now;
                 let _ = self.reload(&path);

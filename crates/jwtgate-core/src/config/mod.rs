@@ -310,11 +310,13 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            field: "(file)".into(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text = crate::file::read(path, crate::file::MAX_FILE_BYTES)
+            .and_then(|b| String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+            .map_err(|e| ConfigError {
+                file: file.clone(),
+                field: "(file)".into(),
+                reason: format!("cannot read: {e}"),
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, &file, base)
     }
@@ -363,7 +365,7 @@ impl Validator<'_> {
                 .map_err(|_| self.err(format!("{f}.env"), format!("environment variable {var} is not set"))),
             (None, Some(path)) => {
                 let path = self.base.join(path);
-                let mut bytes = std::fs::read(&path)
+                let mut bytes = crate::file::read(&path, crate::file::MAX_FILE_BYTES)
                     .map_err(|e| self.err(format!("{f}.file"), format!("cannot read {}: {e}", path.display())))?;
                 if bytes.ends_with(b"\n") {
                     bytes.pop();

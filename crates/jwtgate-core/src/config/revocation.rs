@@ -139,7 +139,7 @@ impl Validator<'_> {
             }
             Some(path) => {
                 let path = self.base.join(path);
-                let pem = std::fs::read(&path)
+                let pem = crate::file::read(&path, crate::file::MAX_FILE_BYTES)
                     .map_err(|e| self.err("redis.ca_file", format!("cannot read {}: {e}", path.display())))?;
                 if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
                     return Err(self.err("redis.ca_file", format!("{} holds no PEM certificate", path.display())));

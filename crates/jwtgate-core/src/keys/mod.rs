@@ -518,13 +518,26 @@ impl KeyStore {
                 fetch::get(&self.client, &uri, timeout).await?
             }
             KeySource::JwksFile(path) => {
-                let body = tokio::fs::read(path).await.map_err(|source| LoadError::ReadFile {
-                    path: path.clone(),
-                    source,
-                })?;
-                if body.len() > fetch::MAX_BODY_BYTES {
-                    return Err(LoadError::FileTooLarge(path.clone()));
-                }
+                let limit = fetch::MAX_BODY_BYTES as u64;
+                let read = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || crate::file::read(&path, limit))
+                        .await
+                        .map_err(std::io::Error::other)
+                        .and_then(|r| r)
+                };
+                let body = match read {
+                    Ok(body) => body,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(LoadError::FileTooLarge(path.clone()));
+                    }
+                    Err(source) => {
+                        return Err(LoadError::ReadFile {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                };
                 fetch::Fetched { body, max_age: None }
             }
             KeySource::HmacSecret(_) => return Err(LoadError::SharedSecret),
