@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the target is [`jwtgate_fuzz::http_door`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| jwtgate_fuzz::http_door(data));
