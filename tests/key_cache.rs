@@ -169,7 +169,8 @@ async fn max_stale_counts_from_the_original_fetch_and_bad_files_are_ignored() {
         drop(served);
 
         // Each bad file: ignored with a warning naming it and why; no keys, not ready.
-        let cases: [(&str, Box<dyn Fn(&Path)>); 3] = [
+        type Write<'a> = Box<dyn Fn(&Path) + 'a>;
+        let cases: [(&str, Write); 3] = [
             (
                 "older than max_stale",
                 Box::new(|d| write_entry(d, &issuer, 3600, &issuer.url())),

@@ -8,13 +8,6 @@ pub mod auth;
 pub mod client;
 pub mod service;
 
-use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tokio_util::sync::CancellationToken;
-
-use crate::tls::{self, ListenerTls};
-
 pub use service::AdminService;
 
 /// Code generated from `proto/jwtgate/admin/v1/admin.proto`: messages, client and server.
@@ -22,25 +15,8 @@ pub mod pb {
     tonic::include_proto!("jwtgate.admin.v1");
 }
 
-/// Serves the admin API on `listener` (over `tls` when given) until `shutdown`, then finishes
-/// in-flight calls.
-pub async fn serve(listener: TcpListener, service: AdminService, tls: ListenerTls, shutdown: CancellationToken) {
-    let router = tonic::transport::Server::builder().add_service(pb::admin_server::AdminServer::new(service));
-    let served = match tls {
-        None => {
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
-                .await
-        }
-        Some((tls, metrics)) => {
-            let ready = tls::accept(listener, tls, &metrics, shutdown.clone());
-            let incoming = ReceiverStream::new(ready).map(|(s, _)| Ok::<_, std::io::Error>(s));
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                .await
-        }
-    };
-    if let Err(e) = served {
-        tracing::error!("admin server failed: {e}");
-    }
+/// The admin API as a gRPC router, for the admin listener to serve (`server::start` serves it
+/// the way it serves the ext_authz listener, TLS included).
+pub fn router(service: AdminService) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder().add_service(pb::admin_server::AdminServer::new(service))
 }

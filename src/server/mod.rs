@@ -100,6 +100,18 @@ async fn bind(field: &'static str, addr: SocketAddr) -> Result<(TcpListener, Soc
     Ok((listener, bound))
 }
 
+/// Runs a listener's server until it finishes, logging why if it fails.
+fn serving<E: std::fmt::Display>(
+    what: &'static str,
+    served: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = served.await {
+            tracing::error!("{what} server failed: {e}");
+        }
+    })
+}
+
 /// A listener's TLS, when its config has it.
 fn listener_tls(
     files: Option<&ListenTls>,
@@ -186,33 +198,26 @@ pub async fn start_with_metrics(
         .add_service(health_service)
         .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())));
     let grpc = transport::serve_grpc(grpc, grpc_listener, with_metrics(grpc_tls), shutdown.clone());
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = grpc.await {
-            tracing::error!("gRPC server failed: {e}");
-        }
-    }));
+    tasks.push(serving("gRPC", grpc));
 
     let router = http::router(http::HttpState {
         gate: gate.clone(),
         draining: draining.clone(),
     });
     let http = transport::serve_http(router, http_listener, with_metrics(http_tls), shutdown.clone());
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = http.await {
-            tracing::error!("HTTP server failed: {e}");
-        }
-    }));
+    tasks.push(serving("HTTP", http));
 
     let admin = AdminService::new(gate.clone(), store.clone(), &config.admin, &config.revocation);
     if !admin.enabled() {
         tracing::info!("no admin.token or admin.provider configured: the admin API refuses every call");
     }
-    tasks.push(tokio::spawn(admin::serve(
+    let admin = transport::serve_grpc(
+        admin::router(admin),
         admin_listener,
-        admin,
         with_metrics(admin_tls),
         shutdown.clone(),
-    )));
+    );
+    tasks.push(serving("admin", admin));
 
     tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), "jwtgate listening");
     for p in config.providers.iter().filter(|p| !p.forward_token) {

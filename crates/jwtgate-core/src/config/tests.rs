@@ -218,3 +218,17 @@ fn all_of_providers_is_validated_and_needs_a_source_per_provider() {
     let dpop = ", sources: [{ header: authorization, prefix: \"DPoP \" }]";
     assert!(parse(&two(dpop, "{ all_of: [corp, device] }")).is_ok());
 }
+
+#[test]
+fn key_cache_dir_defaults_beside_the_revocation_data_and_is_validated() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.key_cache.dir, Path::new("./jwtgate-data/keys"));
+    let c = parse(&format!("revocation: {{ path: /var/lib/jwtgate }}\n{MINIMAL}")).unwrap();
+    assert_eq!(c.key_cache.dir, Path::new("/var/lib/jwtgate/keys"));
+    let c = parse(&format!("key_cache: {{ dir: /cache }}\n{MINIMAL}")).unwrap();
+    assert_eq!(c.key_cache.dir, Path::new("/cache"));
+    let e = err(&format!("key_cache: {{ dir: \"\" }}\n{MINIMAL}"));
+    assert_eq!((e.field.as_str(), e.reason.as_str()), ("key_cache.dir", "is empty"));
+    let e = err(&format!("key_cache: {{ directory: /x }}\n{MINIMAL}"));
+    assert!(e.field.starts_with("key_cache"), "{e}");
+}

@@ -402,14 +402,19 @@ impl KeyStore {
         }));
     }
 
-    /// Where this store's key sets come from, as the disk cache records it.
-    fn origin_source(&self) -> String {
-        match &self.source {
+    /// `f` of where this store's key sets come from, as the disk cache records it.
+    fn with_origin<R>(&self, f: impl FnOnce(cache::Origin<'_>) -> R) -> R {
+        let source = match &self.source {
             KeySource::JwksUri(uri) => format!("jwks_uri {uri}"),
             KeySource::Discovery => "discovery".into(),
             KeySource::JwksFile(path) => format!("jwks_file {}", path.display()),
             KeySource::HmacSecret(_) => "hmac_secret".into(),
-        }
+        };
+        f(cache::Origin {
+            provider: &self.provider,
+            issuer: &self.issuer,
+            source: &source,
+        })
     }
 
     /// Keeps a just-fetched JWKS on disk (off the runtime's threads); a failure is logged and
@@ -419,13 +424,7 @@ impl KeyStore {
         let this = self.clone();
         let fetched_at = clock::now().unix;
         let saved = tokio::task::spawn_blocking(move || {
-            let source = this.origin_source();
-            let origin = cache::Origin {
-                provider: &this.provider,
-                issuer: &this.issuer,
-                source: &source,
-            };
-            disk.save(origin, fetched_at, &body)
+            this.with_origin(|origin| disk.save(origin, fetched_at, &body))
                 .map_err(|e| (disk.file(&this.provider), e))
         })
         .await;
@@ -441,13 +440,8 @@ impl KeyStore {
         let this = self.clone();
         let now = clock::now();
         let read = tokio::task::spawn_blocking(move || {
-            let source = this.origin_source();
-            let origin = cache::Origin {
-                provider: &this.provider,
-                issuer: &this.issuer,
-                source: &source,
-            };
-            (disk.file(&this.provider), disk.load(origin, now.unix))
+            let read = this.with_origin(|origin| disk.load(origin, now.unix));
+            (disk.file(&this.provider), read)
         })
         .await;
         let Ok((file, read)) = read else { return false };
