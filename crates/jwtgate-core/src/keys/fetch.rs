@@ -248,8 +248,10 @@ pub fn discovered_jwks_uri(body: &[u8], issuer: &str) -> Result<String, Discover
         .get("jwks_uri")
         .and_then(|v| v.as_str())
         .ok_or(DiscoveryError::NoJwksUri)?;
+    // The URL as it will be fetched: `https:2/keys` parses (as `https://0.0.0.2/keys`), so
+    // what is logged and fetched is the parsed form, never the text as written.
     match reqwest::Url::parse(jwks_uri) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(jwks_uri.to_owned()),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u.into()),
         _ => Err(DiscoveryError::BadJwksUri),
     }
 }
@@ -257,6 +259,24 @@ pub fn discovered_jwks_uri(body: &[u8], issuer: &str) -> Result<String, Discover
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_discovered_jwks_uri_is_the_url_that_will_be_fetched() {
+        let doc = |uri: &str| format!(r#"{{"issuer":"https://idp","jwks_uri":"{uri}"}}"#);
+        let got = |uri: &str| discovered_jwks_uri(doc(uri).as_bytes(), "https://idp");
+        assert_eq!(got("https://idp/keys").unwrap(), "https://idp/keys");
+        // Found by the discovery fuzz target: written without `//`, it is another host.
+        assert_eq!(got("https:2/idp/keys").unwrap(), "https://0.0.0.2/idp/keys");
+        assert!(matches!(got("file:///etc/passwd"), Err(DiscoveryError::BadJwksUri)));
+        assert!(matches!(got("https://"), Err(DiscoveryError::BadJwksUri)));
+        assert!(matches!(
+            discovered_jwks_uri(
+                br#"{"issuer":"https://other","jwks_uri":"https://idp/k"}"#,
+                "https://idp"
+            ),
+            Err(DiscoveryError::OtherIssuer)
+        ));
+    }
 
     #[test]
     fn reads_max_age() {
