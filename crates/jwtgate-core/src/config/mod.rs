@@ -334,7 +334,8 @@ impl Config {
             file: file.into(),
             field: match field.as_deref() {
                 None => "(yaml)".into(),
-                Some(".") => "(top level)".into(),
+                // The root, or a key that is itself empty (`"": x`) at the root.
+                Some(".") | Some("") => "(top level)".into(),
                 Some(path) => path.into(),
             },
             reason: e.to_string().trim().into(),

@@ -232,3 +232,11 @@ fn key_cache_dir_defaults_beside_the_revocation_data_and_is_validated() {
     let e = err(&format!("key_cache: {{ directory: /x }}\n{MINIMAL}"));
     assert!(e.field.starts_with("key_cache"), "{e}");
 }
+
+#[test]
+fn an_empty_top_level_key_is_named_as_the_top_level() {
+    // Found by the config_yaml fuzz target: the field was the empty string.
+    let e = err(&format!("\"\": [a, b]\n{MINIMAL}"));
+    assert_eq!(e.field, "(top level)", "{e}");
+    assert!(e.reason.contains("unknown field"), "{e}");
+}
