@@ -55,13 +55,7 @@ async fn wait_state(served: &ServeProcess, state: &str, limit: Duration) -> (u16
 }
 
 async fn restored_gauge(served: &ServeProcess) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", served.addr("http")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    samples(&text)["jwtgate_key_set_restored{provider=\"corp\"}"]
+    scrape(served.addr("http")).await["jwtgate_key_set_restored{provider=\"corp\"}"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

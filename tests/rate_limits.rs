@@ -110,13 +110,7 @@ impl Limited {
     }
 
     async fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.gk.http_addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        samples(&text)
+        scrape(self.gk.http_addr).await
     }
 }
 

@@ -123,13 +123,7 @@ async fn rate_limits_on_a_cluster_are_exact_across_two_replicas() {
             std::collections::BTreeMap::from([((200, String::new()), 10), (limited, 90)]),
             "routed by slot from a node without it (a store error would be a 429 too, but all 100 would be)"
         );
-        let text = reqwest::get(format!("http://{}/metrics", a.http_addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert_eq!(samples(&text)["jwtgate_rate_limit_store_errors_total"], 0.0);
+        assert_eq!(scrape(a.http_addr).await["jwtgate_rate_limit_store_errors_total"], 0.0);
     })
     .await;
 }

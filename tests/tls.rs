@@ -51,6 +51,16 @@ fn config(dir: &Path, tls: &str, issuer: &Issuer) -> PathBuf {
     file
 }
 
+/// jwtgate (the binary) with `tls` (more `listen:` lines) in a fresh directory holding [`pki`]'s
+/// files: the directory, the CA, the issuer and the process (listening, not necessarily ready).
+async fn serving(tls: &str) -> (tempfile::TempDir, Ca, Issuer, ServeProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki(dir.path());
+    let issuer = rsa_issuer().await;
+    let served = ServeProcess::start(&config(dir.path(), tls, &issuer), &[]);
+    (dir, ca, issuer, served)
+}
+
 fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap()
 }
@@ -121,29 +131,12 @@ fn replace(dir: &Path, name: &str, content: &str) {
     std::fs::rename(aside, dir.join(name)).unwrap();
 }
 
-async fn metrics(served: &ServeProcess) -> std::collections::BTreeMap<String, f64> {
-    let text = reqwest::get(format!("http://{}/metrics", served.addr("http")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    samples(&text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_checks_over_mutual_tls_and_clients_without_the_right_certificate_get_nothing() {
     bounded(Duration::from_secs(60), async {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, _, issuer, served) =
+            serving("  grpc_tls: { cert: server.pem, key: server.key, client_ca: ca.pem }\n").await;
         let d = dir.path();
-        pki(d);
-        let issuer = rsa_issuer().await;
-        let file = config(
-            d,
-            "  grpc_tls: { cert: server.pem, key: server.key, client_ca: ca.pem }\n",
-            &issuer,
-        );
-        let served = ServeProcess::start(&file, &[]);
         served.wait_ready().await;
         let grpc = served.addr("grpc");
         let good = rsa_token(&issuer.url(), json!({}));
@@ -170,7 +163,7 @@ async fn grpc_checks_over_mutual_tls_and_clients_without_the_right_certificate_g
             assert!(answer.is_err(), "plaintext to a TLS listener: {answer:?}");
         }
 
-        let m = metrics(&served).await;
+        let m = scrape(served.addr("http")).await;
         let handshakes = |outcome: &str| {
             m.get(&format!(
                 "jwtgate_tls_handshakes_total{{listener=\"grpc\",outcome=\"{outcome}\"}}"
@@ -187,12 +180,8 @@ async fn grpc_checks_over_mutual_tls_and_clients_without_the_right_certificate_g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_door_serves_https_over_http2_and_http1() {
     bounded(Duration::from_secs(60), async {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, _, issuer, served) = serving("  http_tls: { cert: server.pem, key: server.key }\n").await;
         let d = dir.path();
-        pki(d);
-        let issuer = rsa_issuer().await;
-        let file = config(d, "  http_tls: { cert: server.pem, key: server.key }\n", &issuer);
-        let served = ServeProcess::start(&file, &[]);
         let base = format!("https://{}", served.addr("http"));
         let ca = reqwest::Certificate::from_pem(&read(d, "ca.pem")).unwrap();
         let h2 = reqwest::Client::builder()
@@ -263,16 +252,9 @@ async fn cli(args: Vec<String>) -> (Option<i32>, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_command_line_talks_mutual_tls_with_ca_cert_and_key() {
     bounded(Duration::from_secs(60), async {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, _, _issuer, served) =
+            serving("  admin_tls: { cert: server.pem, key: server.key, client_ca: ca.pem }\n").await;
         let d = dir.path();
-        pki(d);
-        let issuer = rsa_issuer().await;
-        let file = config(
-            d,
-            "  admin_tls: { cert: server.pem, key: server.key, client_ca: ca.pem }\n",
-            &issuer,
-        );
-        let served = ServeProcess::start(&file, &[]);
         served.wait_ready().await;
         let url = format!("https://{}", served.addr("admin"));
         let path = |name: &str| d.join(name).display().to_string();
@@ -331,13 +313,9 @@ async fn the_admin_command_line_talks_mutual_tls_with_ca_cert_and_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_reaches_new_connections_without_dropping_open_ones() {
     bounded(Duration::from_secs(60), async {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, ca, issuer, served) = serving("  grpc_tls: { cert: server.pem, key: server.key }\n").await;
         let d = dir.path();
-        let ca = pki(d);
         let first = std::fs::read_to_string(d.join("server.pem")).unwrap();
-        let issuer = rsa_issuer().await;
-        let file = config(d, "  grpc_tls: { cert: server.pem, key: server.key }\n", &issuer);
-        let served = ServeProcess::start(&file, &[]);
         served.wait_ready().await;
         let grpc = served.addr("grpc");
         let tls = rustls_client(d, "ca.pem");
@@ -396,7 +374,7 @@ async fn a_rotated_certificate_reaches_new_connections_without_dropping_open_one
         assert_eq!(check(&mut client, bearer(&token)).await.unwrap().grpc_code, 0);
         assert_eq!(connects.load(Ordering::SeqCst), 1);
 
-        let m = metrics(&served).await;
+        let m = scrape(served.addr("http")).await;
         let reloads =
             |outcome: &str| m[&format!("jwtgate_tls_reloads_total{{listener=\"grpc\",outcome=\"{outcome}\"}}")];
         assert_eq!((reloads("success"), reloads("failure")), (1.0, 1.0), "{m:?}");

@@ -102,6 +102,18 @@ fn text(data: &[u8]) -> Option<&str> {
     std::str::from_utf8(data).ok()
 }
 
+/// `GET /api/orders` on host `shop` with `token` as its bearer token.
+fn bearer_request(token: &str) -> Request {
+    let mut req = Request {
+        method: "GET".into(),
+        path: "/api/orders".into(),
+        host: "shop".into(),
+        ..Request::default()
+    };
+    req.headers.insert("authorization".into(), format!("Bearer {token}"));
+    req
+}
+
 fn decide(req: &Request) -> Decision {
     let world = &*WORLD;
     world.runtime.block_on(world.gate.load().decide(req))
@@ -130,14 +142,7 @@ pub fn compact_token(data: &[u8]) {
             "the signing input is the first two segments"
         );
     }
-    let mut req = Request {
-        method: "GET".into(),
-        path: "/api/orders".into(),
-        host: "shop".into(),
-        ..Request::default()
-    };
-    req.headers.insert("authorization".into(), format!("Bearer {token}"));
-    assert_documented(&decide(&req));
+    assert_documented(&decide(&bearer_request(token)));
 }
 
 /// JWKS documents.
@@ -339,18 +344,8 @@ mod harness {
         let token =
             std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/compact_token/valid-hs256"))
                 .unwrap();
-        let req = |token: &str| {
-            let mut req = Request {
-                method: "GET".into(),
-                path: "/api/orders".into(),
-                host: "shop".into(),
-                ..Request::default()
-            };
-            req.headers.insert("authorization".into(), format!("Bearer {token}"));
-            req
-        };
-        assert!(matches!(decide(&req(&token)), Decision::Allow(_)));
+        assert!(matches!(decide(&bearer_request(&token)), Decision::Allow(_)));
         let forged = format!("{}A", &token[..token.len() - 1]);
-        assert!(matches!(decide(&req(&forged)), Decision::Deny(_)));
+        assert!(matches!(decide(&bearer_request(&forged)), Decision::Deny(_)));
     }
 }

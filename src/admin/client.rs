@@ -136,7 +136,7 @@ impl Client {
         };
         let channel = endpoint.connect().await.map_err(|e| ClientError::Unreachable {
             url: url.to_owned(),
-            reason: error_chain(&e),
+            reason: jwtgate_core::errors::chain(&e),
         })?;
         Ok(Self {
             inner: AdminClient::new(channel),
@@ -196,19 +196,4 @@ impl Client {
         let req = self.request(pb::KeyStatusRequest {});
         Ok(self.inner.key_status(req).await?.into_inner())
     }
-}
-
-/// An error with its causes, each once (layers often repeat their inner error's words).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

@@ -420,6 +420,17 @@ impl Drop for Gatekeeper {
     }
 }
 
+/// A `/metrics` scrape of the HTTP listener at `http_addr`, as `name{labels}` → value.
+pub async fn scrape(http_addr: impl std::fmt::Display) -> std::collections::BTreeMap<String, f64> {
+    let text = reqwest::get(format!("http://{http_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    samples(&text)
+}
+
 /// The sample lines of a `/metrics` scrape, as `name{labels}` → value.
 pub fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
     text.lines()

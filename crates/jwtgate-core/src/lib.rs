@@ -17,6 +17,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod denial_log;
+pub mod errors;
 pub mod file;
 pub mod gate;
 pub mod jws;

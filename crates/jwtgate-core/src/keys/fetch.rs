@@ -114,28 +114,13 @@ pub fn client() -> Result<reqwest::Client, ClientError> {
         .redirect(policy)
         .user_agent(concat!("jwtgate/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| ClientError(error_chain(&e)))
+        .map_err(|e| ClientError(crate::errors::chain(&e)))
 }
 
 /// The key-fetching HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up HTTPS for key fetches: {0} (are the system's CA certificates installed?)")]
 pub struct ClientError(String);
-
-/// An error with its causes, each once.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
 
 /// GETs `url`, bounded in time and size.
 pub async fn get(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<Fetched, FetchError> {
