@@ -70,6 +70,31 @@ async fn a_new_key_is_accepted_on_its_first_request() {
 }
 
 #[tokio::test]
+async fn tokens_of_a_retired_key_spend_no_refetch_so_the_next_rotation_is_seen_at_once() {
+    let issuer = Issuer::start(vec![rsa_a()]).await;
+    let (gk, mut client) = start(&issuer, "min_refetch_interval: 1s").await;
+    gk.wait_ready().await;
+    let old = token(&issuer, "rsa-a.pem", "a");
+    assert_eq!(code(&mut client, &old).await, Ok(0));
+
+    // Rotation: b replaces a, learnt from b's first token; a is retired.
+    issuer.set_keys(vec![rsa_b()]);
+    assert_eq!(code(&mut client, &token(&issuer, "rsa-b.pem", "b")).await, Ok(0));
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the refetch window has passed
+    let hits = issuer.jwks_hits();
+    // A client still holding a token of the retired key: refused, and no refetch spent on it.
+    assert_eq!(reason(&mut client, &old).await, "unknown signing key");
+    assert_eq!(reason(&mut client, &old).await, "unknown signing key");
+    assert_eq!(issuer.jwks_hits(), hits, "a retired kid fetches nothing");
+
+    // So the next rotation's first token finds the window open.
+    issuer.set_keys(vec![rsa_b(), jwk("ec-p256.pem", Algorithm::ES256, "c")]);
+    let c = sign(&pem("ec-p256.pem"), Algorithm::ES256, Some("c"), claims(&issuer.url()));
+    assert_eq!(code(&mut client, &c).await, Ok(0), "the new key on its first token");
+    assert_eq!(issuer.jwks_hits(), hits + 1);
+}
+
+#[tokio::test]
 async fn a_removed_key_stops_verifying_after_the_next_refresh() {
     let issuer = Issuer::start(vec![rsa_a(), rsa_b()]).await;
     let (gk, mut client) = start(&issuer, "refresh_interval: 1s, min_refetch_interval: 1s").await;

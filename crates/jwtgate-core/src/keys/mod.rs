@@ -10,6 +10,7 @@ pub mod cache;
 pub mod fetch;
 pub mod jwks;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -107,7 +108,15 @@ pub struct KeyStore {
     max_age: std::sync::Mutex<Option<Duration>>,
     /// Where the last good key set is kept (fetching sources only), if anywhere.
     disk: Option<Arc<cache::KeyCache>>,
+    /// `kid`s this store once held and a later load dropped (retired keys), at most
+    /// [`MAX_RETIRED`]: a token naming one is refused at once instead of spending the refetch
+    /// window that a real rotation needs.
+    retired: std::sync::Mutex<HashSet<String>>,
 }
+
+/// Retired `kid`s remembered per provider; when full, the memory starts again (a forgotten one
+/// costs one refetch per window, as any unknown `kid` does).
+const MAX_RETIRED: usize = 1024;
 
 /// Health of one provider's keys, as `/readyz` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -167,6 +176,7 @@ impl KeyStore {
             last_refetch: std::sync::Mutex::new(None),
             max_age: std::sync::Mutex::new(None),
             disk: disk.filter(|_| fetches),
+            retired: std::sync::Mutex::default(),
         });
         if let KeySource::HmacSecret(secret) = &provider.key_source {
             match KeySet::shared_secret(secret.expose()) {
@@ -191,11 +201,12 @@ impl KeyStore {
 
     /// The keys to verify a token with `kid` against. An unknown `kid` triggers at most one
     /// refetch per `min_refetch_interval`, shared by every request that misses meanwhile and
-    /// waited on only up to `refetch_wait`.
+    /// waited on only up to `refetch_wait`; a retired one (published once, dropped since)
+    /// triggers none.
     pub async fn key_set_for(self: &Arc<Self>, kid: Option<&str>) -> Result<Arc<KeySet>, Rejection> {
         if let Some(set) = self.usable() {
             match kid {
-                Some(k) if !set.knows(k) => {}
+                Some(k) if !set.knows(k) && !self.is_retired(k) => {}
                 _ => return Ok(set),
             }
         }
@@ -387,10 +398,27 @@ impl KeyStore {
         tokio::spawn(tracing::Instrument::instrument(task, span));
     }
 
+    fn is_retired(&self, kid: &str) -> bool {
+        self.retired.lock().unwrap_or_else(|p| p.into_inner()).contains(kid)
+    }
+
+    /// Remembers the `kid`s `old` had and `new` lacks; forgets any that `new` brings back.
+    fn retire(&self, old: &KeySet, new: &KeySet) {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|kid| !new.knows(kid));
+        for kid in old.kids().into_iter().filter(|kid| !new.knows(kid)) {
+            if retired.len() >= MAX_RETIRED {
+                retired.clear();
+            }
+            retired.insert(kid);
+        }
+    }
+
     fn store_keys(&self, mut set: KeySet) {
         if let Some(old) = self.state.load().keys.as_ref() {
             // Unchanged keys stay the same objects, so cached tokens they verified stay valid.
             set.keep_unchanged(old);
+            self.retire(old, &set);
         }
         let now = clock::now();
         self.state.store(Arc::new(State {
