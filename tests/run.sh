@@ -18,9 +18,14 @@
 # 3. Runs `cargo test --all-targets ARGS...`; when ARGS pick targets themselves
 #    (`--test NAME`, `--lib`, ...), `--all-targets` is left out so only those run, e.g.
 #    `bash tests/run.sh --test python_client`.
+# 4. Without ARGS, then: the chaos soak for 30 s (`jwtgate-bench soak`, on the debug build the
+#    tests just made) and every fuzz target for 10 s on its corpus (`fuzz/run.sh --fast-build`).
+# First of all, tests/toolchain.sh makes the toolchain rust-toolchain.toml pins available.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash tests/toolchain.sh
 
 venv=.venv
 requirements=tests/requirements.txt
@@ -159,3 +164,12 @@ done
 
 echo "==> cargo test ${targets[*]+${targets[*]} }$*"
 cargo test "${targets[@]}" "$@"
+
+if [[ $# -eq 0 ]]; then
+    echo "==> chaos soak, 30 s (jwtgate-bench soak)"
+    cargo run -q -p jwtgate-bench --bin jwtgate-bench -- soak --duration 30s --rate 200 --workers 8 \
+        --rotate-every 5s --outage 6s --outage-every 14s --reload-every 3s --redis-restart-every 8s \
+        --revoke-every 1s --redis-server "$redis_server"
+
+    bash fuzz/run.sh --fast-build 10
+fi

@@ -4,7 +4,8 @@
 //! One run: pre-mint the tokens ([`tokens`]), pin the client ([`os`]), then for each target start
 //! its server as a child process of the bench binary ([`child`], which runs [`serve`] or
 //! [`noop`]), drive it through one front door ([`door`]) with closed-loop or fixed-rate load
-//! ([`runner`]), and compare ([`report`]). [`run`] ties these together.
+//! ([`runner`]), and compare ([`report`]). [`run`] ties these together. [`soak`] is the other
+//! mode: faults under load against a real `jwtgate serve`.
 
 pub mod child;
 pub mod door;
@@ -16,6 +17,7 @@ pub mod report;
 pub mod run;
 pub mod runner;
 pub mod serve;
+pub mod soak;
 pub mod tokens;
 
 pub use run::{Settings, run};

@@ -3,6 +3,7 @@
 //! live in the `jwtgate_bench` library.
 //!
 //! `cargo run --release --bin jwtgate-bench -- --mix warm --server-cpu 0 --client-cpu 1`
+//! `cargo run --release --bin jwtgate-bench -- soak --duration 10m` (faults under load)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ use jwtgate_bench::{self as bench, Alg, Door, Mix, Settings, Target};
 )]
 struct Cli {
     #[command(subcommand)]
-    serve: Option<Serve>,
+    command: Option<Command>,
     /// What to measure; `both` measures the no-op baseline first, then jwtgate, same settings.
     #[arg(long, value_enum, default_value_t = Targets::Both)]
     target: Targets,
@@ -99,7 +100,10 @@ enum Targets {
 }
 
 #[derive(Subcommand)]
-enum Serve {
+enum Command {
+    /// Load through the gRPC door of a real `jwtgate serve` while keys rotate, the issuer goes
+    /// down, the config reloads, Redis restarts and tokens are revoked; fails on any lost check.
+    Soak(jwtgate_bench::soak::SoakSettings),
     /// Run the no-op servers (started by the bench itself).
     #[command(hide = true)]
     ServeNoop,
@@ -110,11 +114,6 @@ enum Serve {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match &cli.serve {
-        Some(Serve::ServeNoop) => return bench::serve::serve_noop(),
-        Some(Serve::ServeJwtgate(setup)) => return bench::serve::serve_jwtgate(setup),
-        None => {}
-    }
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -122,6 +121,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match &cli.command {
+        Some(Command::ServeNoop) => return bench::serve::serve_noop(),
+        Some(Command::ServeJwtgate(setup)) => return bench::serve::serve_jwtgate(setup),
+        Some(Command::Soak(settings)) => return soak(settings, &exe),
+        None => {}
+    }
     let settings = Settings {
         targets: match cli.target {
             Targets::Jwtgate => vec![Target::Jwtgate],
@@ -166,6 +171,30 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("jwtgate-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn soak(settings: &jwtgate_bench::soak::SoakSettings, exe: &std::path::Path) -> ExitCode {
+    match jwtgate_bench::soak::soak(settings, exe) {
+        Ok(report) => {
+            if settings.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => eprintln!("jwtgate-bench: {e}"),
+                }
+            } else {
+                print!("{}", report.text());
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("jwtgate-bench soak: {e}");
             ExitCode::FAILURE
         }
     }
