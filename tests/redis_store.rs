@@ -3,7 +3,7 @@
 //! it and one JWKS issuer, and the real Envoy Check door. A revocation made on one replica is
 //! enforced by the others within a second; a replica started later loads what was revoked before;
 //! with Redis down every replica keeps serving and enforcing what it knows while writes fail
-//! clearly; a replica cut off from Redis catches up when it reconnects; keys live as long as
+//! clearly, and one started meanwhile allows no token until it has synced; a replica cut off from Redis catches up when it reconnects; keys live as long as
 //! their revocation; the Redis password never shows.
 //!
 //! Run with `--nocapture` to see the measured propagation times.
@@ -36,15 +36,32 @@ async fn replica(iss: &Issuer, url: &str) -> Gatekeeper {
     replica_with(iss, url, "").await
 }
 
-/// A replica with `extra` settings in its `revocation:` block.
+/// A replica with `extra` settings in its `revocation:` block, once ready.
 async fn replica_with(iss: &Issuer, url: &str, extra: &str) -> Gatekeeper {
-    let yaml = format!(
-        "{}revocation: {{ store: redis, url: \"{url}\", purge_interval: 1s{extra} }}\n",
-        jwks_provider("corp", &iss.url(), &iss.jwks_uri(), "")
-    );
-    let gk = Gatekeeper::start(&yaml, &[]).await;
+    let gk = Gatekeeper::start(&replica_yaml(iss, url, extra), &[]).await;
     gk.wait_ready().await;
     gk
+}
+
+/// A replica's config: the issuer's provider, the Redis store at `url` with `extra` settings.
+fn replica_yaml(iss: &Issuer, url: &str, extra: &str) -> String {
+    format!(
+        "{}revocation: {{ store: redis, url: \"{url}\", purge_interval: 1s{extra} }}\n",
+        jwks_provider("corp", &iss.url(), &iss.jwks_uri(), "")
+    )
+}
+
+/// Polls `/readyz` until it says 200; fails after `limit`.
+async fn wait_ready_within(gk: &Gatekeeper, limit: Duration) {
+    let started = Instant::now();
+    while gk.readyz().await.0 != 200 {
+        assert!(
+            started.elapsed() < limit,
+            "not ready within {limit:?}: {}",
+            gk.readyz().await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn store(gk: &Gatekeeper) -> Arc<Store> {
@@ -349,6 +366,49 @@ async fn a_replica_started_later_loads_every_live_revocation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_is_down_allows_no_token_until_it_has_synced() {
+    bounded(BOUND, async {
+        let mut redis = RedisServer::start().await;
+        redis.stop();
+        let iss = rsa_issuer().await;
+        let gk = Gatekeeper::start(&replica_yaml(&iss, &redis.url(), ""), &[]).await;
+        let (mut status, mut body) = gk.readyz().await;
+        let started = Instant::now();
+        while body["providers"][0]["state"] != "fresh" {
+            assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            (status, body) = gk.readyz().await;
+        }
+        // Keys are there, the shared revocations are not: not ready, and no token allowed.
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["revocation"]["connected"], false, "{body}");
+        let valid = token(&iss, json!({"jti": "later-revoked"}));
+        let mut client = gk.client().await;
+        assert_eq!(
+            check(&mut client, bearer(&valid)).await.unwrap_err(),
+            tonic::Code::Unavailable
+        );
+        let m = scrape(gk.http_addr).await;
+        assert!(
+            m.keys().any(|k| k.contains("reason=\"revocations_unavailable\"")),
+            "{m:?}"
+        );
+
+        // Redis back: the first sync makes the replica ready and its tokens allowed, and its
+        // revocations enforced.
+        redis.restart().await;
+        wait_ready_within(&gk, Duration::from_secs(30)).await;
+        assert_allowed(&gk, &valid).await;
+        store(&gk)
+            .revoke(revoke_jti(&iss, "later-revoked", now() + 660))
+            .await
+            .unwrap();
+        assert_revoked(&gk, &valid).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_replicas_keep_serving_and_writes_fail_clearly() {
     bounded(BOUND, async {
         let mut redis = RedisServer::start().await;
@@ -411,12 +471,18 @@ async fn with_redis_down_replicas_keep_serving_and_writes_fail_clearly() {
             assert_eq!(rev["entries"], 2, "{body}");
         }
 
-        // A replica started while Redis is down starts anyway, promptly, and serves.
+        // A replica started while Redis is down starts promptly, but knows none of the shared
+        // revocations, so it is not ready and allows no token until its first sync.
         let started = Instant::now();
-        let c = replica(&iss, &redis.url()).await;
+        let c = Gatekeeper::start(&replica_yaml(&iss, &redis.url(), ""), &[]).await;
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         assert!(!store(&c).status().connected);
-        assert_allowed(&c, &good).await;
+        assert_eq!(c.readyz().await.0, 503);
+        let mut on_c = c.client().await;
+        assert_eq!(
+            check(&mut on_c, bearer(&good)).await.unwrap_err(),
+            tonic::Code::Unavailable
+        );
 
         // Redis comes back empty. A's writes work again; B and C catch up by message or re-sync.
         redis.restart().await;
@@ -429,7 +495,7 @@ async fn with_redis_down_replicas_keep_serving_and_writes_fail_clearly() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let written = back.elapsed();
-        let mut on_c = c.client().await;
+        wait_ready_within(&c, Duration::from_secs(10)).await;
         let took_b = time_until_denied(&mut on_b, &later, back, Duration::from_secs(5)).await;
         let took_c = time_until_denied(&mut on_c, &later, back, Duration::from_secs(5)).await;
         eprintln!(

@@ -73,7 +73,7 @@ pub struct RateStoreStatus {
 pub fn readiness(gate: &Gate, shutdown: &CancellationToken) -> Readiness {
     let verifier = gate.verifier();
     Readiness {
-        ready: verifier.keys_ready() && !shutdown.is_cancelled(),
+        ready: gate.ready() && !shutdown.is_cancelled(),
         shutting_down: shutdown.is_cancelled(),
         providers: verifier
             .providers_by_name()

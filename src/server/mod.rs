@@ -242,7 +242,8 @@ pub async fn start_with_metrics(
     })
 }
 
-/// SERVING while every provider has usable keys; NOT_SERVING before that and from the drain on.
+/// SERVING while every provider has usable keys and the revocations are loaded; NOT_SERVING
+/// before that and from the drain on.
 async fn report_health(
     gate: SharedGate,
     reporter: tonic_health::server::HealthReporter,
@@ -252,7 +253,7 @@ async fn report_health(
     use tonic_health::ServingStatus;
     let mut last = None;
     loop {
-        let ready = !draining.is_cancelled() && gate.load().verifier().keys_ready();
+        let ready = !draining.is_cancelled() && gate.load().ready();
         if last != Some(ready) {
             let status = if ready {
                 ServingStatus::Serving
@@ -262,7 +263,7 @@ async fn report_health(
             reporter.set_service_status("", status).await;
             reporter.set_service_status(AUTHZ_SERVICE, status).await;
             if ready {
-                tracing::info!("ready: every provider has usable keys");
+                tracing::info!("ready: every provider has usable keys, revocations loaded");
             }
             last = Some(ready);
         }

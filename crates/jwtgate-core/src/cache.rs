@@ -96,7 +96,11 @@ impl TokenCache {
     pub fn refuse(&self, h: TokenHash, r: &Rejection) {
         let permanent = !matches!(
             r,
-            Rejection::UnknownKey | Rejection::KeysUnavailable | Rejection::NotYetValid | Rejection::IssuedInFuture
+            Rejection::UnknownKey
+                | Rejection::KeysUnavailable
+                | Rejection::RevocationsUnavailable
+                | Rejection::NotYetValid
+                | Rejection::IssuedInFuture
         );
         if let (Some(c), true) = (&self.refused, permanent) {
             let until = clock::now().unix.saturating_add(self.negative_ttl);

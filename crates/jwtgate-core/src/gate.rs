@@ -726,11 +726,14 @@ impl Gate {
         }
     }
 
-    /// `require_jti`, then the revocation set (memory only).
+    /// `require_jti`, then the revocation set (memory only), once it has been loaded.
     fn not_revoked(&self, v: &Verified, p: &Provider) -> Result<(), Rejection> {
         let jti = v.jti.as_deref();
         if p.require_jti && jti.is_none() {
             return Err(Rejection::MissingClaim("jti".into()));
+        }
+        if self.shared.revocations.is_pending() {
+            return Err(Rejection::RevocationsUnavailable);
         }
         match self
             .shared
@@ -740,6 +743,12 @@ impl Gate {
             Some(_) => Err(Rejection::Revoked),
             None => Ok(()),
         }
+    }
+
+    /// Whether this gate can allow tokens: every provider has usable keys and the revocations
+    /// are loaded (readiness: `/readyz`, gRPC health).
+    pub fn ready(&self) -> bool {
+        self.verifier.keys_ready() && !self.shared.revocations.is_pending()
     }
 
     /// The routes in use.

@@ -98,6 +98,10 @@ pub enum Rejection {
     /// A rate-limit rule is exhausted (checked after the token and the route's requirements).
     #[error("rate limit {} exceeded", .0.rule)]
     RateLimited(Box<RateLimitExceeded>),
+    /// The shared revocation store (Redis) has not been read since start, so revocations made
+    /// by other replicas may be missing: no token is allowed until it has.
+    #[error("revocations not loaded yet")]
+    RevocationsUnavailable,
 }
 
 /// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
@@ -133,7 +137,7 @@ impl Rejection {
     /// Which kind of answer this refusal gets.
     pub fn class(&self) -> Class {
         match self {
-            Self::KeysUnavailable => Class::Unavailable,
+            Self::KeysUnavailable | Self::RevocationsUnavailable => Class::Unavailable,
             Self::RateLimited(_) => Class::Limited,
             Self::ProviderNotAccepted
             | Self::MissingScope(_)
@@ -157,7 +161,7 @@ impl Rejection {
     /// RFC 6750 `error` code, if the `WWW-Authenticate` header carries one.
     pub fn oauth_error(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken | Self::KeysUnavailable => None,
+            Self::MissingToken | Self::KeysUnavailable | Self::RevocationsUnavailable => None,
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 Some("insufficient_scope")
             }
@@ -170,7 +174,7 @@ impl Rejection {
     pub fn body_error(&self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
-            Self::KeysUnavailable => "temporarily_unavailable",
+            Self::KeysUnavailable | Self::RevocationsUnavailable => "temporarily_unavailable",
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 "insufficient_scope"
             }
@@ -230,12 +234,13 @@ impl Rejection {
             Self::BadPath(_) => 27,
             Self::OriginalRequestUnknown => 28,
             Self::RateLimited(_) => 29,
+            Self::RevocationsUnavailable => 30,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 30] = [
+pub const LABELS: [&str; 31] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -266,6 +271,7 @@ pub const LABELS: [&str; 30] = [
     "bad_path",
     "original_request_unknown",
     "rate_limited",
+    "revocations_unavailable",
 ];
 
 #[cfg(test)]

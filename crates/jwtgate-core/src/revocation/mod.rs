@@ -104,6 +104,9 @@ pub type Listener = dyn Fn(&Revocation) + Send + Sync;
 pub struct RevocationSet {
     inner: RwLock<Maps>,
     listeners: std::sync::Mutex<Vec<std::sync::Weak<Listener>>>,
+    /// A shared store's set before its first successful load: it may lack revocations other
+    /// replicas made, so no token is allowed on it.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RevocationSet {
@@ -147,6 +150,23 @@ impl RevocationSet {
         let mut ls = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         ls.retain(|l| l.strong_count() > 0);
         ls.push(Arc::downgrade(listener));
+    }
+
+    /// Marks the set as not loaded yet (a Redis store before its first sync): until
+    /// [`RevocationSet::first_load_done`], [`RevocationSet::is_pending`] holds.
+    pub fn await_first_load(&self) {
+        self.pending.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The store's live set has been loaded into this set at least once.
+    pub fn first_load_done(&self) {
+        self.pending.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether revocations other replicas made may be missing because the shared store has not
+    /// been read yet (a replica started while Redis is unreachable): no token may be allowed.
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Adds (or, for a subject, moves the cut-off later); returns whether anything changed.
@@ -344,6 +364,7 @@ impl Store {
                 channel,
             } => {
                 let store = redis::RedisStore::new(connection, key_prefix, channel)?;
+                set.await_first_load();
                 store.initial_sync(&set).await;
                 Backend::Redis(store)
             }

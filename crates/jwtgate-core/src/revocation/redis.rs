@@ -139,6 +139,7 @@ impl RedisStore {
     pub async fn initial_sync(&self, set: &Arc<RevocationSet>) {
         match tokio::time::timeout(INITIAL_SYNC_TIMEOUT, self.sync(set)).await {
             Ok(Ok(loaded)) => {
+                set.first_load_done();
                 self.health(|h| {
                     h.following = true;
                     h.write_failed = false;
@@ -155,7 +156,7 @@ impl RedisStore {
 
     fn sync_failed(&self, e: &Failure) {
         let e = format!("redis at {}: initial sync failed: {e}", self.url);
-        tracing::warn!("{e}; serving without the shared revocations until it connects");
+        tracing::warn!("{e}; not ready, and no token allowed, until the shared revocations are loaded");
         self.health(|h| {
             h.following = false;
             h.last_error = Some(e);
@@ -268,6 +269,7 @@ impl RedisStore {
             }
         };
         *synced = true;
+        set.first_load_done();
         self.health(|h| {
             h.following = true;
             h.write_failed = false;
