@@ -113,8 +113,22 @@ async fn a_server_certificate_from_an_untrusted_ca_is_refused() {
         let (_redis, tls_port) = tls_redis(dir.path()).await;
         let issuer = rsa_issuer().await;
         let served = serve(dir.path(), &issuer, tls_port, "other-ca.pem");
-        served.wait_ready().await;
-        let ready = readyz(&served).await;
+        // Never ready: the shared revocations cannot be loaded (so no token is allowed).
+        let url = format!("http://{}/readyz", served.addr("http"));
+        let started = std::time::Instant::now();
+        let ready = loop {
+            if let Ok(r) = reqwest::get(&url).await {
+                let status = r.status().as_u16();
+                let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+                if body["providers"][0]["state"] == "fresh" {
+                    assert_eq!(status, 503, "{body}");
+                    break body;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no /readyz with keys");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(ready["ready"], false, "{ready}");
         assert_eq!(ready["revocation"]["connected"], false, "{ready}");
         assert_eq!(ready["rate_limits"]["connected"], false, "{ready}");
         let error = ready["revocation"]["last_error"]

@@ -441,7 +441,7 @@ async fn json_log_lines_carry_trace_and_span_ids_only_inside_a_traced_span() {
         assert_eq!(loaded["trace_id"], fetch.trace_id.as_str());
         assert_eq!(loaded["span_id"], fetch.span_id.as_str());
         // Logged outside any span.
-        let ready = served.wait_for("ready: every provider has usable keys");
+        let ready = served.wait_for("ready: every provider has usable keys, revocations loaded");
         assert!(
             ready.get("trace_id").is_none() && ready.get("span_id").is_none(),
             "{ready}"
