@@ -70,6 +70,34 @@ async fn a_new_key_is_accepted_on_its_first_request() {
 }
 
 #[tokio::test]
+async fn a_new_key_is_accepted_even_when_a_fetch_from_before_the_rotation_is_in_flight() {
+    let issuer = Issuer::start(vec![rsa_a()]).await;
+    let (gk, mut client) = start(
+        &issuer,
+        "refresh_interval: 1s, min_refetch_interval: 100ms, refetch_wait: 1s",
+    )
+    .await;
+    gk.wait_ready().await;
+    // The next background refresh is answered late, with the key set as it was when it arrived.
+    issuer.set_mode(Mode::Slow(Duration::from_millis(800)));
+    let hits = issuer.jwks_hits();
+    eventually(
+        "a background refresh to be in flight",
+        Duration::from_secs(5),
+        async || issuer.jwks_hits() > hits,
+    )
+    .await;
+    // Rotation while it is in flight: b's first token joins that fetch, which lacks b.
+    issuer.set_keys(vec![rsa_a(), rsa_b()]);
+    issuer.set_mode(Mode::Normal);
+    assert_eq!(
+        code(&mut client, &token(&issuer, "rsa-b.pem", "b")).await,
+        Ok(0),
+        "a fetch of its own after the stale one"
+    );
+}
+
+#[tokio::test]
 async fn tokens_of_a_retired_key_spend_no_refetch_so_the_next_rotation_is_seen_at_once() {
     let issuer = Issuer::start(vec![rsa_a()]).await;
     let (gk, mut client) = start(&issuer, "min_refetch_interval: 1s").await;

@@ -168,6 +168,9 @@ pub fn raw_token(header: &str, payload: &str, signature_b64: &str) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mode {
     Normal,
+    /// As `Normal`, but the answer (the key set as it was when the request came) is sent this
+    /// much later: a fetch in flight across a rotation.
+    Slow(Duration),
     Status(u16),
     Hang,
     Html,
@@ -270,8 +273,11 @@ async fn jwks(State(state): State<Arc<Mutex<IssuerState>>>) -> Response {
         s.jwks_hits += 1;
         (s.mode.clone(), s.jwks.to_string(), s.cache_control.clone())
     };
+    if let Mode::Slow(delay) = mode {
+        tokio::time::sleep(delay).await;
+    }
     match mode {
-        Mode::Normal => {
+        Mode::Normal | Mode::Slow(_) => {
             let mut headers = HeaderMap::new();
             headers.insert("content-type", "application/json".parse().unwrap());
             if let Some(cc) = cc {

@@ -143,8 +143,11 @@ pub struct KeyStatus {
 
 /// Result of asking for a refetch because of an unknown `kid`.
 enum Refetch {
-    /// A fetch finished while we waited.
+    /// The fetch this request started finished while it waited.
     Done,
+    /// A fetch already running (perhaps sent before the issuer published the new key) finished
+    /// while it waited.
+    Joined,
     /// The window since the last refetch has not passed: answer from what we have.
     NotNow,
     /// The fetch is still running past `refetch_wait`.
@@ -204,15 +207,22 @@ impl KeyStore {
     /// waited on only up to `refetch_wait`; a retired one (published once, dropped since)
     /// triggers none.
     pub async fn key_set_for(self: &Arc<Self>, kid: Option<&str>) -> Result<Arc<KeySet>, Rejection> {
-        if let Some(set) = self.usable() {
-            match kid {
-                Some(k) if !set.knows(k) && !self.is_retired(k) => {}
-                _ => return Ok(set),
-            }
+        let missing = |set: &KeySet| kid.is_some_and(|k| !set.knows(k) && !self.is_retired(k));
+        if let Some(set) = self.usable()
+            && !missing(&set)
+        {
+            return Ok(set);
         }
-        match self.refetch().await {
+        let deadline = clock::now().instant + self.settings.refetch_wait;
+        let mut outcome = self.refetch(deadline).await;
+        // A fetch that was already running may have left before the new key was published: if
+        // it did not bring the kid, ask for one of our own (within the same window and wait).
+        if matches!(outcome, Refetch::Joined) && self.usable().is_none_or(|set| missing(&set)) {
+            outcome = self.refetch(deadline).await;
+        }
+        match outcome {
             Refetch::TimedOut => Err(Rejection::KeysUnavailable),
-            Refetch::Done | Refetch::NotNow => self.usable().ok_or(Rejection::KeysUnavailable),
+            Refetch::Done | Refetch::Joined | Refetch::NotNow => self.usable().ok_or(Rejection::KeysUnavailable),
         }
     }
 
@@ -318,12 +328,15 @@ impl KeyStore {
         }
     }
 
-    async fn refetch(self: &Arc<Self>) -> Refetch {
+    /// Starts a refetch (at most one per `min_refetch_interval`) unless one is running, and
+    /// waits for the running one until `deadline`.
+    async fn refetch(self: &Arc<Self>, deadline: Instant) -> Refetch {
         if matches!(self.source, KeySource::HmacSecret(_)) {
             return Refetch::NotNow;
         }
         let mut rx = self.generation.subscribe();
-        if !self.fetching.load(Ordering::Acquire) {
+        let joined = self.fetching.load(Ordering::Acquire);
+        if !joined {
             let now = clock::now().instant;
             {
                 let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
@@ -334,7 +347,8 @@ impl KeyStore {
             }
             self.spawn_fetch(false);
         }
-        match tokio::time::timeout(self.settings.refetch_wait, rx.changed()).await {
+        match tokio::time::timeout_at(deadline.into(), rx.changed()).await {
+            Ok(_) if joined => Refetch::Joined,
             Ok(_) => Refetch::Done,
             Err(_) => Refetch::TimedOut,
         }
