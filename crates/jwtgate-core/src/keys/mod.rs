@@ -214,16 +214,17 @@ impl KeyStore {
             return Ok(set);
         }
         let deadline = clock::now().instant + self.settings.refetch_wait;
-        let mut outcome = self.refetch(deadline).await;
-        // A fetch that was already running may have left before the new key was published: if
-        // it did not bring the kid, ask for one of our own (within the same window and wait).
-        if matches!(outcome, Refetch::Joined) && self.usable().is_none_or(|set| missing(&set)) {
-            outcome = self.refetch(deadline).await;
+        match self.refetch(deadline).await {
+            Refetch::TimedOut => return Err(Rejection::KeysUnavailable),
+            // A fetch that was already running may have left before the new key was published:
+            // if it did not bring the kid, ask for one of our own (within the same window and
+            // wait); if that one is not back in time, answer from what the first brought.
+            Refetch::Joined if self.usable().is_none_or(|set| missing(&set)) => {
+                let _ = self.refetch(deadline).await;
+            }
+            Refetch::Done | Refetch::Joined | Refetch::NotNow => {}
         }
-        match outcome {
-            Refetch::TimedOut => Err(Rejection::KeysUnavailable),
-            Refetch::Done | Refetch::Joined | Refetch::NotNow => self.usable().ok_or(Rejection::KeysUnavailable),
-        }
+        self.usable().ok_or(Rejection::KeysUnavailable)
     }
 
     /// The current keys, unless missing or older than `max_stale`.
