@@ -56,13 +56,7 @@ fn idp_token() -> String {
 }
 
 async fn metric(http: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    samples(&text).get(series).copied().unwrap_or(0.0)
+    scrape(http).await.get(series).copied().unwrap_or(0.0)
 }
 
 #[tokio::test]

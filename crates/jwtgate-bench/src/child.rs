@@ -94,15 +94,10 @@ impl ServerChild {
     /// Waits (up to 10s) until `/readyz` answers 200 (the no-op HTTP server answers 200 to
     /// anything).
     pub async fn wait_ready(&self, http: &reqwest::Client) -> Result<(), String> {
-        let url = format!("http://{}/readyz", self.http);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match until_ready(http, self.http, Duration::from_secs(10), || None).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("the server at {} did not become ready within 10s", self.http)),
         }
-        Err(format!("the server at {} did not become ready within 10s", self.http))
     }
 
     /// Reads jwtgate's key-fetch counters (`None` where there is nothing to read).
@@ -153,4 +148,27 @@ impl Drop for ServerChild {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Polls `http://{addr}/readyz` every 20 ms until it answers 200 (how long that took) or `limit`
+/// passes (`Err(None)`). `exited` is asked first each round: a reason from it ends the wait
+/// (`Err(Some(reason))`), for a server process that is gone.
+pub async fn until_ready(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    limit: Duration,
+    mut exited: impl FnMut() -> Option<String>,
+) -> Result<Duration, Option<String>> {
+    let url = format!("http://{addr}/readyz");
+    let began = Instant::now();
+    while began.elapsed() < limit {
+        if let Some(why) = exited() {
+            return Err(Some(why));
+        }
+        if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(began.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(None)
 }

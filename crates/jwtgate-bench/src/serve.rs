@@ -248,39 +248,51 @@ async fn start_jwtgate(
     Ok((running, telemetry))
 }
 
-/// A loopback JWKS server: `GET /jwks` serves the key set and counts the hit, `GET /hits` says
-/// how many there were.
+/// A loopback JWKS server for a fixed key set, on an ephemeral port until `shutdown`.
 async fn serve_jwks(jwks: String, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    serve_jwks_on(
+        listener,
+        Arc::new(arc_swap::ArcSwap::from_pointee(jwks)),
+        Arc::default(),
+        shutdown,
+    );
+    Ok(addr)
+}
+
+/// Serves a JWKS on `listener` until `shutdown`: `GET /jwks` answers `body` as it is at that
+/// moment and counts the hit in `hits`, `GET /hits` says how many there were. At `shutdown` the
+/// listener closes and idle keep-alive connections are closed too (axum's graceful shutdown).
+pub fn serve_jwks_on(
+    listener: tokio::net::TcpListener,
+    body: Arc<arc_swap::ArcSwap<String>>,
+    hits: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+) {
     #[derive(Clone)]
     struct Jwks {
-        body: Arc<str>,
+        body: Arc<arc_swap::ArcSwap<String>>,
         hits: Arc<AtomicU64>,
     }
-    let state = Jwks {
-        body: jwks.into(),
-        hits: Arc::default(),
-    };
     let router = Router::new()
         .route(
             "/jwks",
             get(|State(s): State<Jwks>| async move {
                 s.hits.fetch_add(1, Ordering::Relaxed);
-                ([("content-type", "application/json")], s.body.to_string())
+                ([("content-type", "application/json")], s.body.load().to_string())
             }),
         )
         .route(
             "/hits",
             get(|State(s): State<Jwks>| async move { s.hits.load(Ordering::Relaxed).to_string() }),
         )
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+        .with_state(Jwks { body, hits });
     tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
     });
-    Ok(addr)
 }
 
 #[cfg(test)]

@@ -12,9 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use jwtgate_core::{clock, mint};
 use serde_json::{Map, Value, json};
@@ -189,30 +186,10 @@ impl Issuer {
     }
 }
 
-/// Serves `GET /jwks` (the current `body`) until the returned token is cancelled. Then the
-/// listener closes and idle keep-alive connections are closed too (axum's graceful shutdown), so
-/// no connection outlives the outage.
+/// Serves the JWKS on `listener` ([`crate::serve::serve_jwks_on`]) until the returned token is
+/// cancelled.
 fn serve(listener: tokio::net::TcpListener, body: Arc<ArcSwap<String>>, hits: Arc<AtomicU64>) -> CancellationToken {
-    #[derive(Clone)]
-    struct Jwks {
-        body: Arc<ArcSwap<String>>,
-        hits: Arc<AtomicU64>,
-    }
-    let router = Router::new()
-        .route(
-            "/jwks",
-            get(|State(s): State<Jwks>| async move {
-                s.hits.fetch_add(1, Ordering::Relaxed);
-                ([("content-type", "application/json")], s.body.load().to_string())
-            }),
-        )
-        .with_state(Jwks { body, hits });
     let stop = CancellationToken::new();
-    let cancelled = stop.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(cancelled.cancelled_owned())
-            .await;
-    });
+    crate::serve::serve_jwks_on(listener, body, hits, stop.clone());
     stop
 }

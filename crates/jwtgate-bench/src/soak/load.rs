@@ -32,6 +32,17 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// The `i`th token to send and whether it must be allowed: a revoked one when `revoked` is
+    /// asked for and there is any, else a valid one.
+    pub fn pick(&self, revoked: bool, i: usize) -> (String, bool) {
+        let revoked_tokens = self.revoked.load();
+        if revoked && !revoked_tokens.is_empty() {
+            return (revoked_tokens[i % revoked_tokens.len()].clone(), false);
+        }
+        let valid = self.valid.load();
+        (valid[i % valid.len()].clone(), true)
+    }
+
     /// Adds an acknowledged revocation's token.
     pub fn revoked_now(&self, bearer: String) {
         self.revoked.rcu(|old| {
@@ -203,13 +214,7 @@ pub async fn drive(
                 }
                 n += 1;
                 let id = ids.fetch_add(1, Ordering::Relaxed);
-                let revoked = tokens.revoked.load();
-                let (token, expect_allow) = if n.is_multiple_of(REVOKED_EVERY) && !revoked.is_empty() {
-                    (revoked[(id as usize / 7) % revoked.len()].clone(), false)
-                } else {
-                    let valid = tokens.valid.load();
-                    (valid[id as usize % valid.len()].clone(), true)
-                };
+                let (token, expect_allow) = tokens.pick(n.is_multiple_of(REVOKED_EVERY), id as usize);
                 let answer = door.check(&token, id).await;
                 tally.record(start.elapsed(), expect_allow, answer, "replica");
             }

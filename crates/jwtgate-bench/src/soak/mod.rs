@@ -534,13 +534,7 @@ async fn restarted_replica(world: &World, deadline: Instant) {
         if Instant::now() >= deadline {
             break;
         }
-        let revoked = world.tokens.revoked.load();
-        let (token, expect_allow) = if i % 4 == 3 && !revoked.is_empty() {
-            (revoked[i as usize % revoked.len()].clone(), false)
-        } else {
-            let valid = world.tokens.valid.load();
-            (valid[i as usize % valid.len()].clone(), true)
-        };
+        let (token, expect_allow) = world.tokens.pick(i % 4 == 3, i as usize);
         let answer = door.check(&token, i).await;
         tally.record(world.start.elapsed(), expect_allow, answer, "restarted replica");
     }

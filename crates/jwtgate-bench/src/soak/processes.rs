@@ -193,21 +193,17 @@ impl Jwtgate {
 
     /// Waits (up to `limit`) until `/readyz` answers 200; fails early if the process exits.
     pub async fn wait_ready(&mut self, http: &reqwest::Client, limit: Duration) -> Result<Duration, String> {
-        let url = format!("http://{}/readyz", self.listen.http);
-        let began = Instant::now();
-        while began.elapsed() < limit {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("jwtgate exited ({status}); see {}", self.log.display()));
-            }
-            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(began.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Err(format!(
-            "jwtgate was not ready within {limit:?}; see {}",
-            self.log.display()
-        ))
+        let child = &mut self.child;
+        let exited = || match child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        };
+        crate::child::until_ready(http, self.listen.http, limit, exited)
+            .await
+            .map_err(|why| match why {
+                Some(status) => format!("jwtgate exited ({status}); see {}", self.log.display()),
+                None => format!("jwtgate was not ready within {limit:?}; see {}", self.log.display()),
+            })
     }
 
     /// `/readyz` as JSON (whatever its status).

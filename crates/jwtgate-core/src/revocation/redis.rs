@@ -139,7 +139,6 @@ impl RedisStore {
     pub async fn initial_sync(&self, set: &Arc<RevocationSet>) {
         match tokio::time::timeout(INITIAL_SYNC_TIMEOUT, self.sync(set)).await {
             Ok(Ok(loaded)) => {
-                set.first_load_done();
                 self.health(|h| {
                     h.following = true;
                     h.write_failed = false;
@@ -269,7 +268,6 @@ impl RedisStore {
             }
         };
         *synced = true;
-        set.first_load_done();
         self.health(|h| {
             h.following = true;
             h.write_failed = false;
@@ -305,12 +303,14 @@ impl RedisStore {
         }
     }
 
-    /// Loads every live key (SCAN + MGET) into `set`; returns how many entries were read.
+    /// Loads every live key (SCAN + MGET) into `set` (which then counts as loaded); returns how
+    /// many entries were read.
     async fn sync(&self, set: &RevocationSet) -> Result<usize, Failure> {
         let mut conn = self.connection().await?;
         let result = self.load(&mut conn, set).await;
-        if result.is_err() {
-            self.drop_connection().await;
+        match result {
+            Ok(_) => set.first_load_done(),
+            Err(_) => self.drop_connection().await,
         }
         result
     }
