@@ -97,6 +97,41 @@ async fn a_new_key_is_accepted_even_when_a_fetch_from_before_the_rotation_is_in_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_of_a_rotation_all_wait_for_the_one_refetch() {
+    // Found by the chaos soak: of two first requests for a new kid arriving together, one started
+    // the refetch and the other, finding none running a moment before it began, was told the
+    // window was spent and denied 2 ms before the key arrived.
+    let issuer = Issuer::start(vec![rsa_a()]).await;
+    let (gk, _) = start(&issuer, "min_refetch_interval: 100ms, refetch_wait: 1s").await;
+    gk.wait_ready().await;
+    // One connection each, so that both server threads take requests at the same moment.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(gk.client().await);
+    }
+    let mut denied = Vec::new();
+    for rotation in 0..24 {
+        let kid = format!("b{rotation}");
+        let t = token(&issuer, "rsa-b.pem", &kid);
+        tokio::time::sleep(Duration::from_millis(150)).await; // past the last window
+        issuer.set_keys(vec![rsa_a(), jwk("rsa-b.pem", Algorithm::RS256, &kid)]);
+        let burst: Vec<_> = (0..32)
+            .map(|i| {
+                let (mut client, t) = (clients[i % clients.len()].clone(), t.clone());
+                tokio::spawn(async move { code(&mut client, &t).await })
+            })
+            .collect();
+        for task in burst {
+            let outcome = task.await.unwrap();
+            if outcome != Ok(0) {
+                denied.push((rotation, outcome));
+            }
+        }
+    }
+    assert!(denied.is_empty(), "first requests of a rotation refused: {denied:?}");
+}
+
 #[tokio::test]
 async fn tokens_of_a_retired_key_spend_no_refetch_so_the_next_rotation_is_seen_at_once() {
     let issuer = Issuer::start(vec![rsa_a()]).await;

@@ -336,18 +336,23 @@ impl KeyStore {
             return Refetch::NotNow;
         }
         let mut rx = self.generation.subscribe();
-        let joined = self.fetching.load(Ordering::Acquire);
-        if !joined {
-            let now = clock::now().instant;
-            {
-                let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
+        // Decided under the lock, so that of two requests missing together one starts the fetch
+        // and the other joins it; told apart by the lock alone, the second could find no fetch
+        // running yet and the window already spent, and be denied just before the key arrived.
+        let joined = {
+            let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
+            if self.fetching.load(Ordering::Acquire) {
+                true
+            } else {
+                let now = clock::now().instant;
                 if last.is_some_and(|t| now.duration_since(t) < self.settings.min_refetch_interval) {
                     return Refetch::NotNow;
                 }
                 *last = Some(now);
+                // A background refresh may have begun since the load above: then this joins it.
+                !self.spawn_fetch(false)
             }
-            self.spawn_fetch(false);
-        }
+        };
         match tokio::time::timeout_at(deadline.into(), rx.changed()).await {
             Ok(_) if joined => Refetch::Joined,
             Ok(_) => Refetch::Done,
@@ -355,9 +360,10 @@ impl KeyStore {
         }
     }
 
-    fn spawn_fetch(self: &Arc<Self>, rediscover: bool) {
+    /// Starts a fetch unless one is running; whether it started one.
+    fn spawn_fetch(self: &Arc<Self>, rediscover: bool) -> bool {
         if self.fetching.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let this = self.clone();
         // A child of the check that asked for it (an unknown `kid`), else a root of its own.
@@ -411,6 +417,7 @@ impl KeyStore {
             this.generation.send_modify(|g| *g += 1);
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
+        true
     }
 
     fn is_retired(&self, kid: &str) -> bool {
