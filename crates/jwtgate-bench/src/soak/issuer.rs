@@ -140,24 +140,25 @@ impl Issuer {
             .collect()
     }
 
-    /// Rotates unannounced: a new key signs from now on and is published at once, beside the
-    /// previous one; the key before that is dropped. `pool` mints the tokens the clients will
-    /// send from now on; they are handed over only after the new key set is published, the
-    /// moment the issuer would start handing them out.
+    /// Rotates unannounced: a new key is published beside the previous one (the key before that
+    /// is dropped) and signs from then on — in that order, under one lock, so no token ever
+    /// names a key the JWKS does not yet hold (a revocation's token minted meanwhile included).
+    /// `pool` mints the tokens the clients will send from now on, the moment the issuer would
+    /// start handing them out.
     pub fn rotate(&self, pool_size: usize) -> Result<Vec<String>, String> {
         let next = {
             let ring = self.lock();
             ring.generation + 1
         };
         let key = Key::generate(next)?;
-        let mut ring = self.lock();
-        let old = std::mem::replace(&mut ring.current, key);
-        ring.previous = Some(old);
-        ring.generation = next;
-        drop(ring);
-        let pool = self.mint_pool(pool_size)?;
-        self.body.store(Arc::new(self.lock().jwks()));
-        Ok(pool)
+        {
+            let mut ring = self.lock();
+            let old = std::mem::replace(&mut ring.current, key);
+            ring.previous = Some(old);
+            ring.generation = next;
+            self.body.store(Arc::new(ring.jwks()));
+        }
+        self.mint_pool(pool_size)
     }
 
     /// Takes the JWKS server down: the listener closes, connections are refused.

@@ -39,6 +39,9 @@ pub const AUDIENCE: &str = "api";
 const ADMIN_TOKEN: &str = "soak-admin-token-0123456789";
 /// Valid tokens minted per key.
 const POOL: usize = 64;
+/// How long a rotation waits for the replica's first fetch of the new key set before an outage
+/// may begin.
+const ROTATION_FETCH_WAIT: Duration = Duration::from_secs(2);
 /// How long Redis stays dead on a restart.
 const REDIS_DOWN: Duration = Duration::from_secs(2);
 /// How long a revocation is retried before the soak counts it as lost.
@@ -302,6 +305,10 @@ struct World {
     faults: std::sync::Mutex<Faults>,
     tally: std::sync::Mutex<Tally>,
     variant: AtomicU64,
+    /// Held by a rotation until the replica has fetched the new key set, and by an outage
+    /// while it begins: an outage that began between a rotation and the replica's first fetch
+    /// would deny tokens nobody outside the issuer could have verified (not jwtgate's fault).
+    issuer_change: Mutex<()>,
 }
 
 impl World {
@@ -397,6 +404,7 @@ async fn run(settings: &SoakSettings, binary: PathBuf, dir: PathBuf) -> Result<S
         faults: std::sync::Mutex::default(),
         tally: std::sync::Mutex::default(),
         variant: AtomicU64::new(0),
+        issuer_change: Mutex::new(()),
     });
 
     let faults = vec![
@@ -443,18 +451,28 @@ async fn run(settings: &SoakSettings, binary: PathBuf, dir: PathBuf) -> Result<S
 /// Unannounced rotations, skipped while the issuer is down (it issues nothing then).
 async fn rotations(world: Arc<World>, every: Duration) {
     while world.wait(every).await {
+        let _change = world.issuer_change.lock().await;
         if !world.issuer.is_up() {
             continue;
         }
-        match world.issuer.rotate(POOL) {
-            Ok(pool) => {
+        let hits = world.issuer.hits();
+        let issuer = world.issuer.clone();
+        // RSA key generation and signing the pool take a while: off the load's threads.
+        match tokio::task::spawn_blocking(move || issuer.rotate(POOL)).await {
+            Ok(Ok(pool)) => {
                 world
                     .tokens
                     .valid
                     .store(Arc::new(pool.into_iter().map(|t| format!("Bearer {t}")).collect()));
                 world.faults().rotations += 1;
             }
+            Ok(Err(e)) => world.problem(format!("rotation: {e}")),
             Err(e) => world.problem(format!("rotation: {e}")),
+        }
+        // The first request with the new kid makes the replica fetch; bounded.
+        let fetched_by = Instant::now() + ROTATION_FETCH_WAIT;
+        while world.issuer.hits() == hits && Instant::now() < fetched_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -468,7 +486,10 @@ async fn outages(world: Arc<World>, outage: Duration, every: Duration) {
         if Instant::now() + outage >= world.until {
             return;
         }
-        world.issuer.go_down();
+        {
+            let _change = world.issuer_change.lock().await;
+            world.issuer.go_down();
+        }
         world.faults().outages += 1;
         let began = Instant::now();
         // Let the replica's refresh fail at least once before the restart.
