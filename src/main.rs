@@ -51,6 +51,15 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Whether a running jwtgate finds a token active (RFC 7662, through its admin API; needs
+    /// `introspection.enabled`): one JSON line with the token's members, or `active: false` with
+    /// the reason; exit 0 active, 1 inactive or failure.
+    Introspect {
+        /// The token; `-` reads it from standard input (keeps it out of the process list).
+        token: String,
+        #[command(flatten)]
+        admin: Endpoint,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,7 +162,24 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Status { admin },
         } => cli::admin::admin(&admin, Call::KeyStatus),
+        Command::Introspect { token, admin } => match read_token(token) {
+            Ok(token) => cli::admin::admin(&admin, Call::Introspect(token)),
+            Err(e) => {
+                eprintln!("jwtgate: cannot read the token from standard input: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// The token argument, or with `-` standard input (bounded, trimmed).
+fn read_token(arg: String) -> std::io::Result<String> {
+    if arg != "-" {
+        return Ok(arg);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), 1 << 20), &mut text)?;
+    Ok(text.trim().to_owned())
 }
 
 /// The admin API call a `revoke` command asks for.

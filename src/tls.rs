@@ -1,5 +1,5 @@
-//! TLS on the listeners (`listen.grpc_tls`, `listen.http_tls`, `listen.admin_tls`): rustls with
-//! the aws-lc-rs provider, TLS 1.2 and 1.3, and with `client_ca` a required client certificate
+//! TLS on the listeners (`listen.grpc_tls`, `listen.http_tls`, `listen.admin_tls`,
+//! `listen.introspection_tls`): rustls with the aws-lc-rs provider, TLS 1.2 and 1.3, and with `client_ca` a required client certificate
 //! that chains to it (mutual TLS).
 //!
 //! **Rotation.** A watcher looks at each file's metadata (modification time, length, inode)
@@ -112,6 +112,7 @@ fn configured(config: &Config) -> impl Iterator<Item = (&ListenTls, Protocols)> 
         (l.grpc_tls.as_ref(), Protocols::Grpc),
         (l.http_tls.as_ref(), Protocols::Http),
         (l.admin_tls.as_ref(), Protocols::Grpc),
+        (l.introspection_tls.as_ref(), Protocols::Http),
     ]
     .into_iter()
     .filter_map(|(tls, p)| tls.map(|t| (t, p)))

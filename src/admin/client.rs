@@ -191,6 +191,12 @@ impl Client {
         }
     }
 
+    /// `Introspect`.
+    pub async fn introspect(&mut self, token: String) -> Result<pb::IntrospectResponse, ClientError> {
+        let req = self.request(pb::IntrospectRequest { token });
+        Ok(self.inner.introspect(req).await?.into_inner())
+    }
+
     /// `KeyStatus`.
     pub async fn key_status(&mut self) -> Result<pb::KeyStatusResponse, ClientError> {
         let req = self.request(pb::KeyStatusRequest {});

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwtgate_core::clock;
 use jwtgate_core::config::{AdminAuth, RevocationConfig};
 use jwtgate_core::gate::Gate;
+use jwtgate_core::introspect::Introspected;
 use jwtgate_core::jws;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::rejection::Rejection;
@@ -280,8 +281,63 @@ impl AdminService {
     }
 }
 
+impl AdminService {
+    async fn introspect_now(&self, req: pb::IntrospectRequest) -> Done<pb::IntrospectResponse> {
+        let gate = self.gate.load_full();
+        if !gate.introspection().enabled {
+            return Err(Status::failed_precondition(
+                "introspection is not enabled (introspection.enabled)",
+            ));
+        }
+        if req.token.is_empty() {
+            return Err(invalid("token is required"));
+        }
+        let answer = gate.introspect(req.token.trim()).await;
+        let outcome = answer.outcome().to_owned();
+        let message = match answer {
+            Introspected::Active { provider, token } => pb::IntrospectResponse {
+                active: true,
+                iss: token.iss,
+                sub: token.sub,
+                aud: match token.aud {
+                    Some(Value::String(a)) => vec![a],
+                    Some(Value::Array(all)) => all.into_iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+                    _ => Vec::new(),
+                },
+                exp: token.exp,
+                iat: token.iat,
+                nbf: token.nbf,
+                jti: token.jti,
+                scope: token.scope,
+                client_id: token.client_id,
+                token_type: token.token_type.to_owned(),
+                provider,
+                inactive_reason: String::new(),
+            },
+            Introspected::Inactive { provider, reason } => pb::IntrospectResponse {
+                provider: provider.unwrap_or_default(),
+                inactive_reason: reason.label().to_owned(),
+                ..Default::default()
+            },
+            Introspected::Unavailable { reason } => {
+                return Err(Status::unavailable(format!("cannot tell now: {reason}")));
+            }
+        };
+        Ok((message, outcome))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
+    async fn introspect(
+        &self,
+        req: Request<pb::IntrospectRequest>,
+    ) -> Result<Response<pb::IntrospectResponse>, Status> {
+        let target = token_target(&req.get_ref().token);
+        self.audited("Introspect", req, target, |m| self.introspect_now(m))
+            .await
+    }
+
     async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::RevokeResponse>, Status> {
         let target = match &req.get_ref().target {
             None => "-".to_owned(),

@@ -1,5 +1,6 @@
-//! `jwtgate revoke …` and `jwtgate keys status`: admin API calls from the command line, one
-//! line printed per revocation or provider; exit 0 on success, 1 with the reason on failure.
+//! `jwtgate revoke …`, `jwtgate keys status` and `jwtgate introspect`: admin API calls from the
+//! command line, one line printed per revocation, provider or token; exit 0 on success (an
+//! active token), 1 with the reason on failure (an inactive token).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,13 +46,16 @@ pub enum Call {
     },
     /// Print each provider's key state.
     KeyStatus,
+    /// Print what introspecting this token finds.
+    Introspect(String),
 }
 
 /// Runs `call` against the admin API at `endpoint`.
 pub fn admin(endpoint: &Endpoint, call: Call) -> ExitCode {
     run(Flavor::OneShot, async {
         match perform(endpoint, call).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("jwtgate: {e}");
                 ExitCode::FAILURE
@@ -60,7 +64,8 @@ pub fn admin(endpoint: &Endpoint, call: Call) -> ExitCode {
     })
 }
 
-async fn perform(endpoint: &Endpoint, call: Call) -> Result<(), ClientError> {
+/// Runs the call; `Ok(false)` for an answer that is a refusal (an inactive token).
+async fn perform(endpoint: &Endpoint, call: Call) -> Result<bool, ClientError> {
     let tls = ClientTls {
         ca: endpoint.ca.clone(),
         cert: endpoint.cert.clone(),
@@ -95,8 +100,54 @@ async fn perform(endpoint: &Endpoint, call: Call) -> Result<(), ClientError> {
                 }
             }
         }
+        Call::Introspect(token) => {
+            let answer = client.introspect(token).await?;
+            println!("{}", introspection_line(&answer));
+            return Ok(answer.active);
+        }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// An introspection answer as one JSON object: RFC 7662's members, then `provider` and, for an
+/// inactive token, `reason`.
+fn introspection_line(a: &pb::IntrospectResponse) -> String {
+    let mut o = serde_json::Map::new();
+    o.insert("active".into(), a.active.into());
+    if a.active {
+        o.insert("iss".into(), a.iss.clone().into());
+        let text = |o: &mut serde_json::Map<_, _>, k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                o.insert(k.to_owned(), v.clone().into());
+            }
+        };
+        text(&mut o, "sub", &a.sub);
+        match a.aud.as_slice() {
+            [] => {}
+            [one] => {
+                o.insert("aud".into(), one.clone().into());
+            }
+            all => {
+                o.insert("aud".into(), all.to_vec().into());
+            }
+        }
+        for (k, v) in [("exp", a.exp), ("iat", a.iat), ("nbf", a.nbf)] {
+            if let Some(v) = v {
+                o.insert(k.into(), v.into());
+            }
+        }
+        text(&mut o, "jti", &a.jti);
+        text(&mut o, "scope", &a.scope);
+        text(&mut o, "client_id", &a.client_id);
+        o.insert("token_type".into(), a.token_type.clone().into());
+    }
+    if !a.provider.is_empty() {
+        o.insert("provider".into(), a.provider.clone().into());
+    }
+    if !a.active {
+        o.insert("reason".into(), a.inactive_reason.clone().into());
+    }
+    serde_json::Value::Object(o).to_string()
 }
 
 fn print_revoked(answer: pb::RevokeResponse) {

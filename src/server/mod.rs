@@ -6,6 +6,7 @@
 mod cork;
 pub mod grpc;
 pub mod http;
+pub mod introspection;
 pub mod render;
 pub mod transport;
 
@@ -47,6 +48,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Bound admin API address.
     pub admin_addr: SocketAddr,
+    /// Bound introspection address (`listen.introspection`), when configured.
+    pub introspection_addr: Option<SocketAddr>,
     /// The configuration in force (reload it here).
     pub live: Arc<Live>,
     /// The revocation store.
@@ -166,6 +169,11 @@ pub async fn start_with_metrics(
     let grpc_tls = listener_tls(config.listen.grpc_tls.as_ref(), tls::Protocols::Grpc)?;
     let http_tls = listener_tls(config.listen.http_tls.as_ref(), tls::Protocols::Http)?;
     let admin_tls = listener_tls(config.listen.admin_tls.as_ref(), tls::Protocols::Grpc)?;
+    let introspection = match config.listen.introspection {
+        Some(addr) => Some(bind("listen.introspection", addr).await?),
+        None => None,
+    };
+    let introspection_tls = listener_tls(config.listen.introspection_tls.as_ref(), tls::Protocols::Http)?;
     let store = Store::open(&config.revocation).await?;
     let shared = Shared {
         metrics: metrics.clone(),
@@ -180,7 +188,10 @@ pub async fn start_with_metrics(
     let gate = live.gate().clone();
     let mut tasks = vec![tokio::spawn(store.clone().run(shutdown.clone()))];
     let with_metrics = |tls: Option<Arc<tls::ServerTls>>| tls.map(|t| (t, metrics.clone()));
-    for tls in [&grpc_tls, &http_tls, &admin_tls].into_iter().flatten() {
+    for tls in [&grpc_tls, &http_tls, &admin_tls, &introspection_tls]
+        .into_iter()
+        .flatten()
+    {
         tasks.push(tokio::spawn(tls.clone().watch(metrics.clone(), shutdown.clone())));
     }
     let tls_on = |t: &Option<Arc<tls::ServerTls>>| if t.is_some() { "tls" } else { "plaintext" };
@@ -219,6 +230,15 @@ pub async fn start_with_metrics(
     );
     tasks.push(serving("admin", admin));
 
+    let introspection_addr = introspection.as_ref().map(|(_, addr)| *addr);
+    if let Some((listener, addr)) = introspection {
+        let router = introspection::router(gate.clone(), config.max_token_bytes);
+        let mode = tls_on(&introspection_tls);
+        let served = transport::serve_http(router, listener, with_metrics(introspection_tls), shutdown.clone());
+        tasks.push(serving("introspection", served));
+        tracing::info!(introspection = %addr, mode, path = introspection::PATH, "introspection endpoint listening");
+    }
+
     tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), "jwtgate listening");
     for p in config.providers.iter().filter(|p| !p.forward_token) {
         for name in p.sources.iter().filter_map(|s| match s {
@@ -235,6 +255,7 @@ pub async fn start_with_metrics(
         grpc_addr,
         http_addr,
         admin_addr,
+        introspection_addr,
         live,
         store,
         draining,

@@ -321,6 +321,8 @@ pub struct Gatekeeper {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// `listen.introspection`'s bound address, when the config has one.
+    pub introspection_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -335,17 +337,22 @@ impl Gatekeeper {
     /// Like [`Gatekeeper::start`], in `dir` (e.g. one a stopped Gatekeeper returned, to restart
     /// on its embedded revocation store).
     pub async fn start_in(dir: tempfile::TempDir, providers_yaml: &str, files: &[(&str, &[u8])]) -> Self {
+        Self::start_text(dir, &config_text(providers_yaml), files).await
+    }
+
+    /// Starts jwtgate in `dir` with the whole config `text` (its own `listen:` block included).
+    pub async fn start_text(dir: tempfile::TempDir, text: &str, files: &[(&str, &[u8])]) -> Self {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
-        let text = config_text(providers_yaml);
-        let config = jwtgate_core::config::Config::parse(&text, "test.yaml", dir.path()).expect("test config");
+        let config = jwtgate_core::config::Config::parse(text, "test.yaml", dir.path()).expect("test config");
         let shutdown = CancellationToken::new();
         let running = jwtgate::server::start(&config, shutdown.clone()).await.unwrap();
         Self {
             grpc_addr: running.grpc_addr,
             http_addr: running.http_addr,
             admin_addr: running.admin_addr,
+            introspection_addr: running.introspection_addr,
             running: Some(running),
             shutdown,
             _dir: dir,

@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use crate::cache::{self, TokenCache};
 use crate::clock;
+use crate::config::introspection::Introspection;
 use crate::config::rate_limits::KeyPart;
 use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
 use crate::denial_log::DenialLog;
+use crate::introspect::{self, Introspected};
 use crate::keys::cache::KeyCache;
 use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
 use crate::path;
@@ -139,6 +141,8 @@ pub struct Gate {
     limiter: RateLimiter,
     /// `rate_limits.headers_on_allow`.
     headers_on_allow: bool,
+    /// `introspection:`: whether tokens may be introspected, and by whom.
+    introspection: Introspection,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -206,6 +210,7 @@ impl Gate {
                 shared.rate_store.clone(),
             ),
             headers_on_allow: config.rate_limits.headers_on_allow,
+            introspection: config.introspection.clone(),
             cache,
             policy_claims: policy_claims(config),
             counters: shared.metrics.decision_counters(
@@ -272,6 +277,37 @@ impl Gate {
                 identity: Some(identity),
             }),
         }
+    }
+
+    /// RFC 7662 for `token`: active exactly when a check would accept it as a caller's token —
+    /// the same token steps (verification through the cache, `require_jti`, revocation), so
+    /// the two cannot disagree. Counted in `jwtgate_introspections_total{direction="served"}`;
+    /// an inactive token's reason is logged (within the denial log's budget), never answered.
+    pub async fn introspect(&self, token: &str) -> Introspected {
+        let outcome = self.authenticate(token, None, &mut Trace(None)).await;
+        let answer = Introspected::new(match &outcome {
+            Ok((v, p)) => Ok((&**v, p.config.name.as_str())),
+            Err(r) => Err((
+                r.rejection.clone(),
+                r.verified.as_ref().map(|(_, p)| p.config.name.as_str()),
+            )),
+        });
+        let provider = answer.provider().unwrap_or_default();
+        self.shared.metrics.introspection_served(provider, answer.outcome());
+        if !matches!(answer, Introspected::Active { .. }) && self.denial_log.admit() {
+            tracing::info!(provider, reason = answer.outcome(), "introspection: inactive token");
+        }
+        answer
+    }
+
+    /// The realm challenges name (`realm:`).
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// `introspection:` in force: whether it is enabled, and who may ask.
+    pub fn introspection(&self) -> &Introspection {
+        &self.introspection
     }
 
     /// The providers whose keys verify the request's tokens: each configured source is looked
@@ -826,6 +862,9 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
             names.extend(config.providers.iter().map(|p| head(&p.roles_claim)));
         }
         names.extend(r.claims.iter().map(|rule| head(&rule.path)));
+    }
+    if config.introspection.enabled {
+        names.extend(introspect::CLAIMS.map(str::to_owned));
     }
     let rate_limit_claims = config.rate_limits.rules.iter().flat_map(|r| &r.by);
     names.extend(rate_limit_claims.filter_map(|part| match part {

@@ -20,6 +20,7 @@ pub mod denial_log;
 pub mod errors;
 pub mod file;
 pub mod gate;
+pub mod introspect;
 pub mod jws;
 pub mod keys;
 pub mod live;

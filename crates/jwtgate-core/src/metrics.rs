@@ -127,6 +127,13 @@ struct ProviderOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntrospectionLabels {
+    direction: &'static str,
+    provider: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: String,
 }
@@ -307,6 +314,7 @@ pub struct Metrics {
     rate_limit_store_errors: Counter,
     tls_reloads: Family<ListenerOutcomeLabels, Counter>,
     tls_handshakes: Family<ListenerOutcomeLabels, Counter>,
+    introspections: Family<IntrospectionLabels, Counter>,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -448,7 +456,14 @@ impl Metrics {
             })
             .set(1);
         registry.register("jwtgate_build_info", "The running jwtgate's version", build);
+        let introspections = Family::<IntrospectionLabels, Counter>::default();
+        registry.register(
+            "jwtgate_introspections",
+            "Token introspections (RFC 7662), by direction (served: asked of jwtgate), provider and outcome",
+            introspections.clone(),
+        );
         Self {
+            introspections,
             registry,
             decisions,
             dry_run,
@@ -479,6 +494,19 @@ impl Metrics {
         self.tls_handshakes
             .get_or_create(&ListenerOutcomeLabels { listener, outcome })
             .clone()
+    }
+
+    /// Counts an introspection answered by jwtgate (`direction="served"`): `outcome` is
+    /// `active`, the refusal's label for an inactive token, or `unauthorized` for a caller that
+    /// may not ask; `provider` is empty when no provider verified the token.
+    pub fn introspection_served(&self, provider: &str, outcome: &'static str) {
+        self.introspections
+            .get_or_create(&IntrospectionLabels {
+                direction: "served",
+                provider: provider.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// `jwtgate_trace_spans_dropped_total`, for the trace exporter to count into.

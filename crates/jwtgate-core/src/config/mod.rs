@@ -4,6 +4,7 @@
 //! This module reads the config file and the secrets it points at; it does no other I/O.
 
 pub mod duration;
+pub mod introspection;
 pub mod rate_limits;
 pub mod raw;
 pub mod revocation;
@@ -73,6 +74,8 @@ pub struct Config {
     pub rate_limits: rate_limits::RateLimits,
     /// Where `jwtgate serve` keeps each fetching provider's last good key set.
     pub key_cache: KeyCacheConfig,
+    /// Who may introspect tokens (RFC 7662), when enabled.
+    pub introspection: introspection::Introspection,
 }
 
 /// `key_cache:`, validated.
@@ -108,6 +111,10 @@ pub struct Listen {
     pub http_tls: Option<ListenTls>,
     /// TLS on `admin`, when configured.
     pub admin_tls: Option<ListenTls>,
+    /// The RFC 7662 introspection endpoint (HTTP), when configured.
+    pub introspection: Option<SocketAddr>,
+    /// TLS on `introspection`, when configured.
+    pub introspection_tls: Option<ListenTls>,
 }
 
 /// A listener's TLS files (`listen.grpc_tls`, `listen.http_tls`, `listen.admin_tls`), paths
@@ -388,12 +395,22 @@ impl Validator<'_> {
             grpc_tls: self.listen_tls("listen.grpc_tls", raw.listen.grpc_tls)?,
             http_tls: self.listen_tls("listen.http_tls", raw.listen.http_tls)?,
             admin_tls: self.listen_tls("listen.admin_tls", raw.listen.admin_tls)?,
+            introspection: raw
+                .listen
+                .introspection
+                .map(|a| self.addr("listen.introspection", Some(a), ""))
+                .transpose()?,
+            introspection_tls: self.listen_tls("listen.introspection_tls", raw.listen.introspection_tls)?,
         };
-        let named = [
+        if listen.introspection_tls.is_some() && listen.introspection.is_none() {
+            return Err(self.err("listen.introspection_tls", "is set without `listen.introspection`"));
+        }
+        let mut named = vec![
             ("listen.grpc", listen.grpc),
             ("listen.http", listen.http),
             ("listen.admin", listen.admin),
         ];
+        named.extend(listen.introspection.map(|a| ("listen.introspection", a)));
         for (i, (field, addr)) in named.iter().enumerate() {
             if let Some((other, _)) = named[..i].iter().find(|(_, a)| a == addr && a.port() != 0) {
                 return Err(self.err(*field, format!("`{addr}` is also {other}")));
@@ -449,7 +466,9 @@ impl Validator<'_> {
             },
         };
         let admin = self.admin(raw.admin, &providers)?;
+        let introspection = self.introspection(raw.introspection, listen.introspection.is_some(), &providers)?;
         Ok(Config {
+            introspection,
             key_cache,
             listen,
             providers,

@@ -60,6 +60,34 @@ pub struct RawConfig {
     /// `key_cache:` (fetched key sets kept on disk).
     #[serde(default)]
     pub key_cache: RawKeyCache,
+    /// `introspection:` (the RFC 7662 endpoint jwtgate serves).
+    #[serde(default)]
+    pub introspection: RawIntrospection,
+}
+
+/// `introspection:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    /// Default: false.
+    pub enabled: Option<bool>,
+    /// Who may ask.
+    #[serde(default)]
+    pub clients: Vec<RawIntrospectionClient>,
+}
+
+/// `introspection.clients[]`: `{id, secret_file}` or `{provider, role}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospectionClient {
+    /// HTTP Basic client id.
+    pub id: Option<String>,
+    /// File holding that client's secret.
+    pub secret_file: Option<PathBuf>,
+    /// A provider whose bearer tokens may ask…
+    pub provider: Option<String>,
+    /// …when they carry this role.
+    pub role: Option<String>,
 }
 
 /// `key_cache:`.
@@ -404,6 +432,10 @@ pub struct RawListen {
     pub http_tls: Option<RawListenTls>,
     /// TLS on the admin listener.
     pub admin_tls: Option<RawListenTls>,
+    /// The RFC 7662 introspection endpoint (HTTP); off when unset.
+    pub introspection: Option<String>,
+    /// TLS on the introspection listener.
+    pub introspection_tls: Option<RawListenTls>,
 }
 
 /// `listen.*_tls`: PEM files, re-read when they change.

@@ -240,3 +240,102 @@ fn an_empty_top_level_key_is_named_as_the_top_level() {
     assert_eq!(e.field, "(top level)", "{e}");
     assert!(e.reason.contains("unknown field"), "{e}");
 }
+
+/// MINIMAL with `listen` and `introspection` blocks, secrets in a temp dir.
+fn introspection_config(listen: &str, introspection: &str, secret: &[u8]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("client.secret"), secret).unwrap();
+    let text = format!("{listen}{MINIMAL}{introspection}");
+    Config::parse(&text, "test.yaml", dir.path())
+}
+
+#[test]
+fn introspection_is_off_by_default_and_reads_its_clients() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(!c.introspection.enabled);
+    assert_eq!(c.listen.introspection, None);
+    let c = introspection_config(
+        "listen: { introspection: \"127.0.0.1:9004\" }\n",
+        "introspection:\n  enabled: true\n  clients:\n    - { id: billing, secret_file: client.secret }\n    - { provider: corp, role: introspect }\n",
+        b"0123456789abcdef\n",
+    )
+    .unwrap();
+    assert_eq!(c.listen.introspection.map(|a| a.port()), Some(9004));
+    assert_eq!(c.introspection.clients.len(), 2);
+    match &c.introspection.clients[0] {
+        introspection::IntrospectionClient::Secret { id, secret } => {
+            assert_eq!((id.as_str(), secret.expose()), ("billing", &b"0123456789abcdef"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.introspection.clients[1].requirement().is_some());
+}
+
+#[test]
+fn bad_introspection_settings_are_refused_with_their_field() {
+    let on = "introspection:\n  enabled: true\n  clients:\n";
+    let cases: [(&str, String, &[u8], &str); 8] = [
+        (
+            "listen: { introspection: \"127.0.0.1:9004\" }\n",
+            String::new(),
+            b"0123456789abcdef",
+            "listen.introspection",
+        ),
+        (
+            "",
+            "introspection: { enabled: true }\n".into(),
+            b"0123456789abcdef",
+            "introspection.clients",
+        ),
+        (
+            "",
+            format!("{on}    - {{ id: \"a:b\", secret_file: client.secret }}\n"),
+            b"0123456789abcdef",
+            "introspection.clients[0].id",
+        ),
+        (
+            "",
+            format!("{on}    - {{ id: a, secret_file: client.secret }}\n"),
+            b"short",
+            "introspection.clients[0].secret_file",
+        ),
+        (
+            "",
+            format!("{on}    - {{ id: a, secret_file: missing.secret }}\n"),
+            b"0123456789abcdef",
+            "introspection.clients[0].secret_file",
+        ),
+        (
+            "",
+            format!("{on}    - {{ provider: nobody, role: r }}\n"),
+            b"0123456789abcdef",
+            "introspection.clients[0].provider",
+        ),
+        (
+            "",
+            format!("{on}    - {{ id: a, provider: corp }}\n"),
+            b"0123456789abcdef",
+            "introspection.clients[0]",
+        ),
+        (
+            "",
+            format!(
+                "{on}    - {{ id: a, secret_file: client.secret }}\n    - {{ id: a, secret_file: client.secret }}\n"
+            ),
+            b"0123456789abcdef",
+            "introspection.clients[1].id",
+        ),
+    ];
+    for (listen, introspection, secret, field) in cases {
+        let e = introspection_config(listen, &introspection, secret).expect_err(field);
+        assert_eq!(e.field, field, "{e}");
+    }
+    let e = introspection_config(
+        "listen: { introspection: \"127.0.0.1:9002\" }\n",
+        &format!("{on}    - {{ provider: corp, role: r }}\n"),
+        b"",
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "listen.introspection", "{e}");
+    assert!(e.reason.contains("listen.http"), "{e}");
+}

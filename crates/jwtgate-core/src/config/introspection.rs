@@ -1,0 +1,154 @@
+//! Validated `introspection:`: who may ask jwtgate's RFC 7662 endpoint (and the admin API's
+//! `Introspect`) whether a token is active.
+
+use std::collections::HashSet;
+
+use super::ConfigError;
+use super::raw::{RawIntrospection, RawIntrospectionClient};
+use super::routes::{Requirements, Roles};
+use super::{Provider, Secret, Validator};
+
+/// Shortest client secret accepted (the same floor as `admin.token`).
+const MIN_SECRET_BYTES: usize = 16;
+
+/// `introspection:`.
+#[derive(Debug, Clone, Default)]
+pub struct Introspection {
+    /// Whether the endpoint answers (`listen.introspection` must be set as well to serve it).
+    pub enabled: bool,
+    /// Who may ask; every other caller gets 401.
+    pub clients: Vec<IntrospectionClient>,
+}
+
+/// One caller allowed to introspect.
+#[derive(Debug, Clone)]
+pub enum IntrospectionClient {
+    /// HTTP Basic (RFC 7662 §2.1 with RFC 6749 §2.3.1): this client id and secret.
+    Secret {
+        /// `client_id`.
+        id: String,
+        /// The secret, read from `secret_file` at start (and at each reload).
+        secret: Secret,
+    },
+    /// A bearer token of a configured provider that carries a role, checked on a check's path.
+    Token {
+        /// Provider name.
+        provider: String,
+        /// Role required in that provider's `roles_claim`.
+        role: String,
+    },
+}
+
+impl IntrospectionClient {
+    /// For a token client, what its token must meet, as a route would say it.
+    pub fn requirement(&self) -> Option<Requirements> {
+        match self {
+            Self::Secret { .. } => None,
+            Self::Token { provider, role } => Some(Requirements {
+                providers: vec![provider.clone()],
+                roles: Some(Roles::AllOf(vec![role.clone()])),
+                ..Requirements::default()
+            }),
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// `introspection:` and whether `listen.introspection` fits it.
+    pub(super) fn introspection(
+        &self,
+        raw: RawIntrospection,
+        listening: bool,
+        providers: &[Provider],
+    ) -> Result<Introspection, ConfigError> {
+        let enabled = raw.enabled.unwrap_or(false);
+        if !enabled {
+            if listening {
+                return Err(self.err("listen.introspection", "is set but `introspection.enabled` is not true"));
+            }
+            if !raw.clients.is_empty() {
+                return Err(self.err(
+                    "introspection.clients",
+                    "are set but `introspection.enabled` is not true",
+                ));
+            }
+            return Ok(Introspection::default());
+        }
+        if raw.clients.is_empty() {
+            return Err(self.err(
+                "introspection.clients",
+                "at least one client is required: nobody could ask otherwise",
+            ));
+        }
+        let mut ids = HashSet::new();
+        let mut clients = Vec::with_capacity(raw.clients.len());
+        for (i, c) in raw.clients.into_iter().enumerate() {
+            let field = format!("introspection.clients[{i}]");
+            let client = self.introspection_client(&field, c, providers)?;
+            if let IntrospectionClient::Secret { id, .. } = &client
+                && !ids.insert(id.clone())
+            {
+                return Err(self.err(format!("{field}.id"), format!("`{id}` is used twice")));
+            }
+            clients.push(client);
+        }
+        Ok(Introspection { enabled, clients })
+    }
+
+    fn introspection_client(
+        &self,
+        field: &str,
+        c: RawIntrospectionClient,
+        providers: &[Provider],
+    ) -> Result<IntrospectionClient, ConfigError> {
+        match (c.id, c.secret_file, c.provider, c.role) {
+            (Some(id), Some(file), None, None) => {
+                if id.is_empty() || id.contains(':') || id.chars().any(char::is_control) {
+                    return Err(self.err(
+                        format!("{field}.id"),
+                        "must be non-empty, without `:` or control characters (HTTP Basic splits at the first `:`)",
+                    ));
+                }
+                let path = self.base.join(&file);
+                let mut bytes = crate::file::read(&path, crate::file::MAX_FILE_BYTES).map_err(|e| {
+                    self.err(
+                        format!("{field}.secret_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                if bytes.len() < MIN_SECRET_BYTES {
+                    return Err(self.err(
+                        format!("{field}.secret_file"),
+                        format!(
+                            "{} holds a secret shorter than {MIN_SECRET_BYTES} bytes",
+                            path.display()
+                        ),
+                    ));
+                }
+                Ok(IntrospectionClient::Secret {
+                    id,
+                    secret: Secret(bytes),
+                })
+            }
+            (None, None, Some(provider), Some(role)) => {
+                if !providers.iter().any(|p| p.name == provider) {
+                    return Err(self.err(format!("{field}.provider"), format!("no provider `{provider}`")));
+                }
+                if role.is_empty() {
+                    return Err(self.err(format!("{field}.role"), "is empty"));
+                }
+                Ok(IntrospectionClient::Token { provider, role })
+            }
+            (Some(_), None, None, None) => Err(self.err(format!("{field}.secret_file"), "is required with `id`")),
+            (None, None, Some(_), None) => Err(self.err(format!("{field}.role"), "is required with `provider`")),
+            (None, None, None, Some(_)) => Err(self.err(format!("{field}.provider"), "is required with `role`")),
+            _ => Err(self.err(
+                field,
+                "give either `id` with `secret_file` (HTTP Basic) or `provider` with `role` (a bearer token)",
+            )),
+        }
+    }
+}
