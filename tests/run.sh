@@ -115,6 +115,18 @@ PY
 fi
 export JWTGATE_HELM=$helm_bin
 
+# tests/opaque_tokens.rs runs a real OAuth 2.0 authorization server: panva's oidc-provider
+# (npm, pinned in tests/idp/package-lock.json), installed when the lock file changes.
+node_bin=$(command -v node)
+idp_stamp=tests/idp/node_modules/.lock.sha256
+idp_want=$(sha256sum tests/idp/package-lock.json | cut -d' ' -f1)
+if [[ "$(cat "$idp_stamp" 2>/dev/null || true)" != "$idp_want" ]]; then
+    echo "==> installing tests/idp (oidc-provider)"
+    (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$idp_want" >"$idp_stamp"
+fi
+export JWTGATE_NODE=$node_bin
+
 # --- tests/container.rs: the Dockerfile's image, built FROM scratch around a static jwtgate (the
 # test compiles it into target/container/) and run under Debian's podman. runc, not crun: crun
 # fails on these hosts' hybrid cgroups; installed first, it is what podman's `crun | runc`

@@ -99,6 +99,8 @@ impl TokenCache {
             Rejection::UnknownKey
                 | Rejection::KeysUnavailable
                 | Rejection::RevocationsUnavailable
+                | Rejection::IntrospectionUnavailable
+                | Rejection::Inactive
                 | Rejection::NotYetValid
                 | Rejection::IssuedInFuture
         );

@@ -11,6 +11,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::cache::{self, TokenCache};
 use crate::clock;
 use crate::config::introspection::Introspection;
@@ -21,6 +23,7 @@ use crate::denial_log::DenialLog;
 use crate::introspect::{self, Introspected};
 use crate::keys::cache::KeyCache;
 use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
+use crate::opaque::{Answer, Introspector};
 use crate::path;
 use crate::ratelimit::local::LocalCounters;
 use crate::ratelimit::redis::RedisCounters;
@@ -143,6 +146,8 @@ pub struct Gate {
     headers_on_allow: bool,
     /// `introspection:`: whether tokens may be introspected, and by whom.
     introspection: Introspection,
+    /// The providers that introspect opaque tokens, in config order.
+    opaque: Vec<Introspector>,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -165,11 +170,12 @@ pub struct Shared {
 impl Gate {
     /// Builds the gate (and every provider's key store) from a validated config.
     pub fn new(config: &Config, client: &reqwest::Client, shared: Shared) -> Self {
-        Self::with_verifier(config, Verifier::new(config, client, &shared.metrics), shared)
+        Self::with_verifier(config, Verifier::new(config, client, &shared.metrics), client, shared)
     }
 
-    /// Builds the gate around an existing verifier (a reload that keeps fetched keys).
-    pub fn with_verifier(config: &Config, verifier: Verifier, shared: Shared) -> Self {
+    /// Builds the gate around an existing verifier (a reload that keeps fetched keys); opaque
+    /// tokens are introspected through `client`.
+    pub fn with_verifier(config: &Config, verifier: Verifier, client: &reqwest::Client, shared: Shared) -> Self {
         let mut sources: Vec<Source> = Vec::new();
         let mut identity_headers: Vec<String> = Vec::new();
         for p in &config.providers {
@@ -189,6 +195,22 @@ impl Gate {
                 }
             }
         }
+        let capacity = usize::try_from(config.cache.max_entries).unwrap_or(usize::MAX);
+        let opaque = config
+            .providers
+            .iter()
+            .filter_map(|p| {
+                let settings = p.introspection.clone()?;
+                let provider = verifier.provider(&p.issuer)?.clone();
+                Some(Introspector::new(
+                    provider,
+                    settings,
+                    client.clone(),
+                    &shared.metrics,
+                    capacity,
+                ))
+            })
+            .collect();
         let cache = Arc::new(TokenCache::new(&config.cache));
         let c = cache.clone();
         let evict_revoked: Arc<Listener> = Arc::new(move |r: &Revocation| c.evict_revoked(r));
@@ -211,6 +233,7 @@ impl Gate {
             ),
             headers_on_allow: config.rate_limits.headers_on_allow,
             introspection: config.introspection.clone(),
+            opaque,
             cache,
             policy_claims: policy_claims(config),
             counters: shared.metrics.decision_counters(
@@ -613,7 +636,12 @@ impl Gate {
         source: Option<&Source>,
         trace: &mut Trace<'_>,
     ) -> Result<(Arc<Verified>, &'g Arc<ProviderKeys>), Refused<'g>> {
-        let verified = self.verify(token).await.and_then(|(v, provider)| match source {
+        let verified = if self.opaque.is_empty() || jws::is_jose(token) {
+            self.verify(token).await
+        } else {
+            self.introspect_opaque(token, trace).await
+        };
+        let verified = verified.and_then(|(v, provider)| match source {
             Some(s) if !provider.config.sources.contains(s) => Err(Rejection::SourceNotAllowed),
             _ => Ok((v, provider)),
         });
@@ -729,14 +757,18 @@ impl Gate {
     async fn verify(&self, token: &str) -> Result<(Arc<Verified>, &Arc<ProviderKeys>), Rejection> {
         if !self.cache.enabled() || token.len() > self.verifier.max_token_bytes() {
             return self.verifier.verify(token).await.map(|(v, p)| {
-                self.counters.verified(p.index, v.alg);
+                if let Some(alg) = v.alg {
+                    self.counters.verified(p.index, alg);
+                }
                 (Arc::new(v), p)
             });
         }
         let h = cache::hash(token);
         if let Some(v) = self.cache.get(&h) {
             if let Some(p) = self.verifier.provider(&v.issuer)
-                && p.keys.usable().is_some_and(|set| set.holds(&v.key))
+                && p.keys
+                    .usable()
+                    .is_some_and(|set| v.key.as_ref().is_some_and(|k| set.holds(k)))
                 && !v.expired(&p.config, clock::now().unix)
             {
                 self.shared.metrics.cache_lookup(CacheOutcome::Hit);
@@ -751,7 +783,9 @@ impl Gate {
         self.shared.metrics.cache_lookup(CacheOutcome::Miss);
         match self.verifier.verify(token).await {
             Ok((v, p)) => {
-                self.counters.verified(p.index, v.alg);
+                if let Some(alg) = v.alg {
+                    self.counters.verified(p.index, alg);
+                }
                 self.cache.insert(h, Arc::new(v.for_cache(&self.policy_claims)));
                 Ok((Arc::new(v), p))
             }
@@ -760,6 +794,71 @@ impl Gate {
                 Err(r)
             }
         }
+    }
+
+    /// An opaque token, asked of each introspecting provider in config order: the first that
+    /// says active wins, and its answer's claims are checked as a JWT's are (time claims,
+    /// audience, required claims; an `iss` must be the provider's). Inactive everywhere is
+    /// [`Rejection::Inactive`]; no answer from one that could have said active is
+    /// [`Rejection::IntrospectionUnavailable`] (503), never a 401.
+    async fn introspect_opaque(
+        &self,
+        token: &str,
+        trace: &mut Trace<'_>,
+    ) -> Result<(Arc<Verified>, &Arc<ProviderKeys>), Rejection> {
+        if token.len() > self.verifier.max_token_bytes() {
+            return Err(Rejection::TooLarge);
+        }
+        let mut unavailable = false;
+        for introspector in &self.opaque {
+            let p = introspector.provider();
+            let claims = match introspector.ask(token).await {
+                Ok(Answer::Active(claims)) => claims,
+                Ok(Answer::Inactive) => {
+                    trace.step(
+                        || format!("opaque token active at provider {}", p.config.name),
+                        Err(&Rejection::Inactive),
+                    );
+                    continue;
+                }
+                Err(why) => {
+                    trace.step(
+                        || format!("opaque token introspected at provider {} ({why})", p.config.name),
+                        Err(&Rejection::IntrospectionUnavailable),
+                    );
+                    unavailable = true;
+                    continue;
+                }
+            };
+            if claims
+                .get("iss")
+                .is_some_and(|iss| iss.as_str() != Some(p.config.issuer.as_str()))
+            {
+                return Err(Rejection::UnknownIssuer);
+            }
+            crate::verify::check_claims(&p.config, &claims, clock::now().unix)?;
+            trace.step(
+                || {
+                    format!(
+                        "opaque token introspected at provider {}: active, {}",
+                        p.config.name,
+                        summary(&claims)
+                    )
+                },
+                Ok(()),
+            );
+            let payload = p.config.payload_header.as_ref().map(|_| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object((*claims).clone()).to_string())
+            });
+            let verified = Verified::of(p, (*claims).clone(), None, None, payload);
+            return Ok((Arc::new(verified), p));
+        }
+        Err(if unavailable {
+            Rejection::IntrospectionUnavailable
+        } else {
+            Rejection::Inactive
+        })
     }
 
     /// `require_jti`, then the revocation set (memory only), once it has been loaded.
@@ -872,6 +971,15 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
         _ => None,
     }));
     names
+}
+
+/// An introspected token's identifying members, for `jwtgate check` (no secret among them).
+fn summary(claims: &serde_json::Map<String, Value>) -> String {
+    let shown: Vec<String> = ["sub", "client_id", "scope", "aud", "exp", "jti"]
+        .iter()
+        .filter_map(|name| Some(format!("{name}={}", claims.get(*name)?)))
+        .collect();
+    shown.join(" ")
 }
 
 /// The check's W3C trace id: the door's span's, else the `traceparent`'s, else a fresh one —

@@ -44,6 +44,20 @@ pub struct Header {
     pub typ: Option<String>,
 }
 
+/// Whether `token` is JOSE-shaped (a JWS, or a JWE): a `.` and a first segment that is
+/// base64url of a JSON object. Anything else is an opaque token, for the providers that
+/// introspect (RFC 7662); this looks at the header only, never trusts it.
+pub fn is_jose(token: &str) -> bool {
+    let Some((header, _)) = token.split_once('.') else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .is_some_and(|v| v.is_object())
+}
+
 /// Splits and decodes a compact JWS without verifying it.
 pub fn parse_unverified(token: &str) -> Result<UnverifiedJws<'_>, Rejection> {
     if token.starts_with('{') {
@@ -220,6 +234,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opaque_tokens_are_told_from_jose_by_their_first_segment() {
+        assert!(is_jose("eyJhbGciOiJSUzI1NiJ9.e30.sig"));
+        assert!(is_jose("eyJhbGciOiJSUzI1NiJ9.a.b.c.d"), "a JWE stays on the JOSE path");
+        for opaque in ["AbC-12_xyz", "a.b.c", "no-dots-at-all", "", "eyJ.e30.x", "W10.e30.x"] {
+            assert!(!is_jose(opaque), "{opaque}");
+        }
+    }
 
     fn b64(s: &str) -> String {
         URL_SAFE_NO_PAD.encode(s)

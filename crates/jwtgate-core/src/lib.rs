@@ -26,6 +26,7 @@ pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod mint;
+pub mod opaque;
 pub mod path;
 pub mod policy;
 pub mod ratelimit;

@@ -43,7 +43,7 @@ impl Live {
     pub fn start(config: &Config, client: reqwest::Client, shared: Shared, shutdown: CancellationToken) -> Arc<Self> {
         let mut stores = Vec::new();
         let verifier = key_stores(config, &client, &shared, &shutdown, &[], &mut stores);
-        let gate = Gate::with_verifier(config, verifier, shared);
+        let gate = Gate::with_verifier(config, verifier, &client, shared);
         Arc::new(Self {
             gate: Arc::new(ArcSwap::from_pointee(gate)),
             client,
@@ -90,7 +90,8 @@ impl Live {
             }
         }
         *stores = next;
-        self.gate.store(Arc::new(Gate::with_verifier(config, verifier, shared)));
+        self.gate
+            .store(Arc::new(Gate::with_verifier(config, verifier, &self.client, shared)));
         tracing::info!(
             providers = config.providers.len(),
             kept_key_sets = kept,

@@ -224,6 +224,21 @@ pub struct FetchCounters {
     pub failure: Counter,
 }
 
+/// One provider's introspection counters (`direction="consumed"`) and answer-cache lookups.
+#[derive(Debug, Clone, Default)]
+pub struct IntrospectionCounters {
+    /// Calls answered `active: true`.
+    pub active: Counter,
+    /// Calls answered `active: false`.
+    pub inactive: Counter,
+    /// Calls that failed (down, slow, not RFC 7662).
+    pub error: Counter,
+    /// Checks answered from a kept answer.
+    pub cache_hit: Counter,
+    /// Checks that needed a call (or joined one in flight).
+    pub cache_miss: Counter,
+}
+
 /// State gauges, set from the gate in force when scraped.
 #[derive(Debug, Default)]
 pub struct StateGauges {
@@ -315,6 +330,7 @@ pub struct Metrics {
     tls_reloads: Family<ListenerOutcomeLabels, Counter>,
     tls_handshakes: Family<ListenerOutcomeLabels, Counter>,
     introspections: Family<IntrospectionLabels, Counter>,
+    introspection_cache: Family<ProviderOutcomeLabels, Counter>,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -459,11 +475,18 @@ impl Metrics {
         let introspections = Family::<IntrospectionLabels, Counter>::default();
         registry.register(
             "jwtgate_introspections",
-            "Token introspections (RFC 7662), by direction (served: asked of jwtgate), provider and outcome",
+            "Token introspections (RFC 7662), by direction (served: asked of jwtgate; consumed: asked by jwtgate of a provider), provider and outcome",
             introspections.clone(),
+        );
+        let introspection_cache = Family::<ProviderOutcomeLabels, Counter>::default();
+        registry.register(
+            "jwtgate_introspection_cache_lookups",
+            "Opaque-token checks answered from a kept introspection answer (hit) or not (miss), by provider",
+            introspection_cache.clone(),
         );
         Self {
             introspections,
+            introspection_cache,
             registry,
             decisions,
             dry_run,
@@ -507,6 +530,35 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// The consumed-introspection counters of `provider`: `outcome` `active`, `inactive` or
+    /// `error`, and its answer-cache lookups.
+    pub fn introspection_counters(&self, provider: &str) -> IntrospectionCounters {
+        let call = |outcome| {
+            self.introspections
+                .get_or_create(&IntrospectionLabels {
+                    direction: "consumed",
+                    provider: provider.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        let lookup = |outcome| {
+            self.introspection_cache
+                .get_or_create(&ProviderOutcomeLabels {
+                    provider: provider.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        IntrospectionCounters {
+            active: call("active"),
+            inactive: call("inactive"),
+            error: call("error"),
+            cache_hit: lookup("hit"),
+            cache_miss: lookup("miss"),
+        }
     }
 
     /// `jwtgate_trace_spans_dropped_total`, for the trace exporter to count into.

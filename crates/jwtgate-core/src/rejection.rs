@@ -102,6 +102,14 @@ pub enum Rejection {
     /// by other replicas may be missing: no token is allowed until it has.
     #[error("revocations not loaded yet")]
     RevocationsUnavailable,
+    /// An opaque token its providers' introspection endpoints say is not active (expired,
+    /// revoked, unknown to them).
+    #[error("token not active")]
+    Inactive,
+    /// No provider's introspection endpoint could answer for an opaque token in time (down,
+    /// slow, or an answer that is not RFC 7662).
+    #[error("token introspection unavailable")]
+    IntrospectionUnavailable,
 }
 
 /// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
@@ -137,7 +145,7 @@ impl Rejection {
     /// Which kind of answer this refusal gets.
     pub fn class(&self) -> Class {
         match self {
-            Self::KeysUnavailable | Self::RevocationsUnavailable => Class::Unavailable,
+            Self::KeysUnavailable | Self::RevocationsUnavailable | Self::IntrospectionUnavailable => Class::Unavailable,
             Self::RateLimited(_) => Class::Limited,
             Self::ProviderNotAccepted
             | Self::MissingScope(_)
@@ -161,7 +169,10 @@ impl Rejection {
     /// RFC 6750 `error` code, if the `WWW-Authenticate` header carries one.
     pub fn oauth_error(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken | Self::KeysUnavailable | Self::RevocationsUnavailable => None,
+            Self::MissingToken
+            | Self::KeysUnavailable
+            | Self::RevocationsUnavailable
+            | Self::IntrospectionUnavailable => None,
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 Some("insufficient_scope")
             }
@@ -174,7 +185,9 @@ impl Rejection {
     pub fn body_error(&self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
-            Self::KeysUnavailable | Self::RevocationsUnavailable => "temporarily_unavailable",
+            Self::KeysUnavailable | Self::RevocationsUnavailable | Self::IntrospectionUnavailable => {
+                "temporarily_unavailable"
+            }
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 "insufficient_scope"
             }
@@ -235,12 +248,14 @@ impl Rejection {
             Self::OriginalRequestUnknown => 28,
             Self::RateLimited(_) => 29,
             Self::RevocationsUnavailable => 30,
+            Self::Inactive => 31,
+            Self::IntrospectionUnavailable => 32,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 31] = [
+pub const LABELS: [&str; 33] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -272,6 +287,8 @@ pub const LABELS: [&str; 31] = [
     "original_request_unknown",
     "rate_limited",
     "revocations_unavailable",
+    "inactive",
+    "introspection_unavailable",
 ];
 
 #[cfg(test)]

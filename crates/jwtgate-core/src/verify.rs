@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::claims::{claim_path, header_value};
 use crate::clock;
-use crate::config::{Config, Provider, normalize_typ};
+use crate::config::{Config, KeySource, Provider, normalize_typ};
 use crate::jws;
 use crate::keys::KeyStore;
 use crate::keys::jwks::Key;
@@ -55,8 +55,8 @@ pub struct Verified {
     pub exp: Option<u64>,
     /// `iat`.
     pub iat: Option<u64>,
-    /// The algorithm the signature was made with.
-    pub alg: Algorithm,
+    /// The algorithm the signature was made with (`None`: an opaque token, introspected).
+    pub alg: Option<Algorithm>,
     /// The claims object: all of it, or on a cached copy the claims route policies read.
     pub claims: Map<String, Value>,
     /// The provider's `claims_to_headers` values, rendered, in its order (`None`: claim absent or
@@ -65,8 +65,8 @@ pub struct Verified {
     /// The payload segment as sent, when the provider forwards it (`payload_header`).
     pub payload_b64: Option<String>,
     /// The key that verified the signature (a cached entry is valid only while its provider's
-    /// current key set still holds this key).
-    pub key: Arc<Key>,
+    /// current key set still holds this key); `None` for an introspected opaque token.
+    pub key: Option<Arc<Key>>,
 }
 
 impl Verified {
@@ -161,9 +161,12 @@ impl Verifier {
         providers
     }
 
-    /// Whether every provider has usable keys: what readiness means.
+    /// Whether every provider has usable keys (an introspection-only provider needs none): what
+    /// readiness means.
     pub fn keys_ready(&self) -> bool {
-        self.by_issuer.values().all(|p| p.keys.usable().is_some())
+        self.by_issuer
+            .values()
+            .all(|p| p.config.key_source == KeySource::None || p.keys.usable().is_some())
     }
 
     /// Tokens longer than this are refused before decoding.
@@ -198,6 +201,10 @@ impl Verifier {
                 return Err(Rejection::WrongType);
             }
         }
+        if p.key_source == KeySource::None {
+            // Introspection only: it signs nothing jwtgate could check.
+            return Err(Rejection::UnknownKey);
+        }
         let kid = jws.header.kid.as_deref();
         let set = provider.keys.key_set_for(kid).await?;
         let mut candidates = set.candidates(kid, alg).peekable();
@@ -212,31 +219,47 @@ impl Verifier {
             .ok_or(Rejection::BadSignature)?
             .clone();
         check_claims(p, &jws.claims, clock::now().unix)?;
-        let string = |name: &str| match jws.claims.get(name) {
+        let payload_b64 = p.payload_header.as_ref().map(|_| jws.payload_b64.to_owned());
+        Ok((
+            Verified::of(provider, jws.claims, Some(alg), Some(key), payload_b64),
+            provider,
+        ))
+    }
+}
+
+impl Verified {
+    /// What the gate reads from `claims` that `provider` accepted (their checks done): from a
+    /// JWS with its algorithm and key, or from an introspection answer without.
+    pub fn of(
+        provider: &ProviderKeys,
+        claims: Map<String, Value>,
+        alg: Option<Algorithm>,
+        key: Option<Arc<Key>>,
+        payload_b64: Option<String>,
+    ) -> Self {
+        let string = |name: &str| match claims.get(name) {
             Some(Value::String(s)) => Some(s.clone()),
             _ => None,
         };
-        let header_values = p
+        let header_values = provider
+            .config
             .claims_to_headers
             .iter()
-            .map(|(claim, _)| claim_path(&jws.claims, claim).and_then(header_value))
+            .map(|(claim, _)| claim_path(&claims, claim).and_then(header_value))
             .collect();
-        Ok((
-            Verified {
-                provider: provider.name.clone(),
-                issuer: provider.issuer.clone(),
-                subject: string("sub"),
-                jti: string("jti"),
-                exp: whole_seconds(&jws.claims, "exp"),
-                iat: whole_seconds(&jws.claims, "iat"),
-                alg,
-                header_values,
-                payload_b64: p.payload_header.as_ref().map(|_| jws.payload_b64.to_owned()),
-                claims: jws.claims,
-                key,
-            },
-            provider,
-        ))
+        Self {
+            provider: provider.name.clone(),
+            issuer: provider.issuer.clone(),
+            subject: string("sub"),
+            jti: string("jti"),
+            exp: whole_seconds(&claims, "exp"),
+            iat: whole_seconds(&claims, "iat"),
+            alg,
+            header_values,
+            payload_b64,
+            claims,
+            key,
+        }
     }
 }
 

@@ -1,10 +1,13 @@
-//! Validated `introspection:`: who may ask jwtgate's RFC 7662 endpoint (and the admin API's
-//! `Introspect`) whether a token is active.
+//! Validated `introspection:` (who may ask jwtgate's RFC 7662 endpoint, and the admin API's
+//! `Introspect`, whether a token is active) and `providers[].introspection` (how jwtgate asks a
+//! provider about its opaque tokens).
 
 use std::collections::HashSet;
 
 use super::ConfigError;
-use super::raw::{RawIntrospection, RawIntrospectionClient};
+use std::time::Duration;
+
+use super::raw::{RawIntrospection, RawIntrospectionClient, RawProviderIntrospection};
 use super::routes::{Requirements, Roles};
 use super::{Provider, Secret, Validator};
 
@@ -53,7 +56,93 @@ impl IntrospectionClient {
     }
 }
 
+/// `providers[].introspection`: where and as whom jwtgate introspects the provider's opaque
+/// tokens, and how long it keeps the answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderIntrospection {
+    /// The RFC 7662 endpoint; `None`: the provider's discovery document's
+    /// `introspection_endpoint`.
+    pub endpoint: Option<String>,
+    /// jwtgate's client id at the provider.
+    pub client_id: String,
+    /// jwtgate's client secret (HTTP Basic).
+    pub client_secret: Secret,
+    /// How long an active answer is kept (never past the token's `exp`); zero asks every time.
+    pub cache_ttl: Duration,
+    /// How long an inactive answer is kept; zero asks every time.
+    pub negative_cache_ttl: Duration,
+    /// Longest wait for the endpoint's answer.
+    pub timeout: Duration,
+}
+
 impl Validator<'_> {
+    /// `providers[i].introspection`; `discovery` says whether the provider has `discovery:
+    /// true` (the endpoint may then come from the discovery document).
+    pub(super) fn provider_introspection(
+        &self,
+        field: &str,
+        raw: RawProviderIntrospection,
+        discovery: bool,
+    ) -> Result<ProviderIntrospection, ConfigError> {
+        let field = format!("{field}.introspection");
+        let endpoint = match raw.endpoint {
+            Some(e) => {
+                super::check_http_url(&e).map_err(|r| self.err(format!("{field}.endpoint"), r))?;
+                Some(e)
+            }
+            None if discovery => None,
+            None => {
+                return Err(self.err(
+                    format!("{field}.endpoint"),
+                    "is required unless the provider has `discovery: true` (its introspection_endpoint is used)",
+                ));
+            }
+        };
+        let client_id = raw
+            .client_id
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| self.err(format!("{field}.client_id"), "is required"))?;
+        let path = raw
+            .client_secret_file
+            .ok_or_else(|| self.err(format!("{field}.client_secret_file"), "is required"))?;
+        let path = self.base.join(path);
+        let mut secret = crate::file::read(&path, crate::file::MAX_FILE_BYTES).map_err(|e| {
+            self.err(
+                format!("{field}.client_secret_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            secret.pop();
+        }
+        if secret.is_empty() {
+            return Err(self.err(
+                format!("{field}.client_secret_file"),
+                format!("{} is empty", path.display()),
+            ));
+        }
+        let cache_ttl = raw.cache_ttl.unwrap_or(Duration::from_secs(60));
+        if cache_ttl > Duration::from_secs(3600) {
+            return Err(self.err(format!("{field}.cache_ttl"), "must be at most 1h"));
+        }
+        let negative_cache_ttl = raw.negative_cache_ttl.unwrap_or(Duration::from_secs(5));
+        if negative_cache_ttl > Duration::from_secs(300) {
+            return Err(self.err(format!("{field}.negative_cache_ttl"), "must be at most 5m"));
+        }
+        let timeout = raw.timeout.unwrap_or(Duration::from_millis(500));
+        if timeout.is_zero() || timeout > Duration::from_secs(10) {
+            return Err(self.err(format!("{field}.timeout"), "must be between 1ms and 10s"));
+        }
+        Ok(ProviderIntrospection {
+            endpoint,
+            client_id,
+            client_secret: Secret(secret),
+            cache_ttl,
+            negative_cache_ttl,
+            timeout,
+        })
+    }
+
     /// `introspection:` and whether `listen.introspection` fits it.
     pub(super) fn introspection(
         &self,

@@ -170,6 +170,8 @@ pub struct Provider {
     pub require_jti: bool,
     /// Key-set lifecycle.
     pub keys: KeySettings,
+    /// Opaque tokens introspected at the provider, when configured.
+    pub introspection: Option<introspection::ProviderIntrospection>,
 }
 
 impl fmt::Debug for Provider {
@@ -194,6 +196,9 @@ pub enum KeySource {
     JwksFile(PathBuf),
     /// A shared secret for HS* tokens.
     HmacSecret(Secret),
+    /// None: the provider's tokens are opaque and introspected (`introspection:` without a key
+    /// source); a JWT naming its issuer is refused.
+    None,
 }
 
 impl fmt::Debug for KeySource {
@@ -203,6 +208,7 @@ impl fmt::Debug for KeySource {
             Self::Discovery => write!(f, "Discovery"),
             Self::JwksFile(p) => write!(f, "JwksFile({})", p.display()),
             Self::HmacSecret(_) => write!(f, "HmacSecret(<redacted>)"),
+            Self::None => write!(f, "None"),
         }
     }
 }
@@ -557,7 +563,16 @@ impl Validator<'_> {
             .issuer
             .filter(|n| !n.is_empty())
             .ok_or_else(|| self.err(format!("{field}.issuer"), "is required"))?;
-        let key_source = self.key_source(field, &issuer, p.jwks_uri, p.discovery, p.jwks_file, p.hmac_secret)?;
+        let introspection = p
+            .introspection
+            .map(|i| self.provider_introspection(field, i, p.discovery.unwrap_or(false)))
+            .transpose()?;
+        let key_source = self.key_source(
+            field,
+            &issuer,
+            (p.jwks_uri, p.discovery, p.jwks_file, p.hmac_secret),
+            introspection.is_some(),
+        )?;
         let algorithms = self.algorithms(field, &key_source, p.algorithms)?;
         let clock_skew = p.clock_skew.unwrap_or(Duration::from_secs(60));
         if clock_skew > Duration::from_secs(600) {
@@ -627,17 +642,18 @@ impl Validator<'_> {
             roles_claim,
             require_jti: p.require_jti.unwrap_or(false),
             keys,
+            introspection,
         })
     }
 
+    /// The one key source; none at all only with `introspection` (an introspection-only
+    /// provider).
     fn key_source(
         &self,
         field: &str,
         issuer: &str,
-        jwks_uri: Option<String>,
-        discovery: Option<bool>,
-        jwks_file: Option<PathBuf>,
-        hmac_secret: Option<RawSecret>,
+        (jwks_uri, discovery, jwks_file, hmac_secret): RawKeySource,
+        introspected: bool,
     ) -> Result<KeySource, ConfigError> {
         let discovery = discovery.unwrap_or(false);
         let count = [
@@ -649,11 +665,14 @@ impl Validator<'_> {
         .iter()
         .filter(|b| **b)
         .count();
+        if count == 0 && introspected {
+            return Ok(KeySource::None);
+        }
         if count != 1 {
             return Err(self.err(
                 field,
                 format!(
-                    "exactly one key source is required (jwks_uri, discovery: true, jwks_file or hmac_secret); found {count}"
+                    "exactly one key source is required (jwks_uri, discovery: true, jwks_file or hmac_secret; none with `introspection`); found {count}"
                 ),
             ));
         }
@@ -862,6 +881,10 @@ fn valid_token(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
+
+/// A provider's key source fields as written: `jwks_uri`, `discovery`, `jwks_file`,
+/// `hmac_secret`.
+type RawKeySource = (Option<String>, Option<bool>, Option<PathBuf>, Option<RawSecret>);
 
 fn check_http_url(text: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;

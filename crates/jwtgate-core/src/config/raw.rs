@@ -497,6 +497,8 @@ pub struct RawProvider {
     /// Key-set lifecycle settings.
     #[serde(default)]
     pub keys: RawKeys,
+    /// `introspection:` — opaque tokens checked at the provider's RFC 7662 endpoint.
+    pub introspection: Option<RawProviderIntrospection>,
 }
 
 /// Where a shared secret comes from.
@@ -542,4 +544,25 @@ pub struct RawKeys {
     /// Default: 100ms. Longest a request waits for an unknown-`kid` refetch.
     #[serde(default, deserialize_with = "serde_text::option")]
     pub refetch_wait: Option<Duration>,
+}
+
+/// `providers[].introspection`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProviderIntrospection {
+    /// The RFC 7662 endpoint; default: discovery's `introspection_endpoint`.
+    pub endpoint: Option<String>,
+    /// jwtgate's client id at the provider.
+    pub client_id: Option<String>,
+    /// File holding jwtgate's client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Default: 60s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub cache_ttl: Option<Duration>,
+    /// Default: 5s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub negative_cache_ttl: Option<Duration>,
+    /// Default: 500ms.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub timeout: Option<Duration>,
 }

@@ -339,3 +339,86 @@ fn bad_introspection_settings_are_refused_with_their_field() {
     assert_eq!(e.field, "listen.introspection", "{e}");
     assert!(e.reason.contains("listen.http"), "{e}");
 }
+
+/// A provider with `introspection:` (`fields` inside it) and `extra` provider lines.
+fn introspecting(extra: &str, fields: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("idp.secret"), b"s3cret\n").unwrap();
+    let text = format!(
+        "providers:\n  - name: legacy\n    issuer: \"https://idp.example/\"\n{extra}    introspection:\n{fields}"
+    );
+    Config::parse(&text, "test.yaml", dir.path())
+}
+
+#[test]
+fn an_introspecting_provider_needs_no_key_source_and_gets_documented_defaults() {
+    let c = introspecting(
+        "",
+        "      endpoint: https://idp.example/introspect\n      client_id: jwtgate\n      client_secret_file: idp.secret\n",
+    )
+    .unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.key_source, KeySource::None);
+    let i = p.introspection.as_ref().unwrap();
+    assert_eq!(i.endpoint.as_deref(), Some("https://idp.example/introspect"));
+    assert_eq!(i.client_secret.expose(), b"s3cret");
+    assert_eq!(
+        (i.cache_ttl, i.negative_cache_ttl, i.timeout),
+        (
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            Duration::from_millis(500)
+        )
+    );
+    // With discovery, the endpoint may come from the discovery document.
+    let c = introspecting(
+        "    discovery: true\n",
+        "      client_id: jwtgate\n      client_secret_file: idp.secret\n",
+    )
+    .unwrap();
+    assert_eq!(c.providers[0].key_source, KeySource::Discovery);
+    assert_eq!(c.providers[0].introspection.as_ref().unwrap().endpoint, None);
+}
+
+#[test]
+fn bad_provider_introspection_settings_are_refused_with_their_field() {
+    let base = "      endpoint: https://idp.example/introspect\n      client_id: jwtgate\n      client_secret_file: idp.secret\n";
+    for (fields, field) in [
+        (
+            "      client_id: jwtgate\n      client_secret_file: idp.secret\n",
+            "providers[0].introspection.endpoint",
+        ),
+        (
+            "      endpoint: ftp://idp\n      client_id: j\n      client_secret_file: idp.secret\n",
+            "providers[0].introspection.endpoint",
+        ),
+        (
+            "      endpoint: https://idp/i\n      client_secret_file: idp.secret\n",
+            "providers[0].introspection.client_id",
+        ),
+        (
+            "      endpoint: https://idp/i\n      client_id: j\n",
+            "providers[0].introspection.client_secret_file",
+        ),
+        (
+            "      endpoint: https://idp/i\n      client_id: j\n      client_secret_file: nope\n",
+            "providers[0].introspection.client_secret_file",
+        ),
+        (
+            &format!("{base}      timeout: 0s\n"),
+            "providers[0].introspection.timeout",
+        ),
+        (
+            &format!("{base}      cache_ttl: 2h\n"),
+            "providers[0].introspection.cache_ttl",
+        ),
+        (
+            &format!("{base}      negative_cache_ttl: 10m\n"),
+            "providers[0].introspection.negative_cache_ttl",
+        ),
+        (&format!("{base}      secret: x\n"), "providers[0].introspection"),
+    ] {
+        let e = introspecting("", fields).expect_err(field);
+        assert!(e.field.starts_with(field), "{field}: {e}");
+    }
+}

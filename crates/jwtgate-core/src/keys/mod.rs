@@ -60,8 +60,9 @@ pub enum LoadError {
     /// The crypto library refused the `hmac_secret`.
     #[error("cannot use the shared secret: {0}")]
     Secret(jsonwebtoken::errors::Error),
-    /// An `hmac_secret` provider's key comes with the config and is never fetched.
-    #[error("shared secrets are not fetched")]
+    /// An `hmac_secret` provider's key comes with the config, and an introspection-only
+    /// provider has none: neither is fetched.
+    #[error("this provider's keys are not fetched")]
     SharedSecret,
 }
 
@@ -124,8 +125,8 @@ pub struct KeyStatus {
     /// Provider name.
     pub provider: String,
     /// `fresh`, `stale` (last fetch failed, old keys still served), `restored` (from the disk
-    /// cache after failed fetches, until one succeeds), `expired` (older than `max_stale`) or
-    /// `missing` (never loaded).
+    /// cache after failed fetches, until one succeeds), `expired` (older than `max_stale`),
+    /// `missing` (never loaded) or `introspection` (no keys: opaque tokens only).
     pub state: &'static str,
     /// Key ids in the current set.
     pub kids: Vec<String>,
@@ -243,6 +244,7 @@ impl KeyStore {
         let state = self.state.load();
         let usable = self.usable().is_some();
         let status = match (&state.keys, usable, &state.last_error) {
+            (None, _, _) if self.source == KeySource::None => "introspection",
             (None, _, _) => "missing",
             (Some(_), false, _) => "expired",
             (Some(_), true, _) if state.restored => "restored",
@@ -264,7 +266,7 @@ impl KeyStore {
     /// Keeps the keys current until `cancel` fires.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         match self.source.clone() {
-            KeySource::HmacSecret(_) => {}
+            KeySource::HmacSecret(_) | KeySource::None => {}
             KeySource::JwksFile(path) => self.watch_file(&path, cancel).await,
             KeySource::JwksUri(_) | KeySource::Discovery => self.refresh_loop(cancel).await,
         }
@@ -312,8 +314,8 @@ impl KeyStore {
     /// Loads the keys once, waiting (bounded by `fetch_timeout`) for the outcome; for one-shot
     /// commands such as `jwtgate check` that run no background refresh.
     pub async fn load_once(self: &Arc<Self>) -> Result<(), Arc<LoadError>> {
-        if matches!(self.source, KeySource::HmacSecret(_)) {
-            return Ok(()); // loaded with the config
+        if matches!(self.source, KeySource::HmacSecret(_) | KeySource::None) {
+            return Ok(()); // loaded with the config, or nothing to load
         }
         self.fetch_and_wait(true).await.map(|_| ())
     }
@@ -332,7 +334,7 @@ impl KeyStore {
     /// Starts a refetch (at most one per `min_refetch_interval`) unless one is running, and
     /// waits for the running one until `deadline`.
     async fn refetch(self: &Arc<Self>, deadline: Instant) -> Refetch {
-        if matches!(self.source, KeySource::HmacSecret(_)) {
+        if matches!(self.source, KeySource::HmacSecret(_) | KeySource::None) {
             return Refetch::NotNow;
         }
         let mut rx = self.generation.subscribe();
@@ -459,6 +461,7 @@ impl KeyStore {
             KeySource::Discovery => "discovery".into(),
             KeySource::JwksFile(path) => format!("jwks_file {}", path.display()),
             KeySource::HmacSecret(_) => "hmac_secret".into(),
+            KeySource::None => "none".into(),
         };
         f(cache::Origin {
             provider: &self.provider,
@@ -584,7 +587,7 @@ impl KeyStore {
                 };
                 fetch::Fetched { body, max_age: None }
             }
-            KeySource::HmacSecret(_) => return Err(LoadError::SharedSecret),
+            KeySource::HmacSecret(_) | KeySource::None => return Err(LoadError::SharedSecret),
         };
         let parsed = jwks::parse(&fetched.body)?;
         Ok((parsed, fetched.max_age, fetched.body))

@@ -1,0 +1,294 @@
+//! Opaque tokens (anything that is not a compact JWS), checked at the providers' OAuth 2.0
+//! introspection endpoints (RFC 7662): one [`Introspector`] per provider with `introspection:`.
+//!
+//! Answers are kept by SHA-256 of the token, never the token: an active one for `cache_ttl`
+//! (never past its `exp`), an inactive one for `negative_cache_ttl`. Concurrent checks of a
+//! token not yet known share one call (single flight). An endpoint that is down, slow or answers
+//! something that is not RFC 7662 is a failure ([`Failure`]), never "the token is bad"; failures
+//! are not kept. What an answer says is only a set of claims: the gate checks them as it checks
+//! a JWT's (time claims, audience, revocation, every route's requirements, per request).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
+
+use crate::cache::{self, TokenHash};
+use crate::config::introspection::ProviderIntrospection;
+use crate::keys::fetch;
+use crate::metrics::{IntrospectionCounters, Metrics};
+use crate::verify::ProviderKeys;
+
+/// Longest introspection answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What a provider's endpoint said about a token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// `active: true`, with the answer's other members as claims.
+    Active(Arc<Map<String, Value>>),
+    /// `active: false`.
+    Inactive,
+}
+
+/// Why a provider's endpoint gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// No endpoint: discovery failed or names none.
+    #[error("no introspection endpoint: {0}")]
+    NoEndpoint(String),
+    /// Not answered within `timeout`.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The request failed (connection refused, reset…).
+    #[error("request failed: {0}")]
+    Request(String),
+    /// Answered with a status other than 200.
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    /// Answered something that is not an RFC 7662 object with a boolean `active`.
+    #[error("not an RFC 7662 answer: {0}")]
+    NotRfc7662(&'static str),
+}
+
+/// An answer and until when it may be used.
+#[derive(Clone)]
+struct Kept {
+    answer: Answer,
+    until: Instant,
+}
+
+/// One call in flight, awaited by every check of the same token meanwhile.
+type Flight = Arc<OnceCell<Result<Answer, Failure>>>;
+
+/// Asks one provider's introspection endpoint about opaque tokens.
+pub struct Introspector {
+    provider: Arc<ProviderKeys>,
+    settings: ProviderIntrospection,
+    client: reqwest::Client,
+    /// The configured endpoint, or the one discovery named (found once).
+    endpoint: OnceCell<String>,
+    kept: quick_cache::sync::Cache<TokenHash, Kept>,
+    flights: Mutex<HashMap<TokenHash, Flight>>,
+    counters: IntrospectionCounters,
+}
+
+impl Introspector {
+    /// For `provider` (which has `introspection:`), keeping at most `capacity` answers.
+    pub fn new(
+        provider: Arc<ProviderKeys>,
+        settings: ProviderIntrospection,
+        client: reqwest::Client,
+        metrics: &Metrics,
+        capacity: usize,
+    ) -> Self {
+        Self {
+            counters: metrics.introspection_counters(&provider.config.name),
+            endpoint: OnceCell::new_with(settings.endpoint.clone()),
+            provider,
+            settings,
+            client,
+            kept: quick_cache::sync::Cache::new(capacity.max(1)),
+            flights: Mutex::default(),
+        }
+    }
+
+    /// The provider it asks for.
+    pub fn provider(&self) -> &Arc<ProviderKeys> {
+        &self.provider
+    }
+
+    /// What the endpoint says about `token`: a kept answer, else one call shared with every
+    /// concurrent check of the same token.
+    pub async fn ask(&self, token: &str) -> Result<Answer, Failure> {
+        let h = cache::hash(token);
+        if let Some(kept) = self.kept.get(&h)
+            && Instant::now() < kept.until
+        {
+            self.counters.cache_hit.inc();
+            return Ok(kept.answer);
+        }
+        self.counters.cache_miss.inc();
+        let flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(h)
+            .or_default()
+            .clone();
+        let result = flight.get_or_init(|| self.call(token)).await.clone();
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights.get(&h).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            // The first back keeps the answer, then lets later checks find it there.
+            if let Ok(answer) = &result {
+                self.keep(h, answer);
+            }
+            flights.remove(&h);
+        }
+        result
+    }
+
+    fn keep(&self, h: TokenHash, answer: &Answer) {
+        let ttl = match answer {
+            Answer::Active(claims) => {
+                let left = claims
+                    .get("exp")
+                    .and_then(Value::as_f64)
+                    .map(|exp| Duration::from_secs_f64((exp - crate::clock::now().unix as f64).max(0.0)));
+                left.map_or(self.settings.cache_ttl, |l| l.min(self.settings.cache_ttl))
+            }
+            Answer::Inactive => self.settings.negative_cache_ttl,
+        };
+        if !ttl.is_zero() {
+            self.kept.insert(
+                h,
+                Kept {
+                    answer: answer.clone(),
+                    until: Instant::now() + ttl,
+                },
+            );
+        }
+    }
+
+    /// One introspection request, bounded by `timeout` (discovery included); counted.
+    async fn call(&self, token: &str) -> Result<Answer, Failure> {
+        let timeout = self.settings.timeout;
+        let outcome = match tokio::time::timeout(timeout, self.request(token)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failure::Timeout(timeout)),
+        };
+        match &outcome {
+            Ok(Answer::Active(_)) => {
+                self.counters.active.inc();
+            }
+            Ok(Answer::Inactive) => {
+                self.counters.inactive.inc();
+            }
+            Err(why) => {
+                self.counters.error.inc();
+                tracing::warn!(provider = %self.provider.config.name, "introspection failed: {why}");
+            }
+        }
+        outcome
+    }
+
+    async fn request(&self, token: &str) -> Result<Answer, Failure> {
+        let endpoint = self.endpoint.get_or_try_init(|| self.discover()).await?;
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .append_pair("token_type_hint", "access_token")
+            .finish();
+        // RFC 6749 §2.3.1: the id and the secret are form-encoded before Basic encoding.
+        let encode = |b: &[u8]| form_urlencoded::byte_serialize(b).collect::<String>();
+        let id = encode(self.settings.client_id.as_bytes());
+        let secret = encode(self.settings.client_secret.expose());
+        let mut resp = self
+            .client
+            .post(endpoint)
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| Failure::Request(crate::errors::chain(&e)))?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(Failure::Status(resp.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Failure::Request(crate::errors::chain(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(Failure::NotRfc7662("longer than 64 KiB"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse(&body)
+    }
+
+    /// The discovery document's `introspection_endpoint` (its `issuer` must be the provider's).
+    async fn discover(&self) -> Result<String, Failure> {
+        let issuer = &self.provider.config.issuer;
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let doc = fetch::get(&self.client, &url, self.settings.timeout)
+            .await
+            .map_err(|e| Failure::NoEndpoint(e.to_string()))?;
+        discovered_endpoint(&doc.body, issuer).map_err(|why| Failure::NoEndpoint(why.into()))
+    }
+}
+
+/// An RFC 7662 §2.2 answer: an object whose `active` is a boolean; for an active token its other
+/// members are the claims.
+pub fn parse(body: &[u8]) -> Result<Answer, Failure> {
+    let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Failure::NotRfc7662("not a JSON object"));
+    };
+    match members.remove("active") {
+        Some(Value::Bool(true)) => Ok(Answer::Active(Arc::new(members))),
+        Some(Value::Bool(false)) => Ok(Answer::Inactive),
+        _ => Err(Failure::NotRfc7662("`active` is not a boolean")),
+    }
+}
+
+/// The `introspection_endpoint` of a discovery document that names `issuer` exactly.
+fn discovered_endpoint(body: &[u8], issuer: &str) -> Result<String, &'static str> {
+    let doc: Value = serde_json::from_slice(body).map_err(|_| "the discovery document is not JSON")?;
+    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+        return Err("the discovery document names another issuer");
+    }
+    let endpoint = doc
+        .get("introspection_endpoint")
+        .and_then(Value::as_str)
+        .ok_or("the discovery document has no introspection_endpoint")?;
+    match reqwest::Url::parse(endpoint) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u.into()),
+        _ => Err("the discovery document's introspection_endpoint is not an http(s) URL"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_objects_with_a_boolean_active() {
+        assert_eq!(parse(br#"{"active":false,"sub":"x"}"#), Ok(Answer::Inactive));
+        match parse(br#"{"active":true,"sub":"x","scope":"a"}"#) {
+            Ok(Answer::Active(claims)) => {
+                assert_eq!(claims.get("sub"), Some(&Value::from("x")));
+                assert!(!claims.contains_key("active"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            br#"{"active":"true"}"#,
+            b"not json",
+            br#"{"active":1}"#,
+        ] {
+            assert!(
+                matches!(parse(bad), Err(Failure::NotRfc7662(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn the_discovered_endpoint_must_belong_to_the_issuer() {
+        let doc = |iss: &str, ep: &str| format!(r#"{{"issuer":"{iss}","introspection_endpoint":"{ep}"}}"#);
+        assert_eq!(
+            discovered_endpoint(doc("https://idp", "https://idp/introspect").as_bytes(), "https://idp"),
+            Ok("https://idp/introspect".into())
+        );
+        assert!(discovered_endpoint(doc("https://other", "https://idp/i").as_bytes(), "https://idp").is_err());
+        assert!(discovered_endpoint(doc("https://idp", "file:///x").as_bytes(), "https://idp").is_err());
+        assert!(discovered_endpoint(br#"{"issuer":"https://idp"}"#, "https://idp").is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! Opaque access tokens verified by introspection (RFC 7662) at a real OAuth 2.0 authorization
+//! server: panva's `oidc-provider` (npm, `tests/idp/`), issuing opaque client-credentials tokens
+//! and serving introspection and revocation on loopback. Checks go through the real gRPC door.
+#![allow(clippy::unwrap_used)] // tests may panic
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+/// The authorization server as a child process, killed when dropped.
+struct Idp {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Idp {
+    /// Starts `node tests/idp/idp.mjs` on an ephemeral loopback port (bounded: 30 s).
+    fn start() -> Self {
+        let node = std::env::var("JWTGATE_NODE").unwrap_or_else(|_| "node".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/idp.mjs");
+        let mut child = Command::new(node)
+            .args([script, "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (tests/run.sh installs tests/idp's packages)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the IdP did not start within 30 s");
+        let url = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line from the IdP: {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// An opaque access token for client `app` with `scope` (client credentials grant).
+    async fn token(&self, scope: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/token", self.url))
+            .basic_auth("app", Some("app-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&scope={}",
+                scope.replace(' ', "+")
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let r: Value = serde_json::from_str(&r).unwrap();
+        let token = r["access_token"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+        assert!(!token.contains('.'), "oidc-provider issued a JWT, not an opaque token");
+        token
+    }
+
+    async fn revoke(&self, token: &str) {
+        let r = self
+            .http
+            .post(format!("{}/token/revocation", self.url))
+            .basic_auth("app", Some("app-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    /// Introspection requests the IdP has received.
+    async fn introspections(&self) -> u64 {
+        let r = self
+            .http
+            .get(format!("{}/__stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let r: Value = serde_json::from_str(&r).unwrap();
+        r["introspections"].as_u64().unwrap()
+    }
+
+    /// Every introspection answer waits `ms` first.
+    async fn slow(&self, ms: u64) {
+        let r = self
+            .http
+            .post(format!("{}/__slow?ms={ms}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An introspection-only provider for the IdP (`extra` inside its `introspection:` block) and
+/// two routes: `/api` needs scope `read`, `/admin` scope `admin`.
+fn config(idp: &Idp, introspection_extra: &str) -> String {
+    format!(
+        "  - name: legacy-oauth\n    issuer: \"{url}\"\n    audiences: [api]\n    claims_to_headers: {{ client_id: x-client-id }}\n    introspection:\n      endpoint: \"{url}/token/introspection\"\n      client_id: jwtgate\n      client_secret_file: idp.secret\n{introspection_extra}\
+         routes:\n  - {{ name: admin, match: {{ path_prefix: /admin }}, require: {{ scopes: [admin] }} }}\n  - {{ name: api, match: {{ path_prefix: /api }}, require: {{ scopes: [read] }} }}\n",
+        url = idp.url
+    )
+}
+
+async fn gatekeeper(idp: &Idp, introspection_extra: &str) -> (Gatekeeper, AuthorizationClient<Channel>) {
+    let gk = Gatekeeper::start(
+        &config(idp, introspection_extra),
+        &[("idp.secret", b"jwtgate-secret\n")],
+    )
+    .await;
+    gk.wait_ready().await;
+    let client = gk.client().await;
+    (gk, client)
+}
+
+async fn at(client: &mut AuthorizationClient<Channel>, path: &str, token: &str) -> Result<Answer, tonic::Code> {
+    check(
+        client,
+        check_request(path, &[("authorization", &format!("Bearer {token}"))]),
+    )
+    .await
+}
+
+/// Polls `cond` every 100 ms until it holds, failing after `limit`.
+async fn eventually(what: &str, limit: Duration, mut cond: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_opaque_token_is_allowed_by_scope_and_refused_for_a_scope_it_lacks_from_the_cached_answer() {
+    let idp = Idp::start();
+    let (gk, mut client) = gatekeeper(&idp, "").await;
+    let t = idp.token("read").await;
+    let a = at(&mut client, "/api/x", &t).await.unwrap();
+    assert_eq!(a.grpc_code, 0, "{a:?}");
+    assert_eq!(
+        a.headers.get("x-client-id").map(String::as_str),
+        Some("app"),
+        "claims_to_headers reads the answer's members"
+    );
+    assert_eq!(idp.introspections().await, 1);
+
+    // The cached answer is re-checked per route: no scope `admin`, whatever was allowed before.
+    let a = at(&mut client, "/admin", &t).await.unwrap();
+    assert_eq!((a.grpc_code, a.reason().as_str()), (7, "missing scope: admin"));
+    assert_eq!(at(&mut client, "/api/y", &t).await.unwrap().grpc_code, 0);
+    assert_eq!(
+        idp.introspections().await,
+        1,
+        "one introspection for three checks (cache_ttl 60s)"
+    );
+
+    let admin = idp.token("read admin").await;
+    assert_eq!(at(&mut client, "/admin", &admin).await.unwrap().grpc_code, 0);
+    let m = scrape(gk.http_addr).await;
+    assert_eq!(
+        m.get(r#"jwtgate_introspections_total{direction="consumed",provider="legacy-oauth",outcome="active"}"#),
+        Some(&2.0)
+    );
+    assert_eq!(
+        m.get(r#"jwtgate_introspection_cache_lookups_total{provider="legacy-oauth",outcome="hit"}"#),
+        Some(&2.0)
+    );
+
+    // Not a token the IdP issued: inactive, 401, remembered for negative_cache_ttl.
+    let a = at(&mut client, "/api", "bm90LWEtdG9rZW4").await.unwrap();
+    assert_eq!((a.grpc_code, a.reason().as_str()), (16, "token not active"));
+    let (status, body) = gk.readyz().await;
+    assert_eq!(status, 200, "an introspection-only provider is ready: {body}");
+    assert_eq!(body["providers"][0]["state"], "introspection");
+}
+
+#[tokio::test]
+async fn a_token_the_provider_revoked_is_refused_once_the_cached_answer_expires() {
+    let idp = Idp::start();
+    let (_gk, mut client) = gatekeeper(&idp, "      cache_ttl: 1s\n").await;
+    let t = idp.token("read").await;
+    assert_eq!(at(&mut client, "/api", &t).await.unwrap().grpc_code, 0);
+    idp.revoke(&t).await;
+    // Within cache_ttl the kept answer stands; after it, the IdP's word.
+    eventually("the revoked token refused", Duration::from_secs(5), async || {
+        at(&mut client, "/api", &t).await.unwrap().grpc_code == 16
+    })
+    .await;
+    assert_eq!(at(&mut client, "/api", &t).await.unwrap().reason(), "token not active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_checks_of_a_new_token_cause_one_introspection() {
+    let idp = Idp::start();
+    let (_gk, client) = gatekeeper(&idp, "").await;
+    let t = idp.token("read").await;
+    idp.slow(300).await; // all 50 arrive while the first call is out
+    let before = idp.introspections().await;
+    let checks: Vec<_> = (0..50)
+        .map(|_| {
+            let (mut client, t) = (client.clone(), t.clone());
+            tokio::spawn(async move { at(&mut client, "/api", &t).await.map(|a| a.grpc_code) })
+        })
+        .collect();
+    for c in checks {
+        assert_eq!(c.await.unwrap(), Ok(0));
+    }
+    assert_eq!(idp.introspections().await - before, 1, "single flight");
+}
+
+#[tokio::test]
+async fn a_slow_or_down_provider_is_503_and_kept_actives_keep_working_until_their_ttl() {
+    let mut idp = Idp::start();
+    let (gk, mut client) = gatekeeper(&idp, "      timeout: 300ms\n").await;
+    let kept = idp.token("read").await;
+    assert_eq!(at(&mut client, "/api", &kept).await.unwrap().grpc_code, 0);
+
+    idp.slow(1000).await;
+    let fresh = idp.token("read").await;
+    assert_eq!(
+        at(&mut client, "/api", &fresh).await.map(|a| a.grpc_code),
+        Err(tonic::Code::Unavailable),
+        "slower than timeout: UNAVAILABLE, never a 401"
+    );
+    idp.stop();
+    assert_eq!(
+        at(&mut client, "/api", &fresh).await.map(|a| a.grpc_code),
+        Err(tonic::Code::Unavailable),
+        "down: UNAVAILABLE"
+    );
+    assert_eq!(
+        at(&mut client, "/api", &kept).await.unwrap().grpc_code,
+        0,
+        "the kept answer still serves"
+    );
+    let m = scrape(gk.http_addr).await;
+    assert!(
+        m.get(r#"jwtgate_introspections_total{direction="consumed",provider="legacy-oauth",outcome="error"}"#)
+            .is_some_and(|n| *n >= 2.0),
+        "{m:?}"
+    );
+}
+
+#[tokio::test]
+async fn jwtgate_check_shows_an_introspected_tokens_fields() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("idp.secret"), "jwtgate-secret\n").unwrap();
+    std::fs::write(dir.path().join("jwtgate.yaml"), config_text(&config(&idp, ""))).unwrap();
+    let token = idp.token("read").await;
+    let explain = |path: &'static str| {
+        let (dir, token) = (dir.path().to_owned(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+                .args(["check", "--config"])
+                .arg(dir.join("jwtgate.yaml"))
+                .args(["--token", &token, "--path", path])
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        })
+    };
+    let (code, out) = explain("/api").await.unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("opaque token introspected at provider legacy-oauth: active, client_id=\"app\" scope=\"read\" aud=\"api\" exp="),
+        "{out}"
+    );
+    let (code, out) = explain("/admin").await.unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("missing scope: admin"), "{out}");
+}
