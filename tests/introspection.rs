@@ -424,3 +424,35 @@ async fn without_introspection_enabled_the_admin_method_is_refused() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
 }
+
+#[tokio::test]
+async fn curl_with_basic_auth_gets_the_answer() {
+    let curl = std::env::var("JWTGATE_CURL").unwrap_or_else(|_| "curl".into());
+    let iss = issuer().await;
+    let gk = start(&iss).await;
+    let t = token(&iss, json!({"jti": "curl-1"}));
+    let url = format!("http://{}/introspect", gk.introspection_addr.unwrap());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(curl)
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-u",
+                &format!("billing-worker:{CLIENT_SECRET}"),
+                "-d",
+                &format!("token={t}"),
+                &url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (answer["active"].clone(), answer["jti"].clone()),
+        (json!(true), json!("curl-1"))
+    );
+}

@@ -306,3 +306,114 @@ async fn jwtgate_check_shows_an_introspected_tokens_fields() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("missing scope: admin"), "{out}");
 }
+
+#[tokio::test]
+async fn with_discovery_one_provider_takes_both_kinds_and_finds_its_endpoint_there() {
+    let idp = Idp::start();
+    let provider = format!(
+        "  - name: legacy-oauth\n    issuer: \"{url}\"\n    discovery: true\n    audiences: [api]\n    introspection:\n      client_id: jwtgate\n      client_secret_file: idp.secret\n",
+        url = idp.url
+    );
+    let gk = Gatekeeper::start(&provider, &[("idp.secret", b"jwtgate-secret")]).await;
+    gk.wait_ready().await;
+    let mut client = gk.client().await;
+    let t = idp.token("read").await;
+    assert_eq!(
+        at(&mut client, "/api", &t).await.unwrap().grpc_code,
+        0,
+        "introspection_endpoint from discovery"
+    );
+    assert_eq!(idp.introspections().await, 1);
+}
+
+/// `message` with the admin credential.
+fn authed<T>(message: T, credential: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {credential}").parse().unwrap());
+    r
+}
+
+/// An RFC 7662 endpoint on loopback that answers every token with `answer` (for members the
+/// real IdP leaves out of client-credentials tokens: `sub`, `jti`).
+async fn fixed_endpoint(answer: Value) -> String {
+    use axum::routing::post;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/introspect",
+        post(move || {
+            let answer = answer.to_string();
+            async move { ([("content-type", "application/json")], answer) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/introspect")
+}
+
+#[tokio::test]
+async fn jwtgates_own_revocations_apply_to_introspected_tokens() {
+    const ADMIN: &str = "admin-token-0123456789abcdef";
+    let issuer = "https://opaque.example";
+    let endpoint = fixed_endpoint(serde_json::json!({
+        "active": true, "iss": issuer, "sub": "bob", "jti": "op-1", "aud": "api", "scope": "read",
+        "iat": now() - 60, "exp": now() + 600,
+    }))
+    .await;
+    let provider = format!(
+        "  - name: opaque\n    issuer: \"{issuer}\"\n    audiences: [api]\n    introspection: {{ endpoint: \"{endpoint}\", client_id: j, client_secret_file: s.secret, cache_ttl: 0s }}\nadmin: {{ token: {{ file: admin.txt }} }}\n"
+    );
+    let gk = Gatekeeper::start(&provider, &[("s.secret", b"secret"), ("admin.txt", ADMIN.as_bytes())]).await;
+    gk.wait_ready().await;
+    let mut client = gk.client().await;
+    assert_eq!(at(&mut client, "/api", "opaque-1").await.unwrap().grpc_code, 0);
+    let mut admin = gk.admin().await;
+    use jwtgate::admin::pb;
+    admin
+        .revoke_token(authed(
+            pb::RevokeTokenRequest {
+                target: Some(pb::revoke_token_request::Target::Id(pb::TokenId {
+                    issuer: issuer.into(),
+                    jti: "op-1".into(),
+                    expires_at: now() + 600,
+                })),
+                reason: String::new(),
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap();
+    let a = at(&mut client, "/api", "opaque-1").await.unwrap();
+    assert_eq!((a.grpc_code, a.reason().as_str()), (16, "token revoked"), "by jti");
+
+    let endpoint = fixed_endpoint(serde_json::json!({
+        "active": true, "sub": "carol", "aud": "api", "iat": now() - 60, "exp": now() + 600,
+    }))
+    .await;
+    let provider = format!(
+        "  - name: opaque\n    issuer: \"{issuer}\"\n    audiences: [api]\n    introspection: {{ endpoint: \"{endpoint}\", client_id: j, client_secret_file: s.secret, cache_ttl: 0s }}\nadmin: {{ token: {{ file: admin.txt }} }}\n"
+    );
+    let gk = Gatekeeper::start(&provider, &[("s.secret", b"secret"), ("admin.txt", ADMIN.as_bytes())]).await;
+    gk.wait_ready().await;
+    let mut client = gk.client().await;
+    assert_eq!(at(&mut client, "/api", "opaque-2").await.unwrap().grpc_code, 0);
+    gk.admin()
+        .await
+        .revoke_subject(authed(
+            pb::RevokeSubjectRequest {
+                issuer: issuer.into(),
+                subject: "carol".into(),
+                issued_before: now(),
+                reason: String::new(),
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap();
+    let a = at(&mut client, "/api", "opaque-2").await.unwrap();
+    assert_eq!(
+        (a.grpc_code, a.reason().as_str()),
+        (16, "token revoked"),
+        "by subject cut-off"
+    );
+}

@@ -127,6 +127,10 @@ if [[ "$(cat "$idp_stamp" 2>/dev/null || true)" != "$idp_want" ]]; then
 fi
 export JWTGATE_NODE=$node_bin
 
+# tests/introspection.rs asks the served endpoint with a real curl.
+installed curl curl curl /usr/bin/curl
+export JWTGATE_CURL=$curl
+
 # --- tests/container.rs: the Dockerfile's image, built FROM scratch around a static jwtgate (the
 # test compiles it into target/container/) and run under Debian's podman. runc, not crun: crun
 # fails on these hosts' hybrid cgroups; installed first, it is what podman's `crun | runc`
