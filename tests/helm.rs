@@ -116,6 +116,12 @@ fn every_rendering_passes_kubernetes_validate_strict_and_its_config_validates() 
         std::fs::write(tls.join("tls.key"), &issued.key).unwrap();
         std::fs::write(tls.join("ca.crt"), ca.pem()).unwrap();
         let config = config.replace(" /tls/", &format!(" {}/", tls.display()));
+        // The introspection secrets as the pod has them (all-on's secretFiles).
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        std::fs::write(secrets.join("idp"), "idp-client-secret\n").unwrap();
+        std::fs::write(secrets.join("billing"), "billing-secret-0123456789\n").unwrap();
+        let config = config.replace(" /secrets/introspect/", &format!(" {}/", secrets.display()));
         let config_file = dir.path().join(format!("{name}-jwtgate.yaml"));
         std::fs::write(&config_file, config).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
@@ -178,7 +184,7 @@ fn the_pod_is_hardened_probed_and_outlives_its_drain() {
     };
     assert_eq!(service_ports(&objects), ["grpc", "http"]);
     let all_on = self::objects(&template(&["-f", ALL_ON]));
-    assert_eq!(service_ports(&all_on), ["grpc", "http", "admin"]);
+    assert_eq!(service_ports(&all_on), ["grpc", "http", "introspection", "admin"]);
     let monitor = kind(&all_on, "ServiceMonitor").unwrap();
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
@@ -240,6 +246,14 @@ fn the_tls_secret_serves_the_chosen_listeners_and_probes_follow_the_http_scheme(
     let listen = &config_of(&all_on)["listen"];
     assert_eq!(listen["grpc_tls"]["client_ca"], "/tls/ca.crt");
     assert_eq!(listen["admin_tls"]["client_ca"], "/tls/ca.crt");
+    assert_eq!(listen["introspection"], "0.0.0.0:9004");
+    assert_eq!(listen["introspection_tls"]["client_ca"], "/tls/ca.crt");
+    let mounted = container(&all_on)["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mountPath"] == "/secrets/introspect" && m["readOnly"] == true);
+    assert!(mounted, "secretFiles are mounted read-only");
     assert_eq!(
         listen["http_tls"],
         serde_json::json!({"cert": "/tls/tls.crt", "key": "/tls/tls.key"})

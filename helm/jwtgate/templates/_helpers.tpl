@@ -31,6 +31,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "admin" (printf "0.0.0.0:%v" .Values.ports.admin))
   "shutdown_drain" (printf "%vs" .Values.shutdownDrainSeconds)
   "shutdown_grace" (printf "%vs" .Values.shutdownGraceSeconds) -}}
+{{- if .Values.ports.introspection -}}
+{{- $_ := set $owned.listen "introspection" (printf "0.0.0.0:%v" .Values.ports.introspection) -}}
+{{- end -}}
 {{- if .Values.tls.existingSecret -}}
 {{- range .Values.tls.listeners -}}
 {{- $files := dict "cert" "/tls/tls.crt" "key" "/tls/tls.key" -}}
