@@ -63,6 +63,7 @@ rate_limits:
   rules:
     - { name: per-user, by: ["claim:sub"], limit: 1000000, per: 1s }
 admin: { token: { file: admin.token } }
+introspection: { enabled: true, clients: [{ id: fuzz, secret_file: admin.token }] }
 revocation: { path: data }
 http_auth: { envoy_prefix: /ext_authz }
 "#;
@@ -241,6 +242,49 @@ pub fn http_door(data: &[u8]) {
     );
 }
 
+/// `POST /introspect` on the RFC 7662 endpoint: the first line is the `Authorization` value
+/// (`-` for none), the second the `Content-Type`, the rest the body. Whatever comes, the answer
+/// is one of the documented statuses, and a 200 is `{"active":false}` exactly or an active
+/// token's members.
+pub fn introspection_request(data: &[u8]) {
+    let mut parts = data.splitn(3, |b| *b == b'\n');
+    let (Some(auth), Some(content_type)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let body = parts.next().unwrap_or_default().to_vec();
+    let mut builder = http::Request::builder()
+        .method("POST")
+        .uri(jwtgate::server::introspection::PATH);
+    if auth != b"-" {
+        builder = builder.header("authorization", auth);
+    }
+    let Ok(request) = builder
+        .header("content-type", content_type)
+        .body(axum::body::Body::from(body))
+    else {
+        return;
+    };
+    let world = &*WORLD;
+    let app = jwtgate::server::introspection::router(world.gate.clone(), 8192);
+    let (status, answer) = world.runtime.block_on(async {
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, bytes)
+    });
+    assert!(
+        [200, 400, 401, 413, 503].contains(&status),
+        "the introspection endpoint answered {status}"
+    );
+    if status == 200 {
+        let answer: serde_json::Value = serde_json::from_slice(&answer).expect("a JSON answer");
+        match answer.get("active") {
+            Some(serde_json::Value::Bool(true)) => assert!(answer.get("iss").is_some(), "{answer}"),
+            _ => assert_eq!(answer, serde_json::json!({"active": false})),
+        }
+    }
+}
+
 /// A `CheckRequest` as Envoy would send it (protobuf), translated and decided.
 pub fn check_request(data: &[u8]) {
     let Ok(check) = envoy_types::pb::envoy::service::auth::v3::CheckRequest::decode(data) else {
@@ -263,7 +307,7 @@ pub fn admin_messages(data: &[u8]) {
     }
     let admin = &world.admin;
     let code = world.runtime.block_on(async {
-        match which % 4 {
+        match which % 5 {
             0 => match pb::RevokeTokenRequest::decode(body) {
                 Ok(m) => admin.revoke_token(authed(m)).await.err().map(|s| s.code()),
                 Err(_) => None,
@@ -276,8 +320,12 @@ pub fn admin_messages(data: &[u8]) {
                 Ok(m) => admin.list_revocations(authed(m)).await.err().map(|s| s.code()),
                 Err(_) => None,
             },
-            _ => match pb::KeyStatusRequest::decode(body) {
+            3 => match pb::KeyStatusRequest::decode(body) {
                 Ok(m) => admin.key_status(authed(m)).await.err().map(|s| s.code()),
+                Err(_) => None,
+            },
+            _ => match pb::IntrospectRequest::decode(body) {
+                Ok(m) => admin.introspect(authed(m)).await.err().map(|s| s.code()),
                 Err(_) => None,
             },
         }
@@ -329,6 +377,7 @@ mod tests {
         replay("http_door", http_door);
         replay("check_request", check_request);
         replay("admin_messages", admin_messages);
+        replay("introspection_request", introspection_request);
     }
 }
 
@@ -347,5 +396,31 @@ mod harness {
         assert!(matches!(decide(&bearer_request(&token)), Decision::Allow(_)));
         let forged = format!("{}A", &token[..token.len() - 1]);
         assert!(matches!(decide(&bearer_request(&forged)), Decision::Deny(_)));
+        // The introspection seed authenticates and finds the seed token active.
+        let world = &*WORLD;
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(jwtgate::server::introspection::PATH)
+            .header(
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        format!("fuzz:{ADMIN_TOKEN}")
+                    )
+                ),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(format!("token={token}")))
+            .unwrap();
+        let app = jwtgate::server::introspection::router(world.gate.clone(), 8192);
+        let body = world.runtime.block_on(async {
+            let response = app.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()
+        });
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["active"], true, "{answer}");
     }
 }
