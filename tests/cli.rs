@@ -231,7 +231,7 @@ fn mistakes() -> Vec<Mistake> {
           "providers[0].issuer", "is required"),
         m("no key source", only("name: a, issuer: \"https://i/\""),
           "providers[0]",
-          "exactly one key source is required (jwks_uri, discovery: true, jwks_file or hmac_secret); found 0"),
+          "exactly one key source is required (jwks_uri, discovery: true, jwks_file or hmac_secret; none with `introspection`); found 0"),
         m("two key sources", corp("discovery: true"), "providers[0]", "exactly one key source is required"),
         m("jwks_uri not http(s)", only("name: a, issuer: \"https://i/\", jwks_uri: \"ftp://i/k\""),
           "providers[0].jwks_uri", "`ftp://i/k` must be an http(s) URL with a host"),
