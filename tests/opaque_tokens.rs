@@ -417,3 +417,22 @@ async fn jwtgates_own_revocations_apply_to_introspected_tokens() {
         "by subject cut-off"
     );
 }
+
+#[tokio::test]
+async fn a_check_the_proxy_gives_up_on_leaves_its_call_running_for_the_next() {
+    let idp = Idp::start();
+    let (_gk, mut client) = gatekeeper(&idp, "      timeout: 2s\n").await;
+    let t = idp.token("read").await;
+    idp.slow(400).await;
+    let before = idp.introspections().await;
+    let mut impatient = tonic::Request::new(check_request("/api", &[("authorization", &format!("Bearer {t}"))]));
+    impatient.set_timeout(Duration::from_millis(100));
+    let gave_up = client.check(impatient).await.unwrap_err();
+    assert!(
+        matches!(gave_up.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
+        "{gave_up:?}"
+    );
+    // The call it started is still out; this check joins it instead of starting another.
+    assert_eq!(at(&mut client, "/api", &t).await.unwrap().grpc_code, 0);
+    assert_eq!(idp.introspections().await - before, 1);
+}

@@ -147,7 +147,7 @@ pub struct Gate {
     /// `introspection:`: whether tokens may be introspected, and by whom.
     introspection: Introspection,
     /// The providers that introspect opaque tokens, in config order.
-    opaque: Vec<Introspector>,
+    opaque: Vec<Arc<Introspector>>,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -202,13 +202,13 @@ impl Gate {
             .filter_map(|p| {
                 let settings = p.introspection.clone()?;
                 let provider = verifier.provider(&p.issuer)?.clone();
-                Some(Introspector::new(
+                Some(Arc::new(Introspector::new(
                     provider,
                     settings,
                     client.clone(),
                     &shared.metrics,
                     capacity,
-                ))
+                )))
             })
             .collect();
         let cache = Arc::new(TokenCache::new(&config.cache));

@@ -3,9 +3,11 @@
 //!
 //! Answers are kept by SHA-256 of the token, never the token: an active one for `cache_ttl`
 //! (never past its `exp`), an inactive one for `negative_cache_ttl`. Concurrent checks of a
-//! token not yet known share one call (single flight). An endpoint that is down, slow or answers
-//! something that is not RFC 7662 is a failure ([`Failure`]), never "the token is bad"; failures
-//! are not kept. What an answer says is only a set of claims: the gate checks them as it checks
+//! token not yet known share one call (single flight), which runs in a task of its own so that a
+//! check the proxy gives up on neither leaves it behind nor cancels it for the others; at most
+//! [`MAX_IN_FLIGHT`] calls per provider are out at once. An endpoint that is down, slow or
+//! answers something that is not RFC 7662 is a failure ([`Failure`]), never "the token is bad";
+//! failures are not kept. What an answer says is only a set of claims: the gate checks them as it checks
 //! a JWT's (time claims, audience, revocation, every route's requirements, per request).
 
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 
 use crate::cache::{self, TokenHash};
 use crate::config::introspection::ProviderIntrospection;
@@ -23,6 +25,10 @@ use crate::verify::ProviderKeys;
 
 /// Longest introspection answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Most calls out to one provider's endpoint at once; a check that would start one more gets
+/// [`Failure::Busy`] (a flood of unknown tokens cannot pile up unbounded calls).
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// What a provider's endpoint said about a token.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +57,12 @@ pub enum Failure {
     /// Answered something that is not an RFC 7662 object with a boolean `active`.
     #[error("not an RFC 7662 answer: {0}")]
     NotRfc7662(&'static str),
+    /// [`MAX_IN_FLIGHT`] calls are already out.
+    #[error("{MAX_IN_FLIGHT} introspections already in flight")]
+    Busy,
+    /// The call's task ended without an answer.
+    #[error("the introspection task ended without an answer")]
+    Lost,
 }
 
 /// An answer and until when it may be used.
@@ -60,8 +72,8 @@ struct Kept {
     until: Instant,
 }
 
-/// One call in flight, awaited by every check of the same token meanwhile.
-type Flight = Arc<OnceCell<Result<Answer, Failure>>>;
+/// One call in flight: its outcome, once there, for every check of the same token meanwhile.
+type Flight = watch::Sender<Option<Result<Answer, Failure>>>;
 
 /// Asks one provider's introspection endpoint about opaque tokens.
 pub struct Introspector {
@@ -70,13 +82,15 @@ pub struct Introspector {
     client: reqwest::Client,
     /// The configured endpoint, or the one discovery named (found once).
     endpoint: OnceCell<String>,
-    kept: quick_cache::sync::Cache<TokenHash, Kept>,
+    /// Kept answers; none with `cache.max_entries: 0`.
+    kept: Option<quick_cache::sync::Cache<TokenHash, Kept>>,
     flights: Mutex<HashMap<TokenHash, Flight>>,
     counters: IntrospectionCounters,
 }
 
 impl Introspector {
-    /// For `provider` (which has `introspection:`), keeping at most `capacity` answers.
+    /// For `provider` (which has `introspection:`), keeping at most `capacity` answers (none
+    /// with 0).
     pub fn new(
         provider: Arc<ProviderKeys>,
         settings: ProviderIntrospection,
@@ -90,7 +104,7 @@ impl Introspector {
             provider,
             settings,
             client,
-            kept: quick_cache::sync::Cache::new(capacity.max(1)),
+            kept: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
             flights: Mutex::default(),
         }
     }
@@ -102,32 +116,50 @@ impl Introspector {
 
     /// What the endpoint says about `token`: a kept answer, else one call shared with every
     /// concurrent check of the same token.
-    pub async fn ask(&self, token: &str) -> Result<Answer, Failure> {
+    pub async fn ask(self: &Arc<Self>, token: &str) -> Result<Answer, Failure> {
         let h = cache::hash(token);
-        if let Some(kept) = self.kept.get(&h)
+        if let Some(kept) = self.kept.as_ref().and_then(|k| k.get(&h))
             && Instant::now() < kept.until
         {
             self.counters.cache_hit.inc();
             return Ok(kept.answer);
         }
         self.counters.cache_miss.inc();
-        let flight = self
-            .flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(h)
-            .or_default()
-            .clone();
-        let result = flight.get_or_init(|| self.call(token)).await.clone();
-        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-        if flights.get(&h).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            // The first back keeps the answer, then lets later checks find it there.
-            if let Ok(answer) = &result {
-                self.keep(h, answer);
+        let mut outcome = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            match flights.get(&h) {
+                Some(flight) => flight.subscribe(),
+                None if flights.len() >= MAX_IN_FLIGHT => {
+                    self.counters.error.inc();
+                    return Err(Failure::Busy);
+                }
+                None => {
+                    let (flight, outcome) = watch::channel(None);
+                    flights.insert(h, flight);
+                    let (this, token) = (self.clone(), token.to_owned());
+                    tokio::spawn(async move {
+                        let result = this.call(&token).await;
+                        this.land(h, result);
+                    });
+                    outcome
+                }
             }
-            flights.remove(&h);
+        };
+        match outcome.wait_for(Option::is_some).await {
+            Ok(done) => done.clone().unwrap_or(Err(Failure::Lost)),
+            Err(_) => Err(Failure::Lost),
         }
-        result
+    }
+
+    /// A call's outcome: kept (an answer), the flight ended, every check waiting on it told.
+    fn land(&self, h: TokenHash, result: Result<Answer, Failure>) {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(answer) = &result {
+            self.keep(h, answer);
+        }
+        if let Some(flight) = flights.remove(&h) {
+            flight.send_replace(Some(result));
+        }
     }
 
     fn keep(&self, h: TokenHash, answer: &Answer) {
@@ -141,8 +173,10 @@ impl Introspector {
             }
             Answer::Inactive => self.settings.negative_cache_ttl,
         };
-        if !ttl.is_zero() {
-            self.kept.insert(
+        if let Some(kept) = &self.kept
+            && !ttl.is_zero()
+        {
+            kept.insert(
                 h,
                 Kept {
                     answer: answer.clone(),
