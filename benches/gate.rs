@@ -9,11 +9,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use jwtgate_core::config::Config;
 use jwtgate_core::gate::Gate;
-use jwtgate_core::request::{Decision, Request};
+use jwtgate_core::request::Decision;
 use serde_json::json;
 
 mod common;
-use common::fixture;
+use common::{fixture, request};
 
 /// 200 routes: 199 that do not match `/api/orders`, then the one that does.
 fn routes() -> String {
@@ -36,24 +36,6 @@ fn gate(dir: &Path, cache_entries: u64) -> Gate {
     );
     let config = Config::parse(&yaml, "bench.yaml", dir).unwrap();
     Gate::new(&config, &reqwest::Client::new(), Default::default())
-}
-
-fn request(token: &str) -> Request {
-    let mut r = Request {
-        method: "GET".into(),
-        path: "/api/orders?page=2".into(),
-        host: "shop.example.com".into(),
-        ..Default::default()
-    };
-    for (k, v) in [
-        ("user-agent", "bench/1.0"),
-        ("accept", "*/*"),
-        ("x-request-id", "bench-1"),
-    ] {
-        r.headers.insert(k.into(), v.into());
-    }
-    r.headers.insert("authorization".into(), format!("Bearer {token}"));
-    r
 }
 
 fn bench(c: &mut Criterion) {

@@ -13,11 +13,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use jwtgate_core::config::Config;
 use jwtgate_core::gate::Gate;
-use jwtgate_core::request::{Decision, Request};
+use jwtgate_core::request::Decision;
 use serde_json::json;
 
 mod common;
-use common::fixture;
+use common::{fixture, request};
 
 /// An introspection endpoint that says every token is active, on its own runtime and thread.
 fn endpoint() -> String {
@@ -56,17 +56,6 @@ fn gate(dir: &Path, endpoint: &str, cache_ttl: &str) -> Gate {
     );
     let config = Config::parse(&yaml, "bench.yaml", dir).unwrap();
     Gate::new(&config, &reqwest::Client::new(), Default::default())
-}
-
-fn request(token: &str) -> Request {
-    let mut r = Request {
-        method: "GET".into(),
-        path: "/api/orders?page=2".into(),
-        host: "shop.example.com".into(),
-        ..Default::default()
-    };
-    r.headers.insert("authorization".into(), format!("Bearer {token}"));
-    r
 }
 
 fn bench(c: &mut Criterion) {

@@ -55,13 +55,6 @@ fn token(issuer: &Issuer, extra: Value) -> String {
     sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), c)
 }
 
-fn authed<T>(message: T, credential: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {credential}").parse().unwrap());
-    req
-}
-
 fn by_id(issuer: &str, jti: &str, expires_at: u64) -> pb::RevokeTokenRequest {
     pb::RevokeTokenRequest {
         target: Some(Target::Id(pb::TokenId {

@@ -96,13 +96,6 @@ async fn check_code(gk: &Gatekeeper, token: &str) -> i32 {
     check(&mut client, bearer(token)).await.unwrap().grpc_code
 }
 
-fn authed<T>(message: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
-    req
-}
-
 #[tokio::test]
 async fn an_accepted_token_is_active_with_its_rfc7662_members_cached_or_not() {
     let iss = issuer().await;
@@ -147,24 +140,30 @@ async fn every_refused_token_is_exactly_active_false_and_a_check_refuses_it_too(
     let mut admin = gk.admin().await;
     let revoked = token(&iss, json!({"jti": "gone"}));
     admin
-        .revoke_token(authed(pb::RevokeTokenRequest {
-            target: Some(pb::revoke_token_request::Target::Id(pb::TokenId {
-                issuer: iss.url(),
-                jti: "gone".into(),
-                expires_at: now() + 600,
-            })),
-            reason: "test".into(),
-        }))
+        .revoke_token(authed(
+            pb::RevokeTokenRequest {
+                target: Some(pb::revoke_token_request::Target::Id(pb::TokenId {
+                    issuer: iss.url(),
+                    jti: "gone".into(),
+                    expires_at: now() + 600,
+                })),
+                reason: "test".into(),
+            },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap();
     let cut_off = token(&iss, json!({"sub": "mallory", "iat": now() - 10}));
     admin
-        .revoke_subject(authed(pb::RevokeSubjectRequest {
-            issuer: iss.url(),
-            subject: "mallory".into(),
-            issued_before: now(),
-            reason: "test".into(),
-        }))
+        .revoke_subject(authed(
+            pb::RevokeSubjectRequest {
+                issuer: iss.url(),
+                subject: "mallory".into(),
+                issued_before: now(),
+                reason: "test".into(),
+            },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap();
     let mut other = claims(&iss.url());
@@ -333,7 +332,7 @@ async fn the_admin_api_and_the_cli_introspect_with_the_reason() {
     let mut admin = gk.admin().await;
     let t = token(&iss, json!({"jti": "cli-1", "scope": "read"}));
     let a = admin
-        .introspect(authed(pb::IntrospectRequest { token: t.clone() }))
+        .introspect(authed(pb::IntrospectRequest { token: t.clone() }, ADMIN_TOKEN))
         .await
         .unwrap()
         .into_inner();
@@ -380,14 +379,17 @@ async fn the_admin_api_and_the_cli_introspect_with_the_reason() {
     );
 
     admin
-        .revoke_token(authed(pb::RevokeTokenRequest {
-            target: Some(pb::revoke_token_request::Target::Token(t.clone())),
-            reason: String::new(),
-        }))
+        .revoke_token(authed(
+            pb::RevokeTokenRequest {
+                target: Some(pb::revoke_token_request::Target::Token(t.clone())),
+                reason: String::new(),
+            },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap();
     let a = admin
-        .introspect(authed(pb::IntrospectRequest { token: t.clone() }))
+        .introspect(authed(pb::IntrospectRequest { token: t.clone() }, ADMIN_TOKEN))
         .await
         .unwrap()
         .into_inner();
@@ -417,9 +419,12 @@ async fn without_introspection_enabled_the_admin_method_is_refused() {
     let refused = gk
         .admin()
         .await
-        .introspect(authed(pb::IntrospectRequest {
-            token: token(&iss, json!({})),
-        }))
+        .introspect(authed(
+            pb::IntrospectRequest {
+                token: token(&iss, json!({})),
+            },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);

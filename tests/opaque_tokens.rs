@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -155,15 +155,6 @@ async fn at(client: &mut AuthorizationClient<Channel>, path: &str, token: &str) 
         check_request(path, &[("authorization", &format!("Bearer {token}"))]),
     )
     .await
-}
-
-/// Polls `cond` every 100 ms until it holds, failing after `limit`.
-async fn eventually(what: &str, limit: Duration, mut cond: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -326,14 +317,6 @@ async fn with_discovery_one_provider_takes_both_kinds_and_finds_its_endpoint_the
     assert_eq!(idp.introspections().await, 1);
 }
 
-/// `message` with the admin credential.
-fn authed<T>(message: T, credential: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {credential}").parse().unwrap());
-    r
-}
-
 /// An RFC 7662 endpoint on loopback that answers every token with `answer` (for members the
 /// real IdP leaves out of client-credentials tokens: `sub`, `jti`).
 async fn fixed_endpoint(answer: Value) -> String {
@@ -351,21 +334,29 @@ async fn fixed_endpoint(answer: Value) -> String {
     format!("http://{addr}/introspect")
 }
 
+const ADMIN: &str = "admin-token-0123456789abcdef";
+
+/// jwtgate with one introspection-only provider for `issuer` at `endpoint` (answers never kept)
+/// and the static admin token [`ADMIN`].
+async fn behind_fixed_endpoint(issuer: &str, endpoint: &str) -> (Gatekeeper, AuthorizationClient<Channel>) {
+    let provider = format!(
+        "  - name: opaque\n    issuer: \"{issuer}\"\n    audiences: [api]\n    introspection: {{ endpoint: \"{endpoint}\", client_id: j, client_secret_file: s.secret, cache_ttl: 0s }}\nadmin: {{ token: {{ file: admin.txt }} }}\n"
+    );
+    let gk = Gatekeeper::start(&provider, &[("s.secret", b"secret"), ("admin.txt", ADMIN.as_bytes())]).await;
+    gk.wait_ready().await;
+    let client = gk.client().await;
+    (gk, client)
+}
+
 #[tokio::test]
 async fn jwtgates_own_revocations_apply_to_introspected_tokens() {
-    const ADMIN: &str = "admin-token-0123456789abcdef";
     let issuer = "https://opaque.example";
     let endpoint = fixed_endpoint(serde_json::json!({
         "active": true, "iss": issuer, "sub": "bob", "jti": "op-1", "aud": "api", "scope": "read",
         "iat": now() - 60, "exp": now() + 600,
     }))
     .await;
-    let provider = format!(
-        "  - name: opaque\n    issuer: \"{issuer}\"\n    audiences: [api]\n    introspection: {{ endpoint: \"{endpoint}\", client_id: j, client_secret_file: s.secret, cache_ttl: 0s }}\nadmin: {{ token: {{ file: admin.txt }} }}\n"
-    );
-    let gk = Gatekeeper::start(&provider, &[("s.secret", b"secret"), ("admin.txt", ADMIN.as_bytes())]).await;
-    gk.wait_ready().await;
-    let mut client = gk.client().await;
+    let (gk, mut client) = behind_fixed_endpoint(issuer, &endpoint).await;
     assert_eq!(at(&mut client, "/api", "opaque-1").await.unwrap().grpc_code, 0);
     let mut admin = gk.admin().await;
     use jwtgate::admin::pb;
@@ -390,12 +381,7 @@ async fn jwtgates_own_revocations_apply_to_introspected_tokens() {
         "active": true, "sub": "carol", "aud": "api", "iat": now() - 60, "exp": now() + 600,
     }))
     .await;
-    let provider = format!(
-        "  - name: opaque\n    issuer: \"{issuer}\"\n    audiences: [api]\n    introspection: {{ endpoint: \"{endpoint}\", client_id: j, client_secret_file: s.secret, cache_ttl: 0s }}\nadmin: {{ token: {{ file: admin.txt }} }}\n"
-    );
-    let gk = Gatekeeper::start(&provider, &[("s.secret", b"secret"), ("admin.txt", ADMIN.as_bytes())]).await;
-    gk.wait_ready().await;
-    let mut client = gk.client().await;
+    let (gk, mut client) = behind_fixed_endpoint(issuer, &endpoint).await;
     assert_eq!(at(&mut client, "/api", "opaque-2").await.unwrap().grpc_code, 0);
     gk.admin()
         .await

@@ -13,15 +13,6 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-/// Polls `cond` every 50 ms until it holds, failing after `limit`.
-async fn eventually(what: &str, limit: Duration, mut cond: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn rsa_a() -> Value {
     jwk("rsa-a.pem", Algorithm::RS256, "a")
 }

@@ -1,4 +1,4 @@
-//! What the criterion benchmarks share: the repository's fixture keys.
+//! What the criterion benchmarks share: the repository's fixture keys and the request they check.
 
 /// A key file of `tests/fixtures/keys`, by name.
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -6,4 +6,25 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("tests/fixtures/keys")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read the fixture key {}: {e}", path.display()))
+}
+
+/// `GET /api/orders?page=2` on `shop.example.com` with a few ordinary headers and `token` as
+/// its bearer token (for the benchmarks that run `Gate::decide`; `verify` does not).
+#[allow(dead_code)]
+pub fn request(token: &str) -> jwtgate_core::request::Request {
+    let mut r = jwtgate_core::request::Request {
+        method: "GET".into(),
+        path: "/api/orders?page=2".into(),
+        host: "shop.example.com".into(),
+        ..Default::default()
+    };
+    for (k, v) in [
+        ("user-agent", "bench/1.0"),
+        ("accept", "*/*"),
+        ("x-request-id", "bench-1"),
+    ] {
+        r.headers.insert(k.into(), v.into());
+    }
+    r.headers.insert("authorization".into(), format!("Bearer {token}"));
+    r
 }

@@ -164,8 +164,10 @@ pub fn discovery(data: &[u8]) {
         None => (&b"https://idp.example.com"[..], data),
     };
     let Some(issuer) = text(issuer) else { return };
-    if let Ok(uri) = jwtgate_core::keys::fetch::discovered_jwks_uri(body, issuer) {
-        assert!(uri.starts_with("http://") || uri.starts_with("https://"), "{uri}");
+    for member in ["jwks_uri", "introspection_endpoint"] {
+        if let Ok(uri) = jwtgate_core::keys::fetch::discovered_url(body, issuer, member) {
+            assert!(uri.starts_with("http://") || uri.starts_with("https://"), "{uri}");
+        }
     }
 }
 

@@ -155,10 +155,7 @@ fn refusal_status(rejection: &Rejection) -> Status {
 
 /// The credential in `authorization: Bearer X` (scheme case-insensitive), if any.
 fn bearer(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
-    let (scheme, credential) = value.split_once(' ')?;
-    let credential = credential.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+    jwtgate_core::token::after_scheme(metadata.get("authorization")?.to_str().ok()?, "Bearer ")
 }
 
 #[cfg(test)]

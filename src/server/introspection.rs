@@ -20,6 +20,7 @@ use jwtgate_core::gate::Gate;
 use jwtgate_core::introspect::Introspected;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::rejection::Class;
+use jwtgate_core::token::after_scheme;
 use subtle::ConstantTimeEq;
 
 /// The path the endpoint answers on.
@@ -102,10 +103,8 @@ async fn authenticate(gate: &Gate, headers: &HeaderMap) -> Result<(), ClientRefu
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or(ClientRefused::Unauthorized)?;
-    let (scheme, credential) = value.split_once(' ').ok_or(ClientRefused::Unauthorized)?;
-    let credential = credential.trim();
     let clients = &gate.introspection().clients;
-    if scheme.eq_ignore_ascii_case("basic") {
+    if let Some(credential) = after_scheme(value, "Basic ") {
         let (id, secret) = basic(credential).ok_or(ClientRefused::Unauthorized)?;
         let known = clients.iter().any(|c| match c {
             IntrospectionClient::Secret { id: cid, secret: s } => {
@@ -119,9 +118,7 @@ async fn authenticate(gate: &Gate, headers: &HeaderMap) -> Result<(), ClientRefu
             Err(ClientRefused::Unauthorized)
         };
     }
-    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
-        return Err(ClientRefused::Unauthorized);
-    }
+    let credential = after_scheme(value, "Bearer ").ok_or(ClientRefused::Unauthorized)?;
     let mut unavailable = false;
     for requirement in clients.iter().filter_map(IntrospectionClient::requirement) {
         match gate.authorize(credential, &requirement).await {

@@ -730,3 +730,20 @@ pub fn jwks_provider(name: &str, issuer: &str, jwks_uri: &str, extra: &str) -> S
 pub fn claims(issuer: &str) -> Value {
     json!({ "iss": issuer, "sub": "alice", "aud": "api" })
 }
+
+/// `message` with `authorization: Bearer {credential}` metadata (an admin API call).
+pub fn authed<T>(message: T, credential: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {credential}").parse().unwrap());
+    req
+}
+
+/// Polls `cond` every 50 ms until it holds, failing after `limit`.
+pub async fn eventually(what: &str, limit: Duration, mut cond: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

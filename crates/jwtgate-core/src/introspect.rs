@@ -127,7 +127,7 @@ impl ActiveToken {
             aud: v.claims.get("aud").filter(|a| a.is_string() || a.is_array()).cloned(),
             exp: v.exp,
             iat: v.iat,
-            nbf: numeric_date(&v.claims, "nbf"),
+            nbf: crate::verify::whole_seconds(&v.claims, "nbf"),
             jti: v.jti.clone(),
             scope: scope(&v.claims),
             client_id: text("client_id").or_else(|| text("azp")),
@@ -136,26 +136,11 @@ impl ActiveToken {
     }
 }
 
-/// A NumericDate claim (fractions dropped), when it is a finite non-negative number.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Option<u64> {
-    let n = claims.get(name)?.as_f64()?;
-    // `as` saturates; the range test keeps NaN and negatives out.
-    (n.is_finite() && n >= 0.0).then_some(n as u64)
-}
-
-/// `scope` (a space-separated string), else `scp` (an array of strings, or a string).
+/// The scopes a route's requirements see (`scope`, then `scp`), space-separated; `None` when
+/// there are none.
 fn scope(claims: &Map<String, Value>) -> Option<String> {
-    if let Some(s) = claims.get("scope").and_then(Value::as_str) {
-        return Some(s.to_owned());
-    }
-    match claims.get("scp")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(items) => {
-            let names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
-            Some(names.join(" "))
-        }
-        _ => None,
-    }
+    let scopes = crate::claims::scopes(claims);
+    (!scopes.is_empty()).then(|| scopes.join(" "))
 }
 
 #[cfg(test)]
@@ -174,16 +159,6 @@ mod tests {
         assert_eq!(scope(&claims(json!({"scp": "a"}))).as_deref(), Some("a"));
         assert_eq!(scope(&claims(json!({"scp": 3}))), None);
         assert_eq!(scope(&claims(json!({}))), None);
-    }
-
-    #[test]
-    fn numeric_dates_drop_fractions_and_refuse_the_unusable() {
-        assert_eq!(
-            numeric_date(&claims(json!({"nbf": 1796160000.5})), "nbf"),
-            Some(1796160000)
-        );
-        assert_eq!(numeric_date(&claims(json!({"nbf": -1})), "nbf"), None);
-        assert_eq!(numeric_date(&claims(json!({"nbf": "1"})), "nbf"), None);
     }
 
     #[test]

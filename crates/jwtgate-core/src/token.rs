@@ -17,17 +17,21 @@ pub fn extract<'r, 's>(req: &'r Request, sources: &'s [Source]) -> Option<(Cow<'
     sources.iter().find_map(|s| from_source(req, s).map(|t| (t, s)))
 }
 
+/// The credential in a header `value` that starts with `prefix` (a scheme such as `"Bearer "`,
+/// matched case-insensitively), trimmed; `None` when it does not start so or nothing follows.
+pub fn after_scheme<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+    let value = value.trim();
+    let head = value.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let credential = value.get(prefix.len()..)?.trim();
+    (!credential.is_empty()).then_some(credential)
+}
+
 fn from_source<'r>(req: &'r Request, source: &Source) -> Option<Cow<'r, str>> {
     match source {
-        Source::Header { name, prefix } => {
-            let value = req.header(name)?.trim();
-            let head = value.get(..prefix.len())?;
-            if !head.eq_ignore_ascii_case(prefix) {
-                return None;
-            }
-            let token = value.get(prefix.len()..)?.trim();
-            (!token.is_empty()).then_some(Cow::Borrowed(token))
-        }
+        Source::Header { name, prefix } => after_scheme(req.header(name)?, prefix).map(Cow::Borrowed),
         Source::Cookie(name) => {
             let cookies = req.header("cookie")?;
             cookies.split(';').find_map(|pair| {

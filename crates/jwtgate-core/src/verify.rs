@@ -325,7 +325,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
 /// A valid NumericDate claim rounded down to whole seconds: for `exp` the last second the token
 /// is valid in (before skew), for `iat` a time at or before its issue (so a subject cut-off
 /// never spares it).
-fn whole_seconds(claims: &Map<String, Value>, name: &'static str) -> Option<u64> {
+pub(crate) fn whole_seconds(claims: &Map<String, Value>, name: &'static str) -> Option<u64> {
     numeric_date(claims, name).ok().flatten().map(|t| t.floor() as u64)
 }
 

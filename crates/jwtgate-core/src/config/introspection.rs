@@ -105,21 +105,9 @@ impl Validator<'_> {
         let path = raw
             .client_secret_file
             .ok_or_else(|| self.err(format!("{field}.client_secret_file"), "is required"))?;
-        let path = self.base.join(path);
-        let mut secret = crate::file::read(&path, crate::file::MAX_FILE_BYTES).map_err(|e| {
-            self.err(
-                format!("{field}.client_secret_file"),
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            secret.pop();
-        }
+        let secret = self.secret_file(&format!("{field}.client_secret_file"), &path)?;
         if secret.is_empty() {
-            return Err(self.err(
-                format!("{field}.client_secret_file"),
-                format!("{} is empty", path.display()),
-            ));
+            return Err(self.err(format!("{field}.client_secret_file"), "holds an empty secret"));
         }
         let cache_ttl = raw.cache_ttl.unwrap_or(Duration::from_secs(60));
         if cache_ttl > Duration::from_secs(3600) {
@@ -198,23 +186,11 @@ impl Validator<'_> {
                         "must be non-empty, without `:` or control characters (HTTP Basic splits at the first `:`)",
                     ));
                 }
-                let path = self.base.join(&file);
-                let mut bytes = crate::file::read(&path, crate::file::MAX_FILE_BYTES).map_err(|e| {
-                    self.err(
-                        format!("{field}.secret_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    bytes.pop();
-                }
+                let bytes = self.secret_file(&format!("{field}.secret_file"), &file)?;
                 if bytes.len() < MIN_SECRET_BYTES {
                     return Err(self.err(
                         format!("{field}.secret_file"),
-                        format!(
-                            "{} holds a secret shorter than {MIN_SECRET_BYTES} bytes",
-                            path.display()
-                        ),
+                        format!("holds a secret shorter than {MIN_SECRET_BYTES} bytes"),
                     ));
                 }
                 Ok(IntrospectionClient::Secret {

@@ -377,20 +377,24 @@ impl Validator<'_> {
             (Some(var), None) => std::env::var(&var)
                 .map(String::into_bytes)
                 .map_err(|_| self.err(format!("{f}.env"), format!("environment variable {var} is not set"))),
-            (None, Some(path)) => {
-                let path = self.base.join(path);
-                let mut bytes = crate::file::read(&path, crate::file::MAX_FILE_BYTES)
-                    .map_err(|e| self.err(format!("{f}.file"), format!("cannot read {}: {e}", path.display())))?;
-                if bytes.ends_with(b"\n") {
-                    bytes.pop();
-                    if bytes.ends_with(b"\r") {
-                        bytes.pop();
-                    }
-                }
-                Ok(bytes)
-            }
+            (None, Some(path)) => self.secret_file(&format!("{f}.file"), &path),
             _ => Err(self.err(f, "give exactly one of `env` or `file`")),
         }
+    }
+
+    /// A secret read from the file at `path` (relative to the config file), bounded in size, one
+    /// trailing newline (`\n` or `\r\n`) dropped; `field` names it in errors.
+    pub(super) fn secret_file(&self, field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+        let path = self.base.join(path);
+        let mut bytes = crate::file::read(&path, crate::file::MAX_FILE_BYTES)
+            .map_err(|e| self.err(field, format!("cannot read {}: {e}", path.display())))?;
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        Ok(bytes)
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {

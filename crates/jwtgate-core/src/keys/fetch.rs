@@ -79,12 +79,12 @@ pub enum DiscoveryError {
     /// It names no issuer.
     #[error("discovery document has no `issuer`")]
     NoIssuer,
-    /// It has no `jwks_uri`.
-    #[error("discovery document has no `jwks_uri`")]
-    NoJwksUri,
-    /// Its `jwks_uri` is not an http(s) URL.
-    #[error("discovery `jwks_uri` is not an http(s) URL")]
-    BadJwksUri,
+    /// It lacks the member asked for (`jwks_uri`, `introspection_endpoint`).
+    #[error("discovery document has no `{0}`")]
+    Missing(&'static str),
+    /// That member is not an http(s) URL.
+    #[error("discovery `{0}` is not an http(s) URL")]
+    BadUrl(&'static str),
 }
 
 /// A fetched document.
@@ -212,32 +212,38 @@ pub fn max_age(value: &str) -> Option<Duration> {
     })
 }
 
-/// Fetches `{issuer}/.well-known/openid-configuration` and returns its `jwks_uri`, after
-/// checking that the document names the configured issuer exactly (OIDC Discovery §4.3).
-pub async fn discover(client: &reqwest::Client, issuer: &str, timeout: Duration) -> Result<String, DiscoveryError> {
+/// Fetches `{issuer}/.well-known/openid-configuration` and returns its URL `member`
+/// (`jwks_uri`, `introspection_endpoint`), after checking that the document names the
+/// configured issuer exactly (OIDC Discovery §4.3).
+pub async fn discover(
+    client: &reqwest::Client,
+    issuer: &str,
+    member: &'static str,
+    timeout: Duration,
+) -> Result<String, DiscoveryError> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let doc = get(client, &url, timeout).await?;
-    discovered_jwks_uri(&doc.body, issuer)
+    discovered_url(&doc.body, issuer, member)
 }
 
-/// The `jwks_uri` of an OIDC discovery document, which must name `issuer` exactly and give an
-/// http(s) URL.
-pub fn discovered_jwks_uri(body: &[u8], issuer: &str) -> Result<String, DiscoveryError> {
+/// The URL `member` of an OIDC discovery document, which must name `issuer` exactly and give an
+/// http(s) URL there.
+pub fn discovered_url(body: &[u8], issuer: &str, member: &'static str) -> Result<String, DiscoveryError> {
     let doc: serde_json::Value = serde_json::from_slice(body).map_err(DiscoveryError::NotJson)?;
     match doc.get("issuer").and_then(|v| v.as_str()) {
         Some(i) if i == issuer => {}
         Some(_) => return Err(DiscoveryError::OtherIssuer),
         None => return Err(DiscoveryError::NoIssuer),
     }
-    let jwks_uri = doc
-        .get("jwks_uri")
+    let url = doc
+        .get(member)
         .and_then(|v| v.as_str())
-        .ok_or(DiscoveryError::NoJwksUri)?;
+        .ok_or(DiscoveryError::Missing(member))?;
     // The URL as it will be fetched: `https:2/keys` parses (as `https://0.0.0.2/keys`), so
     // what is logged and fetched is the parsed form, never the text as written.
-    match reqwest::Url::parse(jwks_uri) {
+    match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u.into()),
-        _ => Err(DiscoveryError::BadJwksUri),
+        _ => Err(DiscoveryError::BadUrl(member)),
     }
 }
 
@@ -248,18 +254,32 @@ mod tests {
     #[test]
     fn the_discovered_jwks_uri_is_the_url_that_will_be_fetched() {
         let doc = |uri: &str| format!(r#"{{"issuer":"https://idp","jwks_uri":"{uri}"}}"#);
-        let got = |uri: &str| discovered_jwks_uri(doc(uri).as_bytes(), "https://idp");
+        let got = |uri: &str| discovered_url(doc(uri).as_bytes(), "https://idp", "jwks_uri");
         assert_eq!(got("https://idp/keys").unwrap(), "https://idp/keys");
         // Found by the discovery fuzz target: written without `//`, it is another host.
         assert_eq!(got("https:2/idp/keys").unwrap(), "https://0.0.0.2/idp/keys");
-        assert!(matches!(got("file:///etc/passwd"), Err(DiscoveryError::BadJwksUri)));
-        assert!(matches!(got("https://"), Err(DiscoveryError::BadJwksUri)));
         assert!(matches!(
-            discovered_jwks_uri(
+            got("file:///etc/passwd"),
+            Err(DiscoveryError::BadUrl("jwks_uri"))
+        ));
+        assert!(matches!(got("https://"), Err(DiscoveryError::BadUrl("jwks_uri"))));
+        assert!(matches!(
+            discovered_url(
                 br#"{"issuer":"https://other","jwks_uri":"https://idp/k"}"#,
-                "https://idp"
+                "https://idp",
+                "jwks_uri"
             ),
             Err(DiscoveryError::OtherIssuer)
+        ));
+        // Any URL member, e.g. the introspection endpoint of providers that introspect.
+        let idp = br#"{"issuer":"https://idp","introspection_endpoint":"https://idp/introspect"}"#;
+        assert_eq!(
+            discovered_url(idp, "https://idp", "introspection_endpoint").unwrap(),
+            "https://idp/introspect"
+        );
+        assert!(matches!(
+            discovered_url(idp, "https://idp", "jwks_uri"),
+            Err(DiscoveryError::Missing("jwks_uri"))
         ));
     }
 

@@ -557,7 +557,7 @@ impl KeyStore {
                 let uri = match cached {
                     Some(uri) if !rediscover => uri,
                     _ => {
-                        let uri = fetch::discover(&self.client, &self.issuer, timeout).await?;
+                        let uri = fetch::discover(&self.client, &self.issuer, "jwks_uri", timeout).await?;
                         *self.discovered_jwks_uri.lock().unwrap_or_else(|p| p.into_inner()) = Some(uri.clone());
                         uri
                     }
