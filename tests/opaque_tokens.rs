@@ -422,3 +422,24 @@ async fn a_check_the_proxy_gives_up_on_leaves_its_call_running_for_the_next() {
     assert_eq!(at(&mut client, "/api", &t).await.unwrap().grpc_code, 0);
     assert_eq!(idp.introspections().await - before, 1);
 }
+
+#[tokio::test]
+async fn the_http_door_answers_opaque_tokens_as_the_grpc_door_does() {
+    let idp = Idp::start();
+    let text = format!("{}http_auth: {{ envoy_prefix: /ext_authz }}\n", config(&idp, ""));
+    let gk = Gatekeeper::start(&text, &[("idp.secret", b"jwtgate-secret\n")]).await;
+    gk.wait_ready().await;
+    let t = idp.token("read").await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("http://{}/ext_authz{path}", gk.http_addr))
+            .header("authorization", format!("Bearer {t}"))
+            .send()
+    };
+    let allowed = get("/api").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["x-client-id"], "app");
+    let refused = get("/admin").await.unwrap();
+    assert_eq!(refused.status(), 403, "missing scope, from the kept answer");
+    assert_eq!(idp.introspections().await, 1);
+}
