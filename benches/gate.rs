@@ -39,10 +39,7 @@ fn gate(dir: &Path, cache_entries: u64) -> Gate {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let dir = tempfile::tempdir().unwrap();
     let key = jwtgate_core::mint::signing_key(&fixture("rsa-a.pem"), Algorithm::RS256).unwrap();
     let claims = json!({"iss": "corp", "aud": "api", "sub": "alice", "scope": "api.read"});

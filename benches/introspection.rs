@@ -25,10 +25,7 @@ fn endpoint() -> String {
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = common::runtime();
         rt.block_on(async move {
             let exp = jwtgate_core::clock::now().unix + 3600;
             let answer =
@@ -59,10 +56,7 @@ fn gate(dir: &Path, endpoint: &str, cache_ttl: &str) -> Gate {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let dir = tempfile::tempdir().unwrap();
     let endpoint = endpoint();
     let key = jwtgate_core::mint::signing_key(&fixture("rsa-a.pem"), Algorithm::RS256).unwrap();

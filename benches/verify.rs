@@ -10,10 +10,7 @@ mod common;
 use common::fixture;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (Algorithm::RS256, "rsa-a.pem"),

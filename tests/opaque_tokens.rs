@@ -54,17 +54,22 @@ impl Idp {
         }
     }
 
+    /// A form `POST` to `path` authenticated as client `app`.
+    fn as_app(&self, path: &str, form: String) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .basic_auth("app", Some("app-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+    }
+
     /// An opaque access token for client `app` with `scope` (client credentials grant).
     async fn token(&self, scope: &str) -> String {
         let r = self
-            .http
-            .post(format!("{}/token", self.url))
-            .basic_auth("app", Some("app-secret"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=client_credentials&scope={}",
-                scope.replace(' ', "+")
-            ))
+            .as_app(
+                "/token",
+                format!("grant_type=client_credentials&scope={}", scope.replace(' ', "+")),
+            )
             .send()
             .await
             .unwrap()
@@ -79,11 +84,7 @@ impl Idp {
 
     async fn revoke(&self, token: &str) {
         let r = self
-            .http
-            .post(format!("{}/token/revocation", self.url))
-            .basic_auth("app", Some("app-secret"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={token}"))
+            .as_app("/token/revocation", format!("token={token}"))
             .send()
             .await
             .unwrap();

@@ -1,4 +1,5 @@
-//! What the criterion benchmarks share: the repository's fixture keys and the request they check.
+//! What the criterion benchmarks share: the repository's fixture keys, the request they check
+//! and the runtime they run it on.
 
 /// A key file of `tests/fixtures/keys`, by name.
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -27,4 +28,12 @@ pub fn request(token: &str) -> jwtgate_core::request::Request {
     }
     r.headers.insert("authorization".into(), format!("Bearer {token}"));
     r
+}
+
+/// A current-thread tokio runtime with I/O and timers, for `to_async` and servers on a thread.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
