@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::metrics::Door;
-use jwtgate_core::request::{Decision, Request};
+use jwtgate_core::request::{ClientCert, Decision, Request};
 use tonic::{Response, Status};
 use tracing::Instrument;
 
@@ -78,10 +78,18 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
     };
     let context = attrs.context_extensions;
     let client_ip = source_ip(attrs.source.as_ref());
+    // URL-encoded PEM, when the filter has `include_peer_certificate: true`.
+    let client_cert = attrs
+        .source
+        .as_ref()
+        .map(|s| &s.certificate)
+        .filter(|c| !c.is_empty())
+        .map(|c| ClientCert::Encoded(c.clone()));
     let Some(http) = attrs.request.and_then(|r| r.http) else {
         return Request {
             context,
             client_ip,
+            client_cert,
             ..Request::default()
         };
     };
@@ -121,6 +129,8 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
         method: http.method,
         path: http.path,
         host,
+        scheme: http.scheme,
+        client_cert,
         headers,
         context,
         request_id: (!http.id.is_empty()).then_some(http.id),

@@ -20,13 +20,14 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get};
+use jwtgate_core::binding;
 use jwtgate_core::config::routes::{HttpAuth, canonical_ip};
 use jwtgate_core::gate::Gate;
 use jwtgate_core::keys::KeyStatus;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::metrics::{Door, Format};
 use jwtgate_core::rejection::Rejection;
-use jwtgate_core::request::{Decision, Request};
+use jwtgate_core::request::{ClientCert, Decision, Request};
 use jwtgate_core::revocation::StoreStatus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -259,6 +260,29 @@ fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     nearest
 }
 
+/// What a trusted proxy says of the client's connection: the scheme (`X-Forwarded-Proto`, its
+/// first value) and the client certificate (`http_auth.client_cert_header`: Envoy's
+/// `X-Forwarded-Client-Cert`, or a header holding the certificate). Nothing from anyone else.
+fn forwarded_tls(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> (String, Option<ClientCert>) {
+    if !cfg.trusts(peer.ip()) {
+        return (String::new(), None);
+    }
+    let scheme = header(headers, "x-forwarded-proto")
+        .and_then(|p| p.split(',').next())
+        .map(|p| p.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let cert = header(headers, &cfg.client_cert_header)
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| {
+            if cfg.client_cert_header == "x-forwarded-client-cert" {
+                binding::from_xfcc(v)
+            } else {
+                Some(ClientCert::Encoded(v.to_owned()))
+            }
+        });
+    (scheme, cert)
+}
+
 async fn decide(
     gate: &Gate,
     started: Instant,
@@ -268,6 +292,7 @@ async fn decide(
     envoy: bool,
 ) -> Response {
     let client_ip = client_ip(gate.http_auth(), peer, headers);
+    let (scheme, client_cert) = forwarded_tls(gate.http_auth(), peer, headers);
     let headers = headers_map(headers);
     let request_id = headers.get("x-request-id").cloned();
     let trace = telemetry::check_span(Door::Http, &headers);
@@ -275,6 +300,8 @@ async fn decide(
         method,
         path,
         host,
+        scheme,
+        client_cert,
         headers,
         context: HashMap::new(),
         request_id,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use jwtgate_core::config::rate_limits::LimitStore;
 use jwtgate_core::config::{Config, ListenTls};
+use jwtgate_core::dpop::replay::Replays;
 use jwtgate_core::gate::Shared;
 use jwtgate_core::keys::cache::KeyCache;
 use jwtgate_core::keys::fetch;
@@ -88,6 +89,9 @@ pub enum StartError {
     /// The rate-limit store's URL cannot be used.
     #[error("rate_limits.store: redis: {0}")]
     RateStore(String),
+    /// The DPoP replay cache's Redis URL cannot be used.
+    #[error("providers[].dpop.replay: redis: {0}")]
+    ReplayStore(String),
     /// The key-fetching HTTP client cannot be built.
     #[error(transparent)]
     HttpClient(#[from] fetch::ClientError),
@@ -182,6 +186,9 @@ pub async fn start_with_metrics(
         rate_counters: Arc::default(),
         rate_store: rate_store(config).await?,
         key_cache: key_cache(config),
+        replays: Arc::new(
+            Replays::new(config.dpop_replay.as_ref()).map_err(|e| StartError::ReplayStore(e.to_string()))?,
+        ),
     };
     let live = Live::start(config, fetch::client()?, shared, shutdown.clone());
     let draining = shutdown.child_token();

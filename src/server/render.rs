@@ -41,21 +41,24 @@ pub fn http_status(rejection: &Rejection) -> u16 {
 }
 
 /// `WWW-Authenticate` per RFC 6750 §3.
+/// With DPoP in play (`Deny::dpop_algs`), the DPoP scheme and its `algs` (RFC 9449 §7.1).
 pub fn www_authenticate(deny: &Deny) -> String {
     let realm = &deny.realm;
-    match deny.rejection.oauth_error() {
-        None => format!("Bearer realm=\"{realm}\""),
-        Some(code) => {
-            let mut v = format!(
-                "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
-                quoted_safe(&deny.rejection.reason())
-            );
-            if let Some(scope) = deny.rejection.required_scope() {
-                v.push_str(&format!(", scope=\"{}\"", quoted_safe(&scope)));
-            }
-            v
+    let scheme = if deny.dpop_algs.is_some() { "DPoP" } else { "Bearer" };
+    let mut v = format!("{scheme} realm=\"{realm}\"");
+    if let Some(code) = deny.rejection.oauth_error() {
+        v.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{}\"",
+            quoted_safe(&deny.rejection.reason())
+        ));
+        if let Some(scope) = deny.rejection.required_scope() {
+            v.push_str(&format!(", scope=\"{}\"", quoted_safe(&scope)));
         }
     }
+    if let Some(algs) = &deny.dpop_algs {
+        v.push_str(&format!(", algs=\"{algs}\""));
+    }
+    v
 }
 
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) for one rule:
@@ -282,7 +285,34 @@ mod tests {
             rejection,
             trace_id: "t".into(),
             realm: Arc::from("jwtgate"),
+            dpop_algs: None,
         }
+    }
+
+    #[test]
+    fn dpop_refusals_challenge_with_the_dpop_scheme_and_its_algs() {
+        use jwtgate_core::binding::BindingError;
+        use jwtgate_core::dpop::ProofError;
+        let with_dpop = |r| Deny {
+            dpop_algs: Some(Arc::from("ES256 EdDSA")),
+            ..deny(r)
+        };
+        assert_eq!(
+            www_authenticate(&with_dpop(Rejection::InvalidDpopProof(ProofError::Uri))),
+            "DPoP realm=\"jwtgate\", error=\"invalid_dpop_proof\", error_description=\"DPoP proof htu does not match the request URI\", algs=\"ES256 EdDSA\""
+        );
+        assert_eq!(
+            www_authenticate(&with_dpop(Rejection::Unbound(BindingError::BoundSentAsBearer))),
+            "DPoP realm=\"jwtgate\", error=\"invalid_token\", error_description=\"DPoP-bound token sent as Bearer; send it with the DPoP scheme and a proof\", algs=\"ES256 EdDSA\""
+        );
+        let body: serde_json::Value = serde_json::from_str(&deny_body(&with_dpop(Rejection::InvalidDpopProof(
+            ProofError::Replayed,
+        ))))
+        .unwrap();
+        assert_eq!(body["error"], "invalid_dpop_proof");
+        assert_eq!(http_status(&Rejection::InvalidDpopProof(ProofError::Replayed)), 401);
+        assert_eq!(http_status(&Rejection::Unbound(BindingError::CertificateMismatch)), 401);
+        assert_eq!(http_status(&Rejection::ReplayCheckUnavailable), 503);
     }
 
     #[test]

@@ -13,13 +13,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::binding::{self, BindingError};
 use crate::cache::{self, TokenCache};
 use crate::clock;
+use crate::config::binding::{DpopMode, is_dpop_source};
 use crate::config::introspection::Introspection;
 use crate::config::rate_limits::KeyPart;
 use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
 use crate::denial_log::DenialLog;
+use crate::dpop::replay::Replays;
+use crate::dpop::{self, ProofError};
 use crate::introspect::{self, Introspected};
 use crate::keys::cache::KeyCache;
 use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
@@ -34,6 +38,7 @@ use crate::revocation::{Listener, Revocation, RevocationSet, Store};
 use crate::route::RouteTable;
 use crate::verify::{ProviderKeys, Verified, Verifier};
 use crate::{jws, policy, token};
+use prometheus_client::metrics::counter::Counter;
 
 /// One step of a decision, as `jwtgate check` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +153,10 @@ pub struct Gate {
     introspection: Introspection,
     /// The providers that introspect opaque tokens, in config order.
     opaque: Vec<Arc<Introspector>>,
+    /// By provider index: `jwtgate_dpop_proofs_total` by outcome, empty without DPoP.
+    dpop_counters: Vec<Box<[Counter]>>,
+    /// By provider index: the `algs` a DPoP challenge names, `None` without DPoP.
+    dpop_algs: Vec<Option<Arc<str>>>,
 }
 
 /// State that outlives a config reload: counters and the revocation set.
@@ -165,6 +174,8 @@ pub struct Shared {
     pub rate_store: Option<Arc<RedisCounters>>,
     /// Where fetched key sets are kept (`key_cache.dir`), when serving.
     pub key_cache: Option<Arc<KeyCache>>,
+    /// Seen DPoP proof ids (local, and the shared Redis when a provider has `replay: redis`).
+    pub replays: Arc<Replays>,
 }
 
 impl Gate {
@@ -234,6 +245,19 @@ impl Gate {
             headers_on_allow: config.rate_limits.headers_on_allow,
             introspection: config.introspection.clone(),
             opaque,
+            dpop_counters: config
+                .providers
+                .iter()
+                .map(|p| match p.dpop {
+                    Some(_) => shared.metrics.dpop_counters(&p.name),
+                    None => Box::default(),
+                })
+                .collect(),
+            dpop_algs: config
+                .providers
+                .iter()
+                .map(|p| p.dpop.as_ref().map(|d| Arc::from(d.algs())))
+                .collect(),
             cache,
             policy_claims: policy_claims(config),
             counters: shared.metrics.decision_counters(
@@ -406,7 +430,8 @@ impl Gate {
             }
             Err(rejection) => {
                 self.counters.denied(route, provider_index, &rejection);
-                self.deny(req, route_name, rejection, trace_id)
+                let dpop = self.dpop_challenge(req, provider_index, &rejection);
+                self.deny(req, route_name, rejection, trace_id, dpop)
             }
         }
     }
@@ -489,8 +514,31 @@ impl Gate {
         };
     }
 
+    /// The `algs` of a DPoP challenge (RFC 9449 §7.1), when the refusal is about DPoP or the
+    /// request used the DPoP scheme: those of the token's provider, else of the first provider
+    /// with DPoP.
+    fn dpop_challenge(&self, req: &Request, provider: Option<usize>, rejection: &Rejection) -> Option<Arc<str>> {
+        let dpop_scheme = || {
+            req.header("authorization")
+                .is_some_and(|a| token::after_scheme(a, "DPoP ").is_some())
+        };
+        if !rejection.is_dpop() && !dpop_scheme() {
+            return None;
+        }
+        provider
+            .and_then(|i| self.dpop_algs.get(i)?.clone())
+            .or_else(|| self.dpop_algs.iter().flatten().next().cloned())
+    }
+
     /// A denial, logged within the denial log's budget (the caller counts it).
-    fn deny(&self, req: &Request, route_name: &str, rejection: Rejection, trace_id: String) -> Decision {
+    fn deny(
+        &self,
+        req: &Request,
+        route_name: &str,
+        rejection: Rejection,
+        trace_id: String,
+        dpop_algs: Option<Arc<str>>,
+    ) -> Decision {
         if self.denial_log.admit() {
             let request_id = req.request_id.as_deref();
             tracing::info!(trace_id = %trace_id, request_id, route = route_name, reason = rejection.label(), method = %req.method, "deny");
@@ -499,6 +547,7 @@ impl Gate {
             rejection,
             trace_id,
             realm: self.realm.clone(),
+            dpop_algs,
         })
     }
 
@@ -560,6 +609,12 @@ impl Gate {
                 };
             }
         };
+        if let Err(rejection) = self.sender_bound(req, &token, source, &verified, provider, trace).await {
+            return Outcome {
+                provider: Some(provider),
+                ..done(Err(rejection))
+            };
+        }
         let result = match requirements {
             Some(r) => self.requirements_met(r, &provider.config, &verified, trace),
             None => Ok(()),
@@ -603,7 +658,12 @@ impl Gate {
                 Ok(()),
             );
             match self.authenticate(&token, Some(source), trace).await {
-                Ok((v, p)) if Arc::ptr_eq(p, wanted) => verified.push(((v, source), p)),
+                Ok((v, p)) if Arc::ptr_eq(p, wanted) => {
+                    if let Err(rejection) = self.sender_bound(req, &token, source, &v, p, trace).await {
+                        return refused(Some(p), rejection);
+                    }
+                    verified.push(((v, source), p));
+                }
                 Ok((_, p)) => {
                     trace.step(
                         || format!("the token in {} is provider {name}'s", source.describe()),
@@ -676,6 +736,110 @@ impl Gate {
             });
         }
         Ok((verified, provider))
+    }
+
+    /// The token's sender binding, checked on every request (a cached verification included):
+    /// with the provider's `dpop`, a token in the DPoP scheme needs a valid proof and `cnf.jkt`,
+    /// and a bearer token must not be DPoP-bound (nor come at all with `mode: required`); with
+    /// `mtls_binding`, the token's `cnf["x5t#S256"]` must be the client certificate's.
+    async fn sender_bound(
+        &self,
+        req: &Request,
+        token: &str,
+        source: &Source,
+        verified: &Verified,
+        provider: &ProviderKeys,
+        trace: &mut Trace<'_>,
+    ) -> Result<(), Rejection> {
+        let p = &provider.config;
+        let cnf = verified.cnf.as_deref();
+        if let Some(settings) = &p.dpop {
+            let result = if is_dpop_source(source) {
+                self.dpop_proof(req, token, cnf.and_then(|c| c.jkt.as_deref()), provider, settings)
+                    .await
+            } else if cnf.is_some_and(|c| c.jkt.is_some()) {
+                Err(Rejection::Unbound(BindingError::BoundSentAsBearer))
+            } else if settings.mode == DpopMode::Required {
+                Err(Rejection::Unbound(BindingError::DpopRequired))
+            } else {
+                trace.step(|| "bearer token not DPoP-bound (dpop.mode: optional)".into(), Ok(()));
+                Ok(())
+            };
+            if is_dpop_source(source) || result.is_err() {
+                trace.step(
+                    || "DPoP proof valid for this request and token".into(),
+                    result.as_ref().map(|_| ()),
+                );
+            }
+            result?;
+        }
+        if p.mtls_binding {
+            let result = match (cnf.and_then(|c| c.x5t_s256.as_deref()), &req.client_cert) {
+                (None, _) => Err(BindingError::NotCertificateBound),
+                (Some(_), None) => Err(BindingError::NoClientCertificate),
+                (Some(x5t), Some(cert)) => binding::certificate_matches(cert, x5t),
+            }
+            .map_err(Rejection::Unbound);
+            trace.step(
+                || "token bound to the client certificate (cnf x5t#S256)".into(),
+                result.as_ref().map(|_| ()),
+            );
+            result?;
+        }
+        Ok(())
+    }
+
+    /// The request's `DPoP` proof for `token`, counted by outcome; its id recorded last.
+    async fn dpop_proof(
+        &self,
+        req: &Request,
+        token: &str,
+        jkt: Option<&str>,
+        provider: &ProviderKeys,
+        settings: &crate::config::binding::Dpop,
+    ) -> Result<(), Rejection> {
+        let count = |outcome: usize| {
+            if let Some(c) = self.dpop_counters.get(provider.index).and_then(|c| c.get(outcome)) {
+                c.inc();
+            }
+        };
+        let refuse = |e: ProofError| {
+            count(e as usize);
+            Rejection::InvalidDpopProof(e)
+        };
+        let proof = req.header("dpop").ok_or_else(|| refuse(ProofError::Missing))?;
+        let path = req.path.split(['?', '#']).next().unwrap_or_default();
+        let uri = dpop::htu::of_request(&req.scheme, &req.host, path).ok_or_else(|| refuse(ProofError::Uri))?;
+        let Some(jkt) = jkt else {
+            // A proof for a token that binds no key proves nothing about it.
+            return Err(Rejection::Unbound(BindingError::NotDpopBound));
+        };
+        let bound = dpop::Bound {
+            method: &req.method,
+            uri: &uri,
+            token,
+            jkt,
+        };
+        let proof =
+            dpop::check(proof, bound, settings, provider.config.clock_skew, clock::now().unix).map_err(refuse)?;
+        match self
+            .shared
+            .replays
+            .first_use(proof.id, proof.ttl, settings.replay, settings.replay_timeout)
+            .await
+        {
+            Ok(true) => {
+                count(ProofError::OUTCOMES.len() - 1);
+                Ok(())
+            }
+            Ok(false) => Err(refuse(ProofError::Replayed)),
+            Err(e) => {
+                if self.denial_log.admit() {
+                    tracing::warn!(provider = %provider.config.name, "DPoP proof not checked for replay: {e}");
+                }
+                Err(Rejection::ReplayCheckUnavailable)
+            }
+        }
     }
 
     /// Every requirement, each one explained; the first that fails decides.
@@ -900,7 +1064,7 @@ impl Gate {
     /// tell which request to check); counted and logged like any other.
     pub fn refuse(&self, req: &Request, rejection: Rejection) -> Decision {
         self.counters.denied(None, None, &rejection);
-        self.deny(req, "(none)", rejection, trace_id(req))
+        self.deny(req, "(none)", rejection, trace_id(req), None)
     }
 
     /// The `/metrics` exposition: the state gauges set from this gate (key sets, cache size,

@@ -95,6 +95,15 @@ pub fn parse_unverified(token: &str) -> Result<UnverifiedJws<'_>, Rejection> {
     })
 }
 
+impl UnverifiedJws<'_> {
+    /// The whole protected header, strictly parsed: for a DPoP proof, whose `jwk` is its key
+    /// (a token's header members beyond [`Header`] are never read).
+    pub fn header_object(&self) -> Result<Map<String, Value>, Rejection> {
+        let header_b64 = self.signing_input.split('.').next().unwrap_or_default();
+        object(&decode_segment(header_b64)?, "header is not a JSON object")
+    }
+}
+
 fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }

@@ -12,11 +12,13 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod binding;
 pub mod cache;
 pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod denial_log;
+pub mod dpop;
 pub mod errors;
 pub mod file;
 pub mod gate;

@@ -331,6 +331,7 @@ pub struct Metrics {
     tls_handshakes: Family<ListenerOutcomeLabels, Counter>,
     introspections: Family<IntrospectionLabels, Counter>,
     introspection_cache: Family<ProviderOutcomeLabels, Counter>,
+    dpop_proofs: Family<ProviderOutcomeLabels, Counter>,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -484,9 +485,16 @@ impl Metrics {
             "Opaque-token checks answered from a kept introspection answer (hit) or not (miss), by provider",
             introspection_cache.clone(),
         );
+        let dpop_proofs = Family::<ProviderOutcomeLabels, Counter>::default();
+        registry.register(
+            "jwtgate_dpop_proofs",
+            "DPoP proofs (RFC 9449) checked, by provider and outcome (valid, or why refused)",
+            dpop_proofs.clone(),
+        );
         Self {
             introspections,
             introspection_cache,
+            dpop_proofs,
             registry,
             decisions,
             dry_run,
@@ -530,6 +538,22 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// `jwtgate_dpop_proofs_total` of `provider`, one counter per outcome in the order of
+    /// [`crate::dpop::ProofError::OUTCOMES`].
+    pub fn dpop_counters(&self, provider: &str) -> Box<[Counter]> {
+        crate::dpop::ProofError::OUTCOMES
+            .iter()
+            .map(|outcome| {
+                self.dpop_proofs
+                    .get_or_create(&ProviderOutcomeLabels {
+                        provider: provider.to_owned(),
+                        outcome,
+                    })
+                    .clone()
+            })
+            .collect()
     }
 
     /// The consumed-introspection counters of `provider`: `outcome` `active`, `inactive` or

@@ -1,9 +1,14 @@
 //! Opening Redis the one way both Redis users (revocations, rate limits) do: the URL, an ACL
 //! user and password set on top of it, for `rediss://` TLS through rustls (trusting the system
 //! roots or the configured private CA), and for a Redis Cluster a cluster client over the seed
-//! nodes. [`Connection`] is either kind behind one command interface.
+//! nodes. [`Connection`] is either kind behind one command interface; [`Link`] keeps one
+//! shared connection up (the rate-limit counters and the DPoP replay cache use it).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -82,6 +87,94 @@ impl Opener {
                 Ok(Connection::Single(c))
             }
         }
+    }
+}
+
+/// One connection shared by every command of a Redis user, (re)established in the background
+/// with backoff: a command never waits for a connection, it fails at once while there is none.
+pub struct Link {
+    opener: Opener,
+    conn: Arc<ArcSwapOption<Connection>>,
+    connecting: Arc<AtomicBool>,
+    /// Longest wait for one connection attempt.
+    connect_timeout: Duration,
+    /// Who is connecting, for the log (`rate-limit store`, `DPoP replay cache`).
+    user: &'static str,
+}
+
+impl Link {
+    /// A link to `c` for `user`; starts connecting in the background (call from a runtime).
+    pub fn new(c: &RedisConnection, connect_timeout: Duration, user: &'static str) -> RedisResult<Self> {
+        let link = Self {
+            opener: Opener::new(c)?,
+            conn: Arc::new(ArcSwapOption::empty()),
+            connecting: Arc::default(),
+            connect_timeout,
+            user,
+        };
+        link.reconnect();
+        Ok(link)
+    }
+
+    /// Whether a connection is up now.
+    pub fn connected(&self) -> bool {
+        self.conn.load().is_some()
+    }
+
+    /// Waits, at most `limit`, for the first connection.
+    pub async fn wait_connected(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// The connection, or `None` (and a reconnect started) while there is none.
+    pub fn connection(&self) -> Option<Connection> {
+        let conn = self.conn.load_full();
+        if conn.is_none() {
+            self.reconnect();
+        }
+        conn.map(|c| (*c).clone())
+    }
+
+    /// After a command's error: a broken connection is dropped and re-established.
+    pub fn failed(&self, e: &redis::RedisError) {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+            self.conn.store(None);
+            self.reconnect();
+        }
+    }
+
+    /// Starts connecting unless a connection exists or is being made; retries with backoff.
+    fn reconnect(&self) {
+        if self.conn.load().is_some() || self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (opener, conn, connecting) = (self.opener.clone(), self.conn.clone(), self.connecting.clone());
+        let (timeout, user) = (self.connect_timeout, self.user);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                // Each command bounds its own wait; the connection sets none.
+                let e = match tokio::time::timeout(timeout, opener.connect(None)).await {
+                    Ok(Ok(c)) => {
+                        conn.store(Some(Arc::new(c)));
+                        connecting.store(false, Ordering::Release);
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no connection within {timeout:?}"),
+                };
+                tracing::warn!("{user}: cannot connect to redis: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
     }
 }
 

@@ -110,6 +110,16 @@ pub enum Rejection {
     /// slow, or an answer that is not RFC 7662).
     #[error("token introspection unavailable")]
     IntrospectionUnavailable,
+    /// A DPoP proof (RFC 9449) that does not hold for this request and token.
+    #[error("{0}")]
+    InvalidDpopProof(crate::dpop::ProofError),
+    /// A sender-constrained token without its sender: DPoP-bound sent as Bearer, not bound
+    /// where binding is required, or not the client certificate it is bound to.
+    #[error("{0}")]
+    Unbound(crate::binding::BindingError),
+    /// The shared DPoP replay cache (Redis) could not say in time whether a proof is new.
+    #[error("DPoP replay check unavailable")]
+    ReplayCheckUnavailable,
 }
 
 /// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
@@ -145,7 +155,10 @@ impl Rejection {
     /// Which kind of answer this refusal gets.
     pub fn class(&self) -> Class {
         match self {
-            Self::KeysUnavailable | Self::RevocationsUnavailable | Self::IntrospectionUnavailable => Class::Unavailable,
+            Self::KeysUnavailable
+            | Self::RevocationsUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::ReplayCheckUnavailable => Class::Unavailable,
             Self::RateLimited(_) => Class::Limited,
             Self::ProviderNotAccepted
             | Self::MissingScope(_)
@@ -172,7 +185,9 @@ impl Rejection {
             Self::MissingToken
             | Self::KeysUnavailable
             | Self::RevocationsUnavailable
-            | Self::IntrospectionUnavailable => None,
+            | Self::IntrospectionUnavailable
+            | Self::ReplayCheckUnavailable => None,
+            Self::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 Some("insufficient_scope")
             }
@@ -185,9 +200,11 @@ impl Rejection {
     pub fn body_error(&self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
-            Self::KeysUnavailable | Self::RevocationsUnavailable | Self::IntrospectionUnavailable => {
-                "temporarily_unavailable"
-            }
+            Self::KeysUnavailable
+            | Self::RevocationsUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::ReplayCheckUnavailable => "temporarily_unavailable",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 "insufficient_scope"
             }
@@ -207,6 +224,17 @@ impl Rejection {
             Self::NoRoute => Cow::Borrowed("no route matches this request"),
             other => Cow::Owned(other.to_string()),
         }
+    }
+
+    /// Whether the refusal is about DPoP (its challenge names the DPoP scheme, RFC 9449 §7.1).
+    pub fn is_dpop(&self) -> bool {
+        use crate::binding::BindingError as B;
+        matches!(
+            self,
+            Self::InvalidDpopProof(_)
+                | Self::ReplayCheckUnavailable
+                | Self::Unbound(B::BoundSentAsBearer | B::DpopRequired | B::NotDpopBound)
+        )
     }
 
     /// Bounded metrics/log label.
@@ -250,12 +278,15 @@ impl Rejection {
             Self::RevocationsUnavailable => 30,
             Self::Inactive => 31,
             Self::IntrospectionUnavailable => 32,
+            Self::InvalidDpopProof(_) => 33,
+            Self::Unbound(_) => 34,
+            Self::ReplayCheckUnavailable => 35,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 33] = [
+pub const LABELS: [&str; 36] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -289,6 +320,9 @@ pub const LABELS: [&str; 33] = [
     "revocations_unavailable",
     "inactive",
     "introspection_unavailable",
+    "invalid_dpop_proof",
+    "token_binding",
+    "replay_check_unavailable",
 ];
 
 #[cfg(test)]

@@ -17,6 +17,11 @@ pub struct Request {
     pub path: String,
     /// Host (`:authority`).
     pub host: String,
+    /// `http` or `https`, as the proxy says (Envoy's `scheme`, a trusted `X-Forwarded-Proto`);
+    /// empty when it did not say (a DPoP proof's `htu` is then compared as `https`).
+    pub scheme: String,
+    /// The client's TLS certificate, as the proxy passed it (for certificate-bound tokens).
+    pub client_cert: Option<ClientCert>,
     /// Headers, names lower-case; repeated headers joined with `,`.
     pub headers: HashMap<String, String>,
     /// Envoy `context_extensions`.
@@ -29,6 +34,18 @@ pub struct Request {
     /// The W3C trace id (32 lower-case hex digits) of the check's span, set by the door that
     /// traces the check; without it the gate takes the `traceparent`'s or makes a new one.
     pub trace_id: Option<String>,
+}
+
+/// A client certificate as a proxy passes it; decoded only when a certificate-bound token needs
+/// it ([`crate::binding::cert_thumbprint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCert {
+    /// PEM, URL-encoded or not (Envoy's `source.certificate`, nginx's
+    /// `$ssl_client_escaped_cert`), or base64 DER without PEM armour (Traefik's
+    /// `X-Forwarded-Tls-Client-Cert`).
+    Encoded(String),
+    /// Hex SHA-256 of the DER (`Hash=` of Envoy's `X-Forwarded-Client-Cert`).
+    Sha256Hex(String),
 }
 
 impl Request {
@@ -102,4 +119,7 @@ pub struct Deny {
     pub trace_id: String,
     /// The realm the challenge names (`realm:` in the config).
     pub realm: Arc<str>,
+    /// With DPoP in play, the proof algorithms the challenge offers: the challenge is then
+    /// `DPoP … algs="…"` (RFC 9449 §7.1) instead of `Bearer`.
+    pub dpop_algs: Option<Arc<str>>,
 }

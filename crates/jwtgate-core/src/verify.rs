@@ -4,6 +4,7 @@
 //!
 //! This module knows nothing of routes or of the wire.
 
+use crate::binding::Confirmation;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -67,6 +68,9 @@ pub struct Verified {
     /// The key that verified the signature (a cached entry is valid only while its provider's
     /// current key set still holds this key); `None` for an introspected opaque token.
     pub key: Option<Arc<Key>>,
+    /// What `cnf` binds the token to (a DPoP key, a client certificate); kept on cached copies,
+    /// so a cached verification is never a bearer pass for a bound token.
+    pub cnf: Option<Box<Confirmation>>,
 }
 
 impl Verified {
@@ -89,6 +93,7 @@ impl Verified {
             header_values: self.header_values.clone(),
             payload_b64: self.payload_b64.clone(),
             key: self.key.clone(),
+            cnf: self.cnf.clone(),
         }
     }
 
@@ -254,6 +259,7 @@ impl Verified {
             jti: string("jti"),
             exp: whole_seconds(&claims, "exp"),
             iat: whole_seconds(&claims, "iat"),
+            cnf: Confirmation::of(&claims),
             alg,
             header_values,
             payload_b64,

@@ -3,6 +3,7 @@
 //!
 //! This module reads the config file and the secrets it points at; it does no other I/O.
 
+pub mod binding;
 pub mod duration;
 pub mod introspection;
 pub mod rate_limits;
@@ -76,6 +77,8 @@ pub struct Config {
     pub key_cache: KeyCacheConfig,
     /// Who may introspect tokens (RFC 7662), when enabled.
     pub introspection: introspection::Introspection,
+    /// The Redis that keeps DPoP proof ids when a provider has `dpop.replay: redis`.
+    pub dpop_replay: Option<RedisConnection>,
 }
 
 /// `key_cache:`, validated.
@@ -172,6 +175,10 @@ pub struct Provider {
     pub keys: KeySettings,
     /// Opaque tokens introspected at the provider, when configured.
     pub introspection: Option<introspection::ProviderIntrospection>,
+    /// DPoP (RFC 9449), unless `mode: off`.
+    pub dpop: Option<binding::Dpop>,
+    /// Whether tokens must be bound to the client certificate (RFC 8705, `mtls_binding`).
+    pub mtls_binding: bool,
 }
 
 impl fmt::Debug for Provider {
@@ -467,6 +474,18 @@ impl Validator<'_> {
             StoreConfig::Embedded { .. } => None,
         });
         let rate_limits = self.rate_limits(raw.rate_limits, &routes, shared.as_ref())?;
+        let dpop_replay = match providers
+            .iter()
+            .position(|p| p.dpop.as_ref().is_some_and(|d| d.replay == binding::Replay::Redis))
+        {
+            None => None,
+            Some(i) => Some(shared.clone().ok_or_else(|| {
+                self.err(
+                    format!("providers[{i}].dpop.replay"),
+                    "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
+                )
+            })?),
+        };
         let key_cache = KeyCacheConfig {
             dir: match (raw.key_cache.dir, &revocation.store) {
                 (Some(dir), _) if dir.as_os_str().is_empty() => return Err(self.err("key_cache.dir", "is empty")),
@@ -495,6 +514,7 @@ impl Validator<'_> {
             denials_logged_per_second: raw.log.denials_per_second.unwrap_or(1000),
             tracing: self.tracing(raw.telemetry.tracing, &|name| std::env::var(name).ok())?,
             rate_limits,
+            dpop_replay,
         })
     }
 
@@ -599,7 +619,12 @@ impl Validator<'_> {
         if required_claims.iter().any(String::is_empty) {
             return Err(self.err(format!("{field}.required_claims"), "a claim name cannot be empty"));
         }
-        let sources = self.sources(field, p.sources)?;
+        let mut sources = self.sources(field, p.sources)?;
+        let dpop = self.dpop(field, p.dpop)?;
+        if dpop.is_some() && !sources.contains(&binding::dpop_source()) {
+            sources.push(binding::dpop_source());
+        }
+        let mtls_binding = self.mtls_binding(field, p.mtls_binding)?;
         let mut claims_to_headers = Vec::new();
         for (claim, header) in p.claims_to_headers.unwrap_or_default() {
             let f = format!("{field}.claims_to_headers.{claim}");
@@ -647,6 +672,8 @@ impl Validator<'_> {
             require_jti: p.require_jti.unwrap_or(false),
             keys,
             introspection,
+            dpop,
+            mtls_binding,
         })
     }
 

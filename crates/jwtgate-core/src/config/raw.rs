@@ -288,6 +288,8 @@ pub struct RawHttpAuth {
     pub envoy_prefix: Option<String>,
     /// Addresses or CIDRs whose original-request headers are believed.
     pub trusted_proxies: Option<Vec<String>>,
+    /// The header a trusted proxy puts the client certificate in.
+    pub client_cert_header: Option<String>,
 }
 
 /// One entry of `routes:`.
@@ -499,6 +501,36 @@ pub struct RawProvider {
     pub keys: RawKeys,
     /// `introspection:` — opaque tokens checked at the provider's RFC 7662 endpoint.
     pub introspection: Option<RawProviderIntrospection>,
+    /// `dpop:` (RFC 9449 proof-of-possession).
+    pub dpop: Option<RawDpop>,
+    /// `mtls_binding:` (RFC 8705 certificate-bound tokens).
+    pub mtls_binding: Option<RawMtlsBinding>,
+}
+
+/// `providers[].dpop`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// `off`, `optional` or `required`; default `off`.
+    pub mode: Option<String>,
+    /// Default: 60s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub proof_max_age: Option<Duration>,
+    /// Default: ES256, ES384, EdDSA, RS256, PS256.
+    pub algorithms: Option<Vec<String>>,
+    /// `local` or `redis`; default `local`.
+    pub replay: Option<String>,
+    /// Default: 100ms.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub replay_timeout: Option<Duration>,
+}
+
+/// `providers[].mtls_binding`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtlsBinding {
+    /// `off` or `required`; default `off`.
+    pub mode: Option<String>,
 }
 
 /// Where a shared secret comes from.

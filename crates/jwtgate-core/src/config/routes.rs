@@ -144,6 +144,10 @@ pub struct HttpAuth {
     pub envoy_prefix: Option<String>,
     /// Peers whose `X-Original-*` / `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The header (lower-case) in which a trusted proxy passes the client certificate:
+    /// `x-forwarded-client-cert` (Envoy's, read for `Hash=`) or one holding the certificate as
+    /// PEM (URL-encoded or not) or base64 DER.
+    pub client_cert_header: String,
 }
 
 impl HttpAuth {
@@ -456,9 +460,21 @@ impl Validator<'_> {
                 })?;
             trusted_proxies.push(net.trunc());
         }
+        let client_cert_header = h
+            .client_cert_header
+            .unwrap_or_else(|| "x-forwarded-client-cert".into())
+            .to_ascii_lowercase();
+        if client_cert_header.is_empty()
+            || !client_cert_header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(self.err("http_auth.client_cert_header", "is not a valid HTTP header name"));
+        }
         Ok(HttpAuth {
             envoy_prefix,
             trusted_proxies,
+            client_cert_header,
         })
     }
 }

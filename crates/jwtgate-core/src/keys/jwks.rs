@@ -332,7 +332,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, JwksError> {
     Ok(Parsed { set, skipped })
 }
 
-fn parse_key(jwk: &Value) -> Result<Key, KeyError> {
+/// One public JWK as a verification key, as strictly as a JWKS member is read (no `oct`, no
+/// small RSA, no unknown curve, `alg` fitting the type).
+pub fn parse_key(jwk: &Value) -> Result<Key, KeyError> {
     let obj = jwk.as_object().ok_or(KeyError::NotObject)?;
     let text = |name: &'static str| -> Result<Option<&str>, KeyError> {
         match obj.get(name) {

@@ -6,15 +6,12 @@
 //! re-established in the background.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-use arc_swap::ArcSwapOption;
 
 use super::gcra::Step;
 use super::local::Charge;
 use crate::config::RedisConnection;
-use crate::redis_conn::{Connection, Opener};
+use crate::redis_conn::Link;
 
 /// GCRA over every key in `KEYS`, in microseconds of `TIME`: `ARGV` holds (emission, tolerance,
 /// increment) per key. Returns `{1, remaining, reset, …}` after writing every new TAT (with a
@@ -48,10 +45,8 @@ return out
 
 /// Counters in Redis.
 pub struct RedisCounters {
-    opener: Opener,
-    /// The connection every check shares; empty while (re)connecting.
-    conn: Arc<ArcSwapOption<Connection>>,
-    connecting: Arc<AtomicBool>,
+    /// The connection every check shares.
+    link: Link,
     script: redis::Script,
     timeout: Duration,
     prefix: String,
@@ -86,43 +81,30 @@ impl RedisCounters {
     /// Counters in the Redis of `connection`, each check bounded by `timeout`. Connects in the
     /// background.
     pub fn new(connection: &RedisConnection, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
-        let this = Arc::new(Self {
-            opener: Opener::new(connection)?,
-            conn: Arc::new(ArcSwapOption::empty()),
-            connecting: Arc::default(),
+        Ok(Arc::new(Self {
+            link: Link::new(connection, timeout.max(Duration::from_millis(500)), "rate-limit store")?,
             script: redis::Script::new(SCRIPT),
             timeout,
             prefix: "{jwtgate:rl}:".into(),
-        });
-        this.reconnect();
-        Ok(this)
+        }))
     }
 
     /// Whether a connection is up now.
     pub fn connected(&self) -> bool {
-        self.conn.load().is_some()
+        self.link.connected()
     }
 
     /// Waits, at most `limit`, for the first connection (so a jwtgate started beside a running
     /// Redis counts from its first check).
     pub async fn wait_connected(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        while !self.connected() {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        true
+        self.link.wait_connected(limit).await
     }
 
     /// Takes every charge's step (all written, or none): the steps in order, or why not.
     pub async fn charge(&self, charges: &[Charge]) -> Result<Vec<Step>, StoreFailure> {
-        let Some(conn) = self.conn.load_full() else {
-            self.reconnect();
+        let Some(mut conn) = self.link.connection() else {
             return Err(StoreFailure::NotConnected);
         };
-        let mut conn = (*conn).clone();
         let mut call = self.script.prepare_invoke();
         for c in charges {
             call.key(format!("{}{}", self.prefix, c.key));
@@ -137,42 +119,12 @@ impl RedisCounters {
         let answer: Vec<i64> = match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
             Err(_) => return Err(StoreFailure::Timeout(self.timeout)),
             Ok(Err(e)) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    self.conn.store(None);
-                    self.reconnect();
-                }
+                self.link.failed(&e);
                 return Err(e.into());
             }
             Ok(Ok(answer)) => answer,
         };
         steps(&answer, charges.len()).ok_or(StoreFailure::Answer)
-    }
-
-    /// Starts connecting unless a connection exists or is being made; retries with backoff.
-    fn reconnect(&self) {
-        if self.conn.load().is_some() || self.connecting.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (opener, conn, connecting) = (self.opener.clone(), self.conn.clone(), self.connecting.clone());
-        let timeout = self.timeout.max(Duration::from_millis(500));
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                // Each check bounds its own wait (`store_timeout`); the connection sets none.
-                let e = match tokio::time::timeout(timeout, opener.connect(None)).await {
-                    Ok(Ok(c)) => {
-                        conn.store(Some(Arc::new(c)));
-                        connecting.store(false, Ordering::Release);
-                        return;
-                    }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("no connection within {timeout:?}"),
-                };
-                tracing::warn!("rate-limit store: cannot connect to redis: {e}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        });
     }
 }
 

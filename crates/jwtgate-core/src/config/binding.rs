@@ -1,0 +1,148 @@
+//! Validated `providers[].dpop` (RFC 9449 proofs of possession) and `providers[].mtls_binding`
+//! (RFC 8705 certificate-bound tokens): how a provider's tokens are bound to their sender.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use super::raw::{RawDpop, RawMtlsBinding};
+use super::{ConfigError, Source, Validator};
+
+/// Proof algorithms accepted when `dpop.algorithms` is not set.
+const DEFAULT_PROOF_ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
+
+/// `providers[].dpop`, when its mode is not `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dpop {
+    /// Whether plain bearer tokens are still accepted.
+    pub mode: DpopMode,
+    /// How old a proof's `iat` may be (the provider's `clock_skew` is added).
+    pub proof_max_age: Duration,
+    /// Asymmetric algorithms a proof may be signed with.
+    pub algorithms: Vec<Algorithm>,
+    /// Where seen proof `jti`s are kept.
+    pub replay: Replay,
+    /// Longest wait for the shared replay cache (`replay: redis`).
+    pub replay_timeout: Duration,
+}
+
+impl Dpop {
+    /// The algorithms, space-separated, as a challenge's `algs` names them.
+    pub fn algs(&self) -> String {
+        let names: Vec<String> = self.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        names.join(" ")
+    }
+}
+
+/// `dpop.mode`, other than `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopMode {
+    /// A DPoP-bound token must come with its proof; unbound bearer tokens are still accepted.
+    Optional,
+    /// Every token must be DPoP-bound and come with its proof.
+    Required,
+}
+
+/// `dpop.replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// This replica's memory.
+    Local,
+    /// Redis (the `redis:` block), shared by every replica.
+    Redis,
+}
+
+/// The `Authorization: DPoP …` source a provider with DPoP reads beside its own.
+pub fn dpop_source() -> Source {
+    Source::Header {
+        name: "authorization".into(),
+        prefix: "DPoP ".into(),
+    }
+}
+
+/// Whether `source` is [`dpop_source`] (without building one).
+pub fn is_dpop_source(source: &Source) -> bool {
+    matches!(source, Source::Header { name, prefix } if name == "authorization" && prefix == "DPoP ")
+}
+
+impl Validator<'_> {
+    /// `providers[i].dpop`; `None` when absent or `mode: off`.
+    pub(super) fn dpop(&self, field: &str, raw: Option<RawDpop>) -> Result<Option<Dpop>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let f = format!("{field}.dpop");
+        let mode = match raw.mode.as_deref().unwrap_or("off") {
+            "off" => return Ok(None),
+            "optional" => DpopMode::Optional,
+            "required" => DpopMode::Required,
+            other => {
+                return Err(self.err(
+                    format!("{f}.mode"),
+                    format!("`{other}` is not one of off, optional, required"),
+                ));
+            }
+        };
+        let proof_max_age = raw.proof_max_age.unwrap_or(Duration::from_secs(60));
+        if proof_max_age.is_zero() || proof_max_age > Duration::from_secs(3600) {
+            return Err(self.err(format!("{f}.proof_max_age"), "must be more than 0s and at most 1h"));
+        }
+        let algorithms = match raw.algorithms {
+            None => DEFAULT_PROOF_ALGORITHMS.to_vec(),
+            Some(names) if names.is_empty() => return Err(self.err(format!("{f}.algorithms"), "cannot be empty")),
+            Some(names) => {
+                let mut out = Vec::with_capacity(names.len());
+                for name in names {
+                    let alg = Algorithm::from_str(&name)
+                        .ok()
+                        .filter(|a| super::ALGORITHMS.contains(a) && a.family() != AlgorithmFamily::Hmac)
+                        .ok_or_else(|| {
+                            self.err(
+                                format!("{f}.algorithms"),
+                                format!("`{name}` is not an asymmetric algorithm jwtgate verifies; use RS256/384/512, PS256/384/512, ES256, ES384 or EdDSA"),
+                            )
+                        })?;
+                    if !out.contains(&alg) {
+                        out.push(alg);
+                    }
+                }
+                out
+            }
+        };
+        let replay = match raw.replay.as_deref().unwrap_or("local") {
+            "local" => Replay::Local,
+            "redis" => Replay::Redis,
+            other => {
+                return Err(self.err(format!("{f}.replay"), format!("`{other}` is not one of local, redis")));
+            }
+        };
+        let replay_timeout = raw.replay_timeout.unwrap_or(Duration::from_millis(100));
+        if replay_timeout.is_zero() || replay_timeout > Duration::from_secs(5) {
+            return Err(self.err(format!("{f}.replay_timeout"), "must be more than 0s and at most 5s"));
+        }
+        Ok(Some(Dpop {
+            mode,
+            proof_max_age,
+            algorithms,
+            replay,
+            replay_timeout,
+        }))
+    }
+
+    /// `providers[i].mtls_binding`: whether tokens must be bound to the client certificate.
+    pub(super) fn mtls_binding(&self, field: &str, raw: Option<RawMtlsBinding>) -> Result<bool, ConfigError> {
+        match raw.and_then(|r| r.mode).as_deref().unwrap_or("off") {
+            "off" => Ok(false),
+            "required" => Ok(true),
+            other => Err(self.err(
+                format!("{field}.mtls_binding.mode"),
+                format!("`{other}` is not one of off, required"),
+            )),
+        }
+    }
+}
