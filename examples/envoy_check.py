@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.parse
 from typing import Any
 
 import grpc
@@ -53,6 +54,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="request header, repeatable; names are lower-cased; --token wins over an authorization header",
     )
+    p.add_argument("--scheme", default="https", help="request scheme (default %(default)s)")
+    p.add_argument(
+        "--dpop",
+        metavar="PROOF",
+        help="DPoP proof (RFC 9449): sent in the 'dpop' header, and --token then as 'authorization: DPoP TOKEN'",
+    )
+    p.add_argument(
+        "--peer-certificate",
+        metavar="PEM_FILE",
+        help="the client's certificate, sent URL-encoded in attributes.source.certificate as Envoy does "
+        "with include_peer_certificate: true",
+    )
     p.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default %(default)s)")
     args = p.parse_args(argv)
     for h in args.header:
@@ -68,14 +81,23 @@ def build_request(args: argparse.Namespace) -> external_auth_pb2.CheckRequest:
         name, _, value = h.partition("=")
         headers[name.strip().lower()] = value
     if args.token is not None:
-        headers["authorization"] = f"Bearer {args.token}"
+        scheme = "DPoP" if args.dpop is not None else "Bearer"
+        headers["authorization"] = f"{scheme} {args.token}"
+    if args.dpop is not None:
+        headers["dpop"] = args.dpop
     http = attribute_context_pb2.AttributeContext.HttpRequest(
         method=args.method,
         path=args.path,
         host=args.host,
+        scheme=args.scheme,
         headers=headers,
     )
+    source = attribute_context_pb2.AttributeContext.Peer()
+    if args.peer_certificate is not None:
+        with open(args.peer_certificate, encoding="ascii") as f:
+            source.certificate = urllib.parse.quote(f.read(), safe="")
     attributes = attribute_context_pb2.AttributeContext(
+        source=source,
         request=attribute_context_pb2.AttributeContext.Request(http=http),
     )
     return external_auth_pb2.CheckRequest(attributes=attributes)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use jwtgate_core::config::Config;
 use jwtgate_core::gate::{Gate, Shared};
 use jwtgate_core::keys::fetch;
-use jwtgate_core::request::{Decision, Request};
+use jwtgate_core::request::{ClientCert, Decision, Request};
 
 use super::{Flavor, UNUSABLE, load_config, run};
 use crate::server::render;
@@ -38,6 +38,18 @@ pub struct Args {
     /// Envoy context extension `KEY=VALUE`, repeatable.
     #[arg(long = "context")]
     pub context: Vec<String>,
+    /// A DPoP proof (RFC 9449): the token is then sent as `Authorization: DPoP T` with this
+    /// proof in the `DPoP` header.
+    #[arg(long, requires = "token")]
+    pub dpop: Option<String>,
+    /// The request's absolute URL (`https://host/path?query`): sets the scheme, the host and the
+    /// path, as a proof's `htu` is compared with them.
+    #[arg(long, conflicts_with_all = ["path", "host"])]
+    pub url: Option<String>,
+    /// The client's TLS certificate (PEM file), as the proxy would pass it, for
+    /// certificate-bound tokens (RFC 8705).
+    #[arg(long)]
+    pub client_cert: Option<PathBuf>,
 }
 
 /// An argument that does not say what it should.
@@ -49,6 +61,12 @@ pub enum ArgError {
     /// `--context` without an equals sign.
     #[error("--context wants `KEY=VALUE`, got `{0}`")]
     Context(String),
+    /// `--url` that is not an absolute http(s) URL.
+    #[error("--url wants an absolute URL like `https://api.example.com/orders`, got `{0}`")]
+    Url(String),
+    /// `--client-cert` that cannot be read.
+    #[error("--client-cert {0}: {1}")]
+    ClientCert(PathBuf, std::io::Error),
 }
 
 /// Explains the decision for the request in `args` under its config: exit 0 allow, 1 deny, 2 an
@@ -76,6 +94,24 @@ fn request(args: Args) -> Result<Request, ArgError> {
         host: args.host,
         ..Request::default()
     };
+    if let Some(url) = args.url {
+        let (scheme, rest) = url
+            .split_once("://")
+            .filter(|(s, r)| matches!(*s, "http" | "https") && !r.is_empty())
+            .ok_or_else(|| ArgError::Url(url.clone()))?;
+        let (host, path) = rest.find(['/', '?']).map_or((rest, "/"), |i| rest.split_at(i));
+        req.scheme = scheme.to_owned();
+        req.host = host.to_owned();
+        req.path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_owned()
+        };
+    }
+    if let Some(file) = args.client_cert {
+        let pem = std::fs::read_to_string(&file).map_err(|e| ArgError::ClientCert(file, e))?;
+        req.client_cert = Some(ClientCert::Encoded(pem));
+    }
     for h in args.headers {
         let Some((k, v)) = h.split_once(':') else {
             return Err(ArgError::Header(h));
@@ -88,8 +124,15 @@ fn request(args: Args) -> Result<Request, ArgError> {
         };
         req.context.insert(k.to_owned(), v.to_owned());
     }
-    if let Some(t) = args.token {
-        req.headers.insert("authorization".into(), format!("Bearer {t}"));
+    match (args.token, args.dpop) {
+        (Some(t), Some(proof)) => {
+            req.headers.insert("authorization".into(), format!("DPoP {t}"));
+            req.headers.insert("dpop".into(), proof);
+        }
+        (Some(t), None) => {
+            req.headers.insert("authorization".into(), format!("Bearer {t}"));
+        }
+        (None, _) => {}
     }
     Ok(req)
 }
@@ -110,6 +153,9 @@ async fn explain(config: &Config, req: &Request) -> ExitCode {
     }
     let (decision, ex) = gate.explain(req).await;
     println!("request:  {} {} (host {:?})", req.method, req.path, req.host);
+    if req.client_cert.is_some() {
+        println!("client certificate given");
+    }
     if let Some(path) = &ex.path {
         println!("path:     {path} (normalised)");
     }

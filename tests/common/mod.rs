@@ -3,6 +3,7 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 pub mod certs;
+pub mod jose;
 pub mod redis_server;
 pub mod web;
 use std::collections::HashMap;
