@@ -225,3 +225,115 @@ async fn unreachable_service_is_exit_2() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("UNAVAILABLE"), "{r:?}");
 }
+
+/// jwtgate with a provider whose tokens must be bound to the client certificate (RFC 8705) and
+/// one with DPoP required; tokens, thumbprints and proofs from `jose`, certificates from rcgen.
+async fn bound_setup(jose: &common::jose::Jose) -> Gatekeeper {
+    let yaml = "  - name: mesh
+    issuer: \"https://mesh.test\"
+    jwks_file: jwks.json
+    audiences: [api]
+    claims_to_headers: { sub: x-jwt-sub }
+    mtls_binding: { mode: required }
+  - name: strict
+    issuer: \"https://strict.test\"
+    jwks_file: jwks.json
+    audiences: [api]
+    dpop: { mode: required }
+";
+    let gk = Gatekeeper::start(yaml, &[("jwks.json", &jose.jwks())]).await;
+    gk.wait_ready().await;
+    gk
+}
+
+#[tokio::test]
+async fn a_certificate_bound_token_passes_with_its_certificate_in_source_certificate_only() {
+    let jose = common::jose::Jose::new();
+    let gk = bound_setup(&jose).await;
+    let ca = common::certs::Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    ca.client("workload-a").write(dir.path(), "a");
+    ca.client("workload-b").write(dir.path(), "b");
+    let (cert_a, cert_b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
+    let x5t = jose.x5t(&cert_a);
+    let token =
+        jose.token(json!({ "iss": "https://mesh.test", "sub": "svc-a", "aud": "api", "cnf": { "x5t#S256": x5t } }));
+    let cert_arg = |p: &Path| p.to_str().unwrap().to_owned();
+    let r = envoy_check(
+        gk.grpc_addr,
+        &["--token", &token, "--peer-certificate", &cert_arg(&cert_a)],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.out["headers"]["x-jwt-sub"], "svc-a");
+    for (what, args, reason) in [
+        ("no certificate", vec![], "no client certificate"),
+        (
+            "another certificate",
+            vec!["--peer-certificate".to_owned(), cert_arg(&cert_b)],
+            "client certificate does not match the token's cnf x5t#S256",
+        ),
+    ] {
+        let mut all = vec!["--token".to_owned(), token.clone()];
+        all.extend(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let r = envoy_check(gk.grpc_addr, &all).await;
+        assert_eq!(r.code, 1, "{what}: {r:?}");
+        assert_eq!(r.out["http_status"], 401, "{what}");
+        assert_eq!(r.out["body"]["reason"], reason, "{what}");
+        assert_eq!(r.out["body"]["error"], "invalid_token", "{what}");
+    }
+    let unbound = jose.token(json!({ "iss": "https://mesh.test", "sub": "svc-a", "aud": "api" }));
+    let r = envoy_check(
+        gk.grpc_addr,
+        &["--token", &unbound, "--peer-certificate", &cert_arg(&cert_a)],
+    )
+    .await;
+    assert_eq!(
+        r.out["body"]["reason"], "token is not certificate-bound (no cnf x5t#S256)",
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dpop_proof_sent_by_envoys_own_message_is_checked() {
+    let jose = common::jose::Jose::new();
+    let gk = bound_setup(&jose).await;
+    let token = jose.bound_token(
+        json!({ "iss": "https://strict.test", "sub": "alice", "aud": "api" }),
+        "a",
+        "ES256",
+    );
+    let proof = |htm: &str| {
+        jose.proof(json!({ "client": "a", "alg": "ES256", "htm": htm, "htu": "https://api.example.com/orders", "token": token }))
+    };
+    let args = |p: &str| {
+        vec![
+            "--token".to_owned(),
+            token.clone(),
+            "--dpop".to_owned(),
+            p.to_owned(),
+            "--method".to_owned(),
+            "POST".to_owned(),
+            "--path".to_owned(),
+            "/orders?id=7".to_owned(),
+        ]
+    };
+    let run = async |p: String| {
+        let a = args(&p);
+        envoy_check(gk.grpc_addr, &a.iter().map(String::as_str).collect::<Vec<_>>()).await
+    };
+    let r = run(proof("POST")).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(proof("GET")).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        r.out["body"]["reason"],
+        "DPoP proof htm does not match the request method"
+    );
+    let challenge = r.out["headers"]["www-authenticate"].as_str().unwrap();
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+}
