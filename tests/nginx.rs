@@ -105,6 +105,17 @@ struct Nginx {
 impl Nginx {
     /// Starts nginx and waits (at most 10 s) until it accepts connections.
     async fn start(jwtgate: SocketAddr, upstream: SocketAddr) -> Self {
+        Self::start_with(jwtgate, upstream, &[], |site| site).await
+    }
+
+    /// Like [`Nginx::start`], with `files` written into the prefix and the rendered example
+    /// changed by `edit` (e.g. TLS turned on).
+    async fn start_with(
+        jwtgate: SocketAddr,
+        upstream: SocketAddr,
+        files: &[(&str, &str)],
+        edit: impl Fn(String) -> String,
+    ) -> Self {
         let binary = nginx_binary();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         // The port is chosen before nginx binds it: another process may take it in between.
@@ -112,7 +123,14 @@ impl Nginx {
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            std::fs::write(dir.path().join("site.conf"), render_example(jwtgate, addr, upstream)).unwrap();
+            for (name, content) in files {
+                std::fs::write(dir.path().join(name), content).unwrap();
+            }
+            std::fs::write(
+                dir.path().join("site.conf"),
+                edit(render_example(jwtgate, addr, upstream)),
+            )
+            .unwrap();
             std::fs::copy(root.join(WRAPPER), dir.path().join("nginx.conf")).unwrap();
             let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
             let child = Command::new(&binary)
@@ -471,4 +489,132 @@ async fn jwtgate_unreachable_fails_closed_with_500() {
     let r = get(nginx.url("/public/page"), &[]).await;
     assert_eq!(r.status, 500, "{r:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// The example with TLS on and client certificates asked for (`ssl_verify_client optional`), in
+/// front of jwtgate with a certificate-bound provider and a DPoP provider: tokens, proofs and
+/// thumbprints from `jose`, requests from real curl over TLS.
+#[tokio::test]
+async fn sender_constrained_tokens_through_nginx_with_client_certificates_and_dpop() {
+    let jose = common::jose::Jose::new();
+    let yaml = "  - name: mesh
+    issuer: \"https://mesh.test\"
+    jwks_file: jwks.json
+    audiences: [api]
+    claims_to_headers: { sub: x-jwt-sub }
+    mtls_binding: { mode: required }
+  - name: strict
+    issuer: \"https://strict.test\"
+    jwks_file: jwks.json
+    audiences: [api]
+    claims_to_headers: { sub: x-jwt-sub }
+    dpop: { mode: required }
+http_auth: { client_cert_header: x-client-cert }
+";
+    let gk = Gatekeeper::start(yaml, &[("jwks.json", &jose.jwks())]).await;
+    gk.wait_ready().await;
+    let app = echo_app(Arc::new(AtomicUsize::new(0))).await;
+    let ca = common::certs::Ca::new("nginx test CA");
+    let pki = tempfile::tempdir().unwrap();
+    ca.server().write(pki.path(), "server");
+    ca.client("workload-a").write(pki.path(), "a");
+    ca.client("workload-b").write(pki.path(), "b");
+    let read = |name: &str| std::fs::read_to_string(pki.path().join(name)).unwrap();
+    let files = [
+        ("server.pem", read("server.pem")),
+        ("server.key", read("server.key")),
+        ("ca.pem", ca.pem().to_owned()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
+    let nginx = Nginx::start_with(gk.http_addr, app, &files, |site| {
+        let listen = regex::Regex::new(r"listen ([0-9.:]+);").unwrap();
+        listen
+            .replace(&site, "listen $1 ssl;\n    ssl_certificate server.pem;\n    ssl_certificate_key server.key;\n    ssl_client_certificate ca.pem;\n    ssl_verify_client optional;")
+            .into_owned()
+    })
+    .await;
+    let base = format!("https://127.0.0.1:{}", nginx.addr.port());
+    std::fs::write(pki.path().join("ca.pem"), ca.pem()).unwrap();
+    let pki_dir = pki.path().to_owned();
+    let curl = move |cert: Option<&str>, headers: Vec<String>, url: String| {
+        let pki = &pki_dir;
+        let curl = std::env::var("JWTGATE_CURL").unwrap_or_else(|_| "curl".into());
+        let mut cmd = Command::new(curl);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--noproxy",
+            "*",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "--cacert",
+        ])
+        .arg(pki.join("ca.pem"));
+        if let Some(name) = cert {
+            cmd.arg("--cert")
+                .arg(pki.join(format!("{name}.pem")))
+                .arg("--key")
+                .arg(pki.join(format!("{name}.key")));
+        }
+        for h in headers {
+            cmd.args(["-H", &h]);
+        }
+        let out = cmd.arg(url).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+    let call = |cert: Option<&'static str>, headers: Vec<String>, path: &str| {
+        let url = format!("{base}{path}");
+        let curl = curl.clone();
+        async move {
+            tokio::task::spawn_blocking(move || curl(cert, headers, url))
+                .await
+                .unwrap()
+        }
+    };
+    let status = |head: &str| head.lines().next().unwrap_or_default().to_owned();
+    // Certificate-bound: only with the certificate the token names.
+    let x5t = jose.x5t(&pki.path().join("a.pem"));
+    let token =
+        jose.token(json!({ "iss": "https://mesh.test", "sub": "svc-a", "aud": "api", "cnf": { "x5t#S256": x5t } }));
+    let bearer = vec![format!("Authorization: Bearer {token}")];
+    let head = call(Some("a"), bearer.clone(), "/api/orders").await;
+    assert!(status(&head).contains(" 200"), "{head}\n{}", nginx.logs());
+    for (cert, reason) in [
+        (None, "no client certificate"),
+        (Some("b"), "client certificate does not match"),
+    ] {
+        let head = call(cert, bearer.clone(), "/api/orders").await;
+        assert!(status(&head).contains(" 401"), "{cert:?}: {head}");
+        assert!(head.contains(reason), "{cert:?}: {head}");
+    }
+    // DPoP: the proof names https://127.0.0.1:PORT/api/orders, as the client sent it.
+    let token = jose.bound_token(
+        json!({ "iss": "https://strict.test", "sub": "alice", "aud": "api" }),
+        "a",
+        "ES256",
+    );
+    let proof =
+        |htu: &str| jose.proof(json!({ "client": "a", "alg": "ES256", "htm": "GET", "htu": htu, "token": token }));
+    let dpop = |p: String| vec![format!("Authorization: DPoP {token}"), format!("DPoP: {p}")];
+    let head = call(None, dpop(proof(&format!("{base}/api/orders"))), "/api/orders?page=2").await;
+    assert!(status(&head).contains(" 200"), "{head}\n{}", nginx.logs());
+    let head = call(
+        None,
+        dpop(proof(&format!("http://127.0.0.1:{}/api/orders", nginx.addr.port()))),
+        "/api/orders",
+    )
+    .await;
+    assert!(status(&head).contains(" 401"), "{head}");
+    assert!(
+        head.contains("www-authenticate: dpop ") && head.contains("htu does not match"),
+        "{head}"
+    );
+    // Two DPoP headers reach jwtgate as two: refused.
+    let mut two = dpop(proof(&format!("{base}/api/orders")));
+    two.push(format!("DPoP: {}", proof(&format!("{base}/api/orders"))));
+    let head = call(None, two, "/api/orders").await;
+    assert!(head.contains("more than one dpop proof"), "{head}");
 }
