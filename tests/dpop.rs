@@ -509,3 +509,133 @@ async fn jwtgate_check_explains_a_proof_with_dpop_method_and_url() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_http_door_takes_the_scheme_and_the_xfcc_hash_from_trusted_proxies_only() {
+    use base64::Engine;
+    let jose = Jose::new();
+    let yaml = format!(
+        "{}  - name: mesh
+    issuer: \"https://mesh.test\"
+    jwks_file: jwks.json
+    audiences: [api]
+    mtls_binding: {{ mode: required }}
+",
+        providers("")
+    );
+    let trusting = Gatekeeper::start(&yaml, &[("jwks.json", &jose.jwks())]).await;
+    let distrusting = Gatekeeper::start(
+        &format!("{yaml}http_auth: {{ trusted_proxies: [\"10.9.9.9/32\"], envoy_prefix: /ext_authz }}\n"),
+        &[("jwks.json", &jose.jwks())],
+    )
+    .await;
+    trusting.wait_ready().await;
+    distrusting.wait_ready().await;
+    let ca = common::certs::Ca::new("xfcc CA");
+    let dir = tempfile::tempdir().unwrap();
+    ca.client("svc").write(dir.path(), "svc");
+    let x5t = jose.x5t(&dir.path().join("svc.pem"));
+    let hash: String = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&x5t)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let bound =
+        jose.token(json!({ "iss": "https://mesh.test", "sub": "svc", "aud": "api", "cnf": { "x5t#S256": x5t } }));
+    let http = reqwest::Client::new();
+    let forward_auth = async |gk: &Gatekeeper, headers: &[(&str, String)]| {
+        let mut r = http
+            .get(format!("http://{}/auth", gk.http_addr))
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-uri", "/orders?x=1")
+            .header("x-forwarded-host", "api.example.com");
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    };
+    let xfcc = format!("By=spiffe://cluster/ns/api;Hash={hash};Subject=\"CN=svc\"");
+    let (status, body) = forward_auth(
+        &trusting,
+        &[
+            ("authorization", format!("Bearer {bound}")),
+            ("x-forwarded-client-cert", xfcc.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = forward_auth(&trusting, &[("authorization", format!("Bearer {bound}"))]).await;
+    assert_eq!((status, body.contains("no client certificate")), (401, true), "{body}");
+    // Envoy HTTP mode from a peer outside trusted_proxies: its XFCC is not believed.
+    let resp = http
+        .get(format!("http://{}/ext_authz/orders", distrusting.http_addr))
+        .header("host", "api.example.com")
+        .header("authorization", format!("Bearer {bound}"))
+        .header("x-forwarded-client-cert", xfcc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.text().await.unwrap().contains("no client certificate"));
+    // DPoP's htu takes the trusted X-Forwarded-Proto: a proof for http:// passes only with it.
+    let token = jose.bound_token(claims(STRICT), "a", "ES256");
+    let proof = jose.proof(
+        json!({ "client": "a", "alg": "ES256", "htm": "GET", "htu": "http://api.example.com/orders", "token": token }),
+    );
+    let dpop = |proto: Option<&str>| {
+        let mut h = vec![("authorization", format!("DPoP {token}")), ("dpop", proof.clone())];
+        if let Some(p) = proto {
+            h.push(("x-forwarded-proto", p.to_owned()));
+        }
+        h
+    };
+    let (status, body) = forward_auth(&trusting, &dpop(None)).await;
+    assert_eq!(
+        (status, body.contains("htu does not match")),
+        (401, true),
+        "https assumed: {body}"
+    );
+    let (status, body) = forward_auth(&trusting, &dpop(Some("http"))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn jwtgate_check_explains_a_certificate_binding_with_client_cert() {
+    let jose = Jose::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), jose.jwks()).unwrap();
+    let config = dir.path().join("jwtgate.yaml");
+    let yaml = "  - name: mesh\n    issuer: \"https://mesh.test\"\n    jwks_file: jwks.json\n    audiences: [api]\n    mtls_binding: { mode: required }\n";
+    std::fs::write(&config, common::config_text(yaml)).unwrap();
+    let ca = common::certs::Ca::new("check CA");
+    ca.client("a").write(dir.path(), "a");
+    ca.client("b").write(dir.path(), "b");
+    let x5t = jose.x5t(&dir.path().join("a.pem"));
+    let token =
+        jose.token(json!({ "iss": "https://mesh.test", "sub": "svc", "aud": "api", "cnf": { "x5t#S256": x5t } }));
+    let run = |cert: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .args(["--token", &token, "--client-cert"])
+            .arg(dir.path().join(cert))
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run("a.pem");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("pass  token bound to the client certificate (cnf x5t#S256)"),
+        "{out}"
+    );
+    let (code, out) = run("b.pem");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  token bound to the client certificate (cnf x5t#S256): client certificate does not match"),
+        "{out}"
+    );
+}
