@@ -343,6 +343,38 @@ pub fn admin_messages(data: &[u8]) {
     }
 }
 
+/// A DPoP proof (the `DPoP` header's value) checked for a fixed request and token: never a
+/// panic, and never valid (no key's thumbprint is the token's made-up `cnf.jkt`); and the same
+/// text as an `htu`: normalising a normalised URI changes nothing.
+pub fn dpop_proof(data: &[u8]) {
+    use jwtgate_core::config::binding::{Dpop, DpopMode, Replay};
+    use jwtgate_core::dpop;
+    let Some(text) = text(data) else { return };
+    let settings = Dpop {
+        mode: DpopMode::Required,
+        proof_max_age: std::time::Duration::from_secs(60),
+        algorithms: vec![
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::Algorithm::EdDSA,
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::Algorithm::PS256,
+        ],
+        replay: Replay::Local,
+        replay_timeout: std::time::Duration::from_millis(100),
+    };
+    let bound = dpop::Bound {
+        method: "GET",
+        uri: "https://api.example.com/orders",
+        token: "token",
+        jkt: "not-a-thumbprint",
+    };
+    let now = jwtgate_core::clock::now().unix;
+    assert!(dpop::check(text, bound, &settings, std::time::Duration::from_secs(60), now).is_err());
+    if let Some(once) = dpop::htu::normalize(text) {
+        assert_eq!(dpop::htu::normalize(&once).as_deref(), Some(once.as_str()), "{text:?}");
+    }
+}
+
 /// The checked-in inputs of `target`: its seed corpus and its regressions (fuzz findings).
 pub fn inputs(target: &str) -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -380,6 +412,7 @@ mod tests {
         replay("check_request", check_request);
         replay("admin_messages", admin_messages);
         replay("introspection_request", introspection_request);
+        replay("dpop_proof", dpop_proof);
     }
 }
 
