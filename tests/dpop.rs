@@ -639,3 +639,37 @@ async fn jwtgate_check_explains_a_certificate_binding_with_client_cert() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn introspection_shows_the_binding_and_jwtgates_own_apis_refuse_bound_tokens_as_bearer() {
+    use jwtgate_core::config::routes::Requirements;
+    let jose = Jose::new();
+    let gk = start(&jose, "", "").await;
+    let gate = gk.live().gate().load_full();
+    let bound = jose.bound_token(claims(LENIENT), "a", "ES256");
+    let jkt = jose.call("thumbprint", &json!({ "client": "a", "alg": "ES256" }));
+    let body: Value = serde_json::from_str(&gate.introspect(&bound).await.body().unwrap()).unwrap();
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(body["token_type"], "DPoP", "RFC 9449 §6.2: {body}");
+    assert_eq!(body["cnf"], json!({ "jkt": jkt }), "{body}");
+    let plain = jose.token(claims(LENIENT));
+    let body: Value = serde_json::from_str(&gate.introspect(&plain).await.body().unwrap()).unwrap();
+    assert_eq!(
+        (body["token_type"].as_str(), body.get("cnf")),
+        (Some("Bearer"), None),
+        "{body}"
+    );
+    // The admin API's callers (Gate::authorize): a bound token has no proof there.
+    let refused = gate.authorize(&bound, &Requirements::default()).await.unwrap_err();
+    assert_eq!(
+        refused.rejection.reason(),
+        "DPoP-bound token sent as Bearer; send it with the DPoP scheme and a proof"
+    );
+    assert!(
+        gate.authorize(&plain, &Requirements::default()).await.is_ok(),
+        "optional: plain bearer is fine"
+    );
+    let strict = jose.token(claims(STRICT));
+    let refused = gate.authorize(&strict, &Requirements::default()).await.unwrap_err();
+    assert!(refused.rejection.reason().starts_with("DPoP required"), "{refused:?}");
+}

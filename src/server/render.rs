@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn dpop_refusals_challenge_with_the_dpop_scheme_and_its_algs() {
         use jwtgate_core::binding::BindingError;
-        use jwtgate_core::dpop::ProofError;
+        use jwtgate_core::binding::ProofError;
         let with_dpop = |r| Deny {
             dpop_algs: Some(Arc::from("ES256 EdDSA")),
             ..deny(r)

@@ -1,5 +1,7 @@
 //! Sender-constrained tokens: what a token's `cnf` claim binds it to (RFC 7800), the client
-//! certificate's RFC 8705 thumbprint, and why a binding does not hold.
+//! certificate as a proxy passes it and its RFC 8705 thumbprint, and why a binding or a DPoP
+//! proof does not hold (the refusals [`crate::rejection`] carries; [`crate::dpop`] checks
+//! proofs).
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -7,7 +9,17 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::request::ClientCert;
+/// A client certificate as a proxy passes it; decoded only when a certificate-bound token needs
+/// it ([`cert_thumbprint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCert {
+    /// PEM, URL-encoded or not (Envoy's `source.certificate`, nginx's
+    /// `$ssl_client_escaped_cert`), or base64 DER without PEM armour (Traefik's
+    /// `X-Forwarded-Tls-Client-Cert`).
+    Encoded(String),
+    /// Hex SHA-256 of the DER (`Hash=` of Envoy's `X-Forwarded-Client-Cert`).
+    Sha256Hex(String),
+}
 
 /// Longest encoded client certificate decoded (a chain's leaf is a few KiB).
 const MAX_CERT_BYTES: usize = 16 * 1024;
@@ -59,6 +71,84 @@ pub enum BindingError {
     /// Another certificate than the one the token is bound to.
     #[error("client certificate does not match the token's cnf x5t#S256")]
     CertificateMismatch,
+}
+
+/// Why a proof is refused (a 401 `invalid_dpop_proof`); each has a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// No `DPoP` header.
+    #[error("DPoP proof missing")]
+    Missing,
+    /// More than one `DPoP` header (or one value joined from several).
+    #[error("more than one DPoP proof")]
+    Multiple,
+    /// Not a compact JWS with the members a proof needs.
+    #[error("DPoP proof malformed")]
+    Malformed,
+    /// `typ` is not `dpop+jwt`.
+    #[error("DPoP proof typ is not dpop+jwt")]
+    WrongType,
+    /// `alg` is `none`, symmetric, or not in `dpop.algorithms`.
+    #[error("DPoP proof algorithm not allowed")]
+    Algorithm,
+    /// The `jwk` header is missing or not a usable public key for `alg`.
+    #[error("DPoP proof jwk is not a usable public key")]
+    Key,
+    /// The `jwk` header carries private key members.
+    #[error("DPoP proof jwk contains a private key")]
+    PrivateKey,
+    /// The signature does not verify with the proof's own `jwk`.
+    #[error("DPoP proof signature invalid")]
+    Signature,
+    /// `htm` is not the request's method.
+    #[error("DPoP proof htm does not match the request method")]
+    Method,
+    /// `htu` is not the request's URI.
+    #[error("DPoP proof htu does not match the request URI")]
+    Uri,
+    /// `iat` older than `proof_max_age` (plus clock skew).
+    #[error("DPoP proof too old")]
+    TooOld,
+    /// `iat` in the future beyond the clock skew.
+    #[error("DPoP proof issued in the future")]
+    FromTheFuture,
+    /// `ath` is not the hash of the access token.
+    #[error("DPoP proof ath does not match the access token")]
+    AccessTokenHash,
+    /// The proof's key is not the one the token's `cnf.jkt` names.
+    #[error("DPoP proof key does not match the token's cnf.jkt")]
+    KeyMismatch,
+    /// The proof's `jti` was seen before within its lifetime.
+    #[error("DPoP proof replayed")]
+    Replayed,
+}
+
+impl ProofError {
+    /// Every label [`ProofError::label`] returns, then `valid`: the `outcome` label set of
+    /// `jwtgate_dpop_proofs_total`.
+    pub const OUTCOMES: [&'static str; 16] = [
+        "missing",
+        "multiple",
+        "malformed",
+        "wrong_type",
+        "algorithm",
+        "key",
+        "private_key",
+        "signature",
+        "htm",
+        "htu",
+        "too_old",
+        "future",
+        "ath",
+        "jkt",
+        "replayed",
+        "valid",
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        Self::OUTCOMES[self as usize]
+    }
 }
 
 /// Whether `cert` is the certificate whose thumbprint is `x5t_s256`, in constant time.
@@ -187,6 +277,15 @@ mod tests {
             assert_eq!(cert_thumbprint(&ClientCert::Encoded(bad.into())), None, "{bad}");
         }
         assert_eq!(cert_thumbprint(&ClientCert::Sha256Hex("xy".repeat(32))), None);
+    }
+
+    #[test]
+    fn every_refusal_has_its_own_label_and_valid_comes_last() {
+        assert_eq!(ProofError::Missing.label(), "missing");
+        assert_eq!(ProofError::Replayed.label(), "replayed");
+        assert_eq!(ProofError::OUTCOMES[ProofError::Replayed as usize + 1], "valid");
+        let seen: std::collections::HashSet<_> = ProofError::OUTCOMES.iter().collect();
+        assert_eq!(seen.len(), ProofError::OUTCOMES.len());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::binding::ProofError;
 use crate::binding::{self, BindingError};
 use crate::cache::{self, TokenCache};
 use crate::clock;
@@ -22,8 +23,8 @@ use crate::config::rate_limits::KeyPart;
 use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
 use crate::denial_log::DenialLog;
+use crate::dpop;
 use crate::dpop::replay::Replays;
-use crate::dpop::{self, ProofError};
 use crate::introspect::{self, Introspected};
 use crate::keys::cache::KeyCache;
 use crate::metrics::{CacheOutcome, DecisionCounters, Format, KeySetState, Metrics};
@@ -309,7 +310,8 @@ impl Gate {
     /// Checks a bearer credential the way a check checks a request's token — verification
     /// (through the cache), `require_jti` and revocation — then `requirements`, so every check a
     /// route applies to a token applies here too. The admin API authenticates its callers with
-    /// it. Not counted as a decision.
+    /// it; a token its provider binds to a sender is refused (no proof or certificate reaches
+    /// the gate there). Not counted as a decision.
     pub async fn authorize(&self, token: &str, requirements: &Requirements) -> Result<Identity, Refusal> {
         let mut trace = Trace(None);
         let (verified, provider) = self.authenticate(token, None, &mut trace).await.map_err(|r| Refusal {
@@ -317,6 +319,12 @@ impl Gate {
             identity: r.verified.map(|(v, _)| v.identity()),
         })?;
         let identity = verified.identity();
+        if let Err(rejection) = bearer_only(&verified, &provider.config) {
+            return Err(Refusal {
+                rejection,
+                identity: Some(identity),
+            });
+        }
         match self.requirements_met(requirements, &provider.config, &verified, &mut trace) {
             Ok(()) => Ok(identity),
             Err(rejection) => Err(Refusal {
@@ -1135,6 +1143,24 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
         _ => None,
     }));
     names
+}
+
+/// A caller of jwtgate's own APIs presents a plain bearer token (no proof, no certificate reaches
+/// the gate there): a token its provider binds to a sender is refused, as a bound token sent as
+/// `Bearer` to a route is.
+fn bearer_only(v: &Verified, p: &Provider) -> Result<(), Rejection> {
+    if let Some(dpop) = &p.dpop {
+        if v.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
+            return Err(Rejection::Unbound(BindingError::BoundSentAsBearer));
+        }
+        if dpop.mode == DpopMode::Required {
+            return Err(Rejection::Unbound(BindingError::DpopRequired));
+        }
+    }
+    if p.mtls_binding {
+        return Err(Rejection::Unbound(BindingError::NoClientCertificate));
+    }
+    Ok(())
 }
 
 /// An introspected token's identifying members, for `jwtgate check` (no secret among them).

@@ -112,7 +112,10 @@ pub struct ActiveToken {
     /// `client_id` (RFC 9068), else `azp`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// `Bearer`: what jwtgate accepts it as.
+    /// What the token is bound to (RFC 9449 §6.2, RFC 8705 §3.2): `jkt`, `x5t#S256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Value>,
+    /// `DPoP` for a DPoP-bound token (RFC 9449 §6.2), else `Bearer`.
     pub token_type: &'static str,
 }
 
@@ -131,7 +134,21 @@ impl ActiveToken {
             jti: v.jti.clone(),
             scope: scope(&v.claims),
             client_id: text("client_id").or_else(|| text("azp")),
-            token_type: "Bearer",
+            cnf: v.cnf.as_ref().map(|c| {
+                let mut cnf = Map::new();
+                let members = [("jkt", &c.jkt), ("x5t#S256", &c.x5t_s256)];
+                for (name, value) in members {
+                    if let Some(value) = value {
+                        cnf.insert(name.into(), Value::from(value.as_str()));
+                    }
+                }
+                Value::Object(cnf)
+            }),
+            token_type: if v.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
         }
     }
 }

@@ -541,9 +541,9 @@ impl Metrics {
     }
 
     /// `jwtgate_dpop_proofs_total` of `provider`, one counter per outcome in the order of
-    /// [`crate::dpop::ProofError::OUTCOMES`].
+    /// [`crate::binding::ProofError::OUTCOMES`].
     pub fn dpop_counters(&self, provider: &str) -> Box<[Counter]> {
-        crate::dpop::ProofError::OUTCOMES
+        crate::binding::ProofError::OUTCOMES
             .iter()
             .map(|outcome| {
                 self.dpop_proofs

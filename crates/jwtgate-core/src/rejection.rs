@@ -112,7 +112,7 @@ pub enum Rejection {
     IntrospectionUnavailable,
     /// A DPoP proof (RFC 9449) that does not hold for this request and token.
     #[error("{0}")]
-    InvalidDpopProof(crate::dpop::ProofError),
+    InvalidDpopProof(crate::binding::ProofError),
     /// A sender-constrained token without its sender: DPoP-bound sent as Bearer, not bound
     /// where binding is required, or not the client certificate it is bound to.
     #[error("{0}")]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use crate::binding::ClientCert;
 use crate::rejection::Rejection;
 
 /// The request being checked, as the proxy described it.
@@ -34,18 +35,6 @@ pub struct Request {
     /// The W3C trace id (32 lower-case hex digits) of the check's span, set by the door that
     /// traces the check; without it the gate takes the `traceparent`'s or makes a new one.
     pub trace_id: Option<String>,
-}
-
-/// A client certificate as a proxy passes it; decoded only when a certificate-bound token needs
-/// it ([`crate::binding::cert_thumbprint`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientCert {
-    /// PEM, URL-encoded or not (Envoy's `source.certificate`, nginx's
-    /// `$ssl_client_escaped_cert`), or base64 DER without PEM armour (Traefik's
-    /// `X-Forwarded-Tls-Client-Cert`).
-    Encoded(String),
-    /// Hex SHA-256 of the DER (`Hash=` of Envoy's `X-Forwarded-Client-Cert`).
-    Sha256Hex(String),
 }
 
 impl Request {

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::binding::ProofError;
 use crate::config::binding::Dpop;
 use crate::jws;
 use crate::keys::jwks;
@@ -28,84 +29,6 @@ const MAX_JTI_BYTES: usize = 256;
 
 /// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-/// Why a proof is refused (a 401 `invalid_dpop_proof`); each has a metrics label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProofError {
-    /// No `DPoP` header.
-    #[error("DPoP proof missing")]
-    Missing,
-    /// More than one `DPoP` header (or one value joined from several).
-    #[error("more than one DPoP proof")]
-    Multiple,
-    /// Not a compact JWS with the members a proof needs.
-    #[error("DPoP proof malformed")]
-    Malformed,
-    /// `typ` is not `dpop+jwt`.
-    #[error("DPoP proof typ is not dpop+jwt")]
-    WrongType,
-    /// `alg` is `none`, symmetric, or not in `dpop.algorithms`.
-    #[error("DPoP proof algorithm not allowed")]
-    Algorithm,
-    /// The `jwk` header is missing or not a usable public key for `alg`.
-    #[error("DPoP proof jwk is not a usable public key")]
-    Key,
-    /// The `jwk` header carries private key members.
-    #[error("DPoP proof jwk contains a private key")]
-    PrivateKey,
-    /// The signature does not verify with the proof's own `jwk`.
-    #[error("DPoP proof signature invalid")]
-    Signature,
-    /// `htm` is not the request's method.
-    #[error("DPoP proof htm does not match the request method")]
-    Method,
-    /// `htu` is not the request's URI.
-    #[error("DPoP proof htu does not match the request URI")]
-    Uri,
-    /// `iat` older than `proof_max_age` (plus clock skew).
-    #[error("DPoP proof too old")]
-    TooOld,
-    /// `iat` in the future beyond the clock skew.
-    #[error("DPoP proof issued in the future")]
-    FromTheFuture,
-    /// `ath` is not the hash of the access token.
-    #[error("DPoP proof ath does not match the access token")]
-    AccessTokenHash,
-    /// The proof's key is not the one the token's `cnf.jkt` names.
-    #[error("DPoP proof key does not match the token's cnf.jkt")]
-    KeyMismatch,
-    /// The proof's `jti` was seen before within its lifetime.
-    #[error("DPoP proof replayed")]
-    Replayed,
-}
-
-impl ProofError {
-    /// Every label [`ProofError::label`] returns, then `valid`: the `outcome` label set of
-    /// `jwtgate_dpop_proofs_total`.
-    pub const OUTCOMES: [&'static str; 16] = [
-        "missing",
-        "multiple",
-        "malformed",
-        "wrong_type",
-        "algorithm",
-        "key",
-        "private_key",
-        "signature",
-        "htm",
-        "htu",
-        "too_old",
-        "future",
-        "ath",
-        "jkt",
-        "replayed",
-        "valid",
-    ];
-
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        Self::OUTCOMES[self as usize]
-    }
-}
 
 /// The request a proof must be for.
 #[derive(Debug, Clone, Copy)]
@@ -252,14 +175,5 @@ mod tests {
             thumbprint(&jwk).as_deref(),
             Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
         );
-    }
-
-    #[test]
-    fn every_refusal_has_its_own_label_and_valid_comes_last() {
-        assert_eq!(ProofError::Missing.label(), "missing");
-        assert_eq!(ProofError::Replayed.label(), "replayed");
-        assert_eq!(ProofError::OUTCOMES[ProofError::Replayed as usize + 1], "valid");
-        let seen: std::collections::HashSet<_> = ProofError::OUTCOMES.iter().collect();
-        assert_eq!(seen.len(), ProofError::OUTCOMES.len());
     }
 }
