@@ -21,7 +21,7 @@ pub enum Introspected {
         /// The provider that verified it.
         provider: String,
         /// The RFC 7662 members.
-        token: ActiveToken,
+        token: Box<ActiveToken>,
     },
     /// A check would refuse it, for this reason.
     Inactive {
@@ -43,7 +43,7 @@ impl Introspected {
         match outcome {
             Ok((v, provider)) => Self::Active {
                 provider: provider.to_owned(),
-                token: ActiveToken::of(v),
+                token: Box::new(ActiveToken::of(v)),
             },
             Err((reason, _)) if reason.class() == Class::Unavailable => Self::Unavailable { reason },
             Err((reason, provider)) => Self::Inactive {
