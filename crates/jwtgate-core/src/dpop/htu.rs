@@ -25,19 +25,31 @@ pub fn normalize(uri: &str) -> Option<String> {
         return None;
     }
     let authority = authority.to_ascii_lowercase();
-    let host = match authority.rsplit_once(':') {
-        // `[::1]` has colons but no port after its `]`.
-        Some((host, port)) if !port.contains(']') => {
-            if !port.bytes().all(|b| b.is_ascii_digit()) {
+    // `host[:port]`, the host a name, an IPv4 address or a bracketed IPv6 address.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (inside, after) = v6.split_once(']')?;
+            if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
                 return None;
             }
-            if port.is_empty() || port.trim_start_matches('0') == default_port {
-                host.to_owned()
-            } else {
-                authority.clone()
-            }
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?),
+            };
+            (&authority[..inside.len() + 2], port)
         }
-        _ => authority.clone(),
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority.as_str(), None),
+        },
+    };
+    if host.contains(['[', ']', ':']) && !host.starts_with('[') {
+        return None;
+    }
+    let host = match port {
+        Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => return None,
+        Some(p) if !p.is_empty() && p.trim_start_matches('0') != default_port => format!("{host}:{p}"),
+        _ => host.to_owned(),
     };
     if host.is_empty() {
         return None;
@@ -54,15 +66,21 @@ pub fn of_request(scheme: &str, host: &str, path: &str) -> Option<String> {
     normalize(&format!("{scheme}://{host}{path}"))
 }
 
-/// Percent-escapes of unreserved characters decoded, the others' hex upper-cased; `None` for a
+/// Percent-escapes of unreserved characters decoded, the others' hex upper-cased, and bytes a
+/// URI cannot hold (controls, space, non-ASCII: an IRI's, RFC 3987 §3.1) escaped; `None` for a
 /// broken escape.
 fn escapes_normalized(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
+    let escape = |out: &mut String, b: u8| out.push_str(&format!("%{b:02X}"));
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b != b'%' {
-            out.push(char::from(b));
+            if b <= b' ' || b >= 0x7f {
+                escape(&mut out, b);
+            } else {
+                out.push(char::from(b));
+            }
             i += 1;
             continue;
         }
@@ -71,8 +89,7 @@ fn escapes_normalized(path: &str) -> Option<String> {
         if value.is_ascii_alphanumeric() || b"-._~".contains(&value) {
             out.push(char::from(value));
         } else {
-            out.push('%');
-            out.push_str(&hex.to_ascii_uppercase());
+            escape(&mut out, value);
         }
         i += 3;
     }
@@ -136,9 +153,19 @@ mod tests {
             "https://h:x/",
             "https://h/%zz",
             "https://h /",
+            "https://h:1:2/",
+            "https://[::1/",
+            "https://[]/",
+            "https://[::1]x/",
+            "https://[::1]:8x/",
+            // Found by the dpop_proof fuzz target: a second colon in the authority.
+            "https://[::1]:83x4ttps://[::1]/.4htm/.",
         ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
+        // Found by the fuzz target too: non-ASCII in the path is escaped (RFC 3987 §3.1).
+        assert_eq!(normalize("https://h/cy\u{da}").as_deref(), Some("https://h/cy%C3%9A"));
+        assert_eq!(normalize("https://h/cy%c3%9a").as_deref(), Some("https://h/cy%C3%9A"));
     }
 
     #[test]
