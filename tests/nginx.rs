@@ -497,21 +497,11 @@ async fn jwtgate_unreachable_fails_closed_with_500() {
 #[tokio::test]
 async fn sender_constrained_tokens_through_nginx_with_client_certificates_and_dpop() {
     let jose = common::jose::Jose::new();
-    let yaml = "  - name: mesh
-    issuer: \"https://mesh.test\"
-    jwks_file: jwks.json
-    audiences: [api]
-    claims_to_headers: { sub: x-jwt-sub }
-    mtls_binding: { mode: required }
-  - name: strict
-    issuer: \"https://strict.test\"
-    jwks_file: jwks.json
-    audiences: [api]
-    claims_to_headers: { sub: x-jwt-sub }
-    dpop: { mode: required }
-http_auth: { client_cert_header: x-client-cert }
-";
-    let gk = Gatekeeper::start(yaml, &[("jwks.json", &jose.jwks())]).await;
+    let yaml = format!(
+        "{}http_auth: {{ client_cert_header: x-client-cert }}\n",
+        common::jose::BOUND_PROVIDERS
+    );
+    let gk = Gatekeeper::start(&yaml, &[("jwks.json", &jose.jwks())]).await;
     gk.wait_ready().await;
     let app = echo_app(Arc::new(AtomicUsize::new(0))).await;
     let ca = common::certs::Ca::new("nginx test CA");

@@ -229,19 +229,7 @@ async fn unreachable_service_is_exit_2() {
 /// jwtgate with a provider whose tokens must be bound to the client certificate (RFC 8705) and
 /// one with DPoP required; tokens, thumbprints and proofs from `jose`, certificates from rcgen.
 async fn bound_setup(jose: &common::jose::Jose) -> Gatekeeper {
-    let yaml = "  - name: mesh
-    issuer: \"https://mesh.test\"
-    jwks_file: jwks.json
-    audiences: [api]
-    claims_to_headers: { sub: x-jwt-sub }
-    mtls_binding: { mode: required }
-  - name: strict
-    issuer: \"https://strict.test\"
-    jwks_file: jwks.json
-    audiences: [api]
-    dpop: { mode: required }
-";
-    let gk = Gatekeeper::start(yaml, &[("jwks.json", &jose.jwks())]).await;
+    let gk = Gatekeeper::start(common::jose::BOUND_PROVIDERS, &[("jwks.json", &jose.jwks())]).await;
     gk.wait_ready().await;
     gk
 }

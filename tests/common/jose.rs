@@ -7,6 +7,22 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+/// Providers for this issuer's tokens (the JWKS as `jwks.json`): `mesh` (https://mesh.test)
+/// binds tokens to client certificates, `strict` (https://strict.test) requires DPoP.
+pub const BOUND_PROVIDERS: &str = "  - name: mesh
+    issuer: \"https://mesh.test\"
+    jwks_file: jwks.json
+    audiences: [api]
+    claims_to_headers: { sub: x-jwt-sub }
+    mtls_binding: { mode: required }
+  - name: strict
+    issuer: \"https://strict.test\"
+    jwks_file: jwks.json
+    audiences: [api]
+    claims_to_headers: { sub: x-jwt-sub }
+    dpop: { mode: required }
+";
+
 /// One set of keys (the issuer's and the clients'), kept in a temporary directory.
 pub struct Jose {
     dir: tempfile::TempDir,
