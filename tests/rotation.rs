@@ -88,6 +88,32 @@ async fn a_new_key_is_accepted_even_when_a_fetch_from_before_the_rotation_is_in_
     );
 }
 
+#[tokio::test]
+async fn a_rotation_fetch_slower_than_refetch_wait_answers_unavailable_then_the_key_serves() {
+    let issuer = Issuer::start(vec![rsa_a()]).await;
+    let (gk, mut client) = start(&issuer, "min_refetch_interval: 100ms, refetch_wait: 100ms").await;
+    gk.wait_ready().await;
+    issuer.set_keys(vec![rsa_a(), rsa_b()]);
+    issuer.set_mode(Mode::Slow(Duration::from_secs(3)));
+    let b = token(&issuer, "rsa-b.pem", "b");
+    let asked = Instant::now();
+    assert_eq!(
+        code(&mut client, &b).await,
+        Err(tonic::Code::Unavailable),
+        "past refetch_wait the request is answered, not held for the fetch"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(2), "waited {:?}", asked.elapsed());
+    // The fetch it started goes on and lands; b then verifies without another.
+    issuer.set_mode(Mode::Normal);
+    eventually("the slow fetch to bring b", Duration::from_secs(10), async || {
+        gk.readyz().await.1["providers"][0]["kids"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "b"))
+    })
+    .await;
+    assert_eq!(code(&mut client, &b).await, Ok(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_requests_of_a_rotation_all_wait_for_the_one_refetch() {
     // Found by the chaos soak: of two first requests for a new kid arriving together, one started
