@@ -97,10 +97,11 @@ async fn a_rotation_fetch_slower_than_refetch_wait_answers_unavailable_then_the_
     issuer.set_mode(Mode::Slow(Duration::from_secs(3)));
     let b = token(&issuer, "rsa-b.pem", "b");
     let asked = Instant::now();
+    let answer = check(&mut client, bearer(&b)).await.map(|a| (a.grpc_code, a.reason()));
     assert_eq!(
-        code(&mut client, &b).await,
+        answer.as_ref().map(|_| ()).map_err(|e| *e),
         Err(tonic::Code::Unavailable),
-        "past refetch_wait the request is answered, not held for the fetch"
+        "past refetch_wait the request is answered, not held for the fetch: {answer:?}"
     );
     assert!(asked.elapsed() < Duration::from_secs(2), "waited {:?}", asked.elapsed());
     // The fetch it started goes on and lands; b then verifies without another.
@@ -112,6 +113,37 @@ async fn a_rotation_fetch_slower_than_refetch_wait_answers_unavailable_then_the_
     })
     .await;
     assert_eq!(code(&mut client, &b).await, Ok(0));
+}
+
+#[tokio::test]
+async fn a_rotation_whose_own_fetch_after_a_stale_one_is_late_answers_unavailable_not_unknown_key() {
+    let issuer = Issuer::start(vec![rsa_a()]).await;
+    let (gk, mut client) = start(
+        &issuer,
+        "refresh_interval: 1s, min_refetch_interval: 100ms, refetch_wait: 1s",
+    )
+    .await;
+    gk.wait_ready().await;
+    // A background refresh in flight, answered in 300 ms with the key set of before the rotation.
+    issuer.set_mode(Mode::Slow(Duration::from_millis(300)));
+    let hits = issuer.jwks_hits();
+    eventually(
+        "a background refresh to be in flight",
+        Duration::from_secs(5),
+        async || issuer.jwks_hits() > hits,
+    )
+    .await;
+    issuer.set_keys(vec![rsa_a(), rsa_b()]);
+    // b's request joins it, finds no b, and asks for its own fetch: that one takes 3 s.
+    issuer.set_mode(Mode::Slow(Duration::from_secs(3)));
+    let answer = check(&mut client, bearer(&token(&issuer, "rsa-b.pem", "b")))
+        .await
+        .map(|a| (a.grpc_code, a.reason()));
+    assert_eq!(
+        answer.as_ref().map(|_| ()).map_err(|e| *e),
+        Err(tonic::Code::Unavailable),
+        "the key may exist: not a 401 for a valid token: {answer:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

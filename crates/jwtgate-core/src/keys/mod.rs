@@ -219,9 +219,12 @@ impl KeyStore {
             Refetch::TimedOut => return Err(Rejection::KeysUnavailable),
             // A fetch that was already running may have left before the new key was published:
             // if it did not bring the kid, ask for one of our own (within the same window and
-            // wait); if that one is not back in time, answer from what the first brought.
+            // wait). If the window is spent, answer from what the first brought; if ours is
+            // not back in time, the keys are unavailable, as when the first is not.
             Refetch::Joined if self.usable().is_none_or(|set| missing(&set)) => {
-                let _ = self.refetch(deadline).await;
+                if let Refetch::TimedOut = self.refetch(deadline).await {
+                    return Err(Rejection::KeysUnavailable);
+                }
             }
             Refetch::Done | Refetch::Joined | Refetch::NotNow => {}
         }
