@@ -1,5 +1,7 @@
 //! Signature verification per algorithm through jwtgate's verifier (keys loaded, no cache), the
-//! baseline for the cold-path targets. `cargo bench --bench verify`.
+//! baseline for the cold-path targets; and the signature alone, checked by `jsonwebtoken`'s
+//! `crypto::verify` (the key rebuilt every call, as jwtgate did before issue #19) and by a key
+//! parsed once (`Key::verifies`, what jwtgate does now). `cargo bench --bench verify`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -57,6 +59,27 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { verifier.verify(&token).await.unwrap() })
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("signature");
+    for (alg, file) in cases {
+        let pem = fixture(file);
+        let signing = jwtgate_core::mint::signing_key(&pem, alg).unwrap();
+        let jwk = jwtgate_core::mint::public_jwk(&pem, alg, "k").unwrap();
+        let message = b"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJhIiwic3ViIjoiYWxpY2UifQ";
+        let sig = jsonwebtoken::crypto::sign(message, &signing, alg).unwrap();
+        let theirs = jsonwebtoken::DecodingKey::from_jwk(
+            &serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk.clone()).unwrap(),
+        )
+        .unwrap();
+        let ours = jwtgate_core::keys::jwks::parse_key(&jwk).unwrap();
+        group.bench_function(format!("jsonwebtoken_{alg:?}"), |b| {
+            b.iter(|| assert!(jsonwebtoken::crypto::verify(&sig, message, &theirs, alg).unwrap()))
+        });
+        group.bench_function(format!("parsed_once_{alg:?}"), |b| {
+            b.iter(|| assert!(ours.verifies(alg, message, &sig)))
+        });
+    }
     group.finish();
 }
 

@@ -217,10 +217,7 @@ impl Verifier {
             return Err(Rejection::UnknownKey);
         }
         let key = candidates
-            .find(|key| {
-                jsonwebtoken::crypto::verify(jws.signature_b64, jws.signing_input.as_bytes(), &key.decoding, alg)
-                    .unwrap_or(false)
-            })
+            .find(|key| key.verifies(alg, jws.signing_input.as_bytes(), jws.signature_b64))
             .ok_or(Rejection::BadSignature)?
             .clone();
         check_claims(p, &jws.claims, clock::now().unix)?;

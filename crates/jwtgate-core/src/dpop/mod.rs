@@ -87,9 +87,7 @@ pub fn check(proof: &str, bound: Bound<'_>, settings: &Dpop, skew: Duration, now
     if !key.supports(alg) {
         return Err(ProofError::Key);
     }
-    let signed = jsonwebtoken::crypto::verify(jws.signature_b64, jws.signing_input.as_bytes(), &key.decoding, alg)
-        .unwrap_or(false);
-    if !signed {
+    if !key.verifies(alg, jws.signing_input.as_bytes(), jws.signature_b64) {
         return Err(ProofError::Signature);
     }
     let claims = &jws.claims;

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde_json::Value;
+
+use super::public_key::{PublicKey, Unusable};
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -43,8 +45,8 @@ pub struct Key {
     pub kind: KeyKind,
     /// The key's own `alg`, if it declares one.
     pub alg: Option<Algorithm>,
-    /// Ready-to-use key material.
-    pub decoding: DecodingKey,
+    /// The key as the crypto library parsed it (once, when the set loaded).
+    pub public: PublicKey,
 }
 
 impl std::fmt::Debug for Key {
@@ -60,23 +62,23 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// Same id, kind, declared `alg` and key material.
     pub fn same_as(&self, other: &Key) -> bool {
-        use jsonwebtoken::DecodingKeyKind as K;
-        let material = match (self.decoding.kind(), other.decoding.kind()) {
-            (K::SecretOrDer(a), K::SecretOrDer(b)) => a == b,
-            (K::RsaModulusExponent { n: n1, e: e1 }, K::RsaModulusExponent { n: n2, e: e2 }) => n1 == n2 && e1 == e2,
-            _ => false,
-        };
-        self.kid == other.kid && self.kind == other.kind && self.alg == other.alg && material
+        self.kid == other.kid && self.kind == other.kind && self.alg == other.alg && self.public.same_as(&other.public)
+    }
+
+    /// Whether `signature_b64` is a valid `alg` signature of `message` under this key (`false`
+    /// for an algorithm the key does not support).
+    pub fn verifies(&self, alg: Algorithm, message: &[u8], signature_b64: &str) -> bool {
+        self.supports(alg) && self.public.verify(alg, message, signature_b64)
     }
 
     /// A shared-secret key for legacy HS* tokens (the crypto library refuses an empty one; the
     /// config refuses any under 32 bytes).
-    pub fn hmac(secret: &[u8]) -> Result<Self, jsonwebtoken::errors::Error> {
+    pub fn hmac(secret: &[u8]) -> Result<Self, Unusable> {
         Ok(Self {
             kid: None,
             kind: KeyKind::Hmac,
             alg: None,
-            decoding: DecodingKey::from_secret(secret)?,
+            public: PublicKey::hmac(secret)?,
         })
     }
 
@@ -104,7 +106,7 @@ pub struct KeySet {
 
 impl KeySet {
     /// A set holding one shared secret; it answers for any `kid` (legacy tokens carry arbitrary ones).
-    pub fn shared_secret(secret: &[u8]) -> Result<Self, jsonwebtoken::errors::Error> {
+    pub fn shared_secret(secret: &[u8]) -> Result<Self, Unusable> {
         Ok(Self {
             by_kid: HashMap::new(),
             without_kid: vec![Arc::new(Key::hmac(secret)?)],
@@ -362,62 +364,54 @@ pub fn parse_key(jwk: &Value) -> Result<Key, KeyError> {
         ),
     };
     let field = |name: &'static str| -> Result<&str, KeyError> { text(name)?.ok_or(KeyError::Missing(name)) };
-    let decoded_len = |name: &'static str| -> Result<usize, KeyError> {
-        let bytes = URL_SAFE_NO_PAD
+    let decoded = |name: &'static str| -> Result<Vec<u8>, KeyError> {
+        URL_SAFE_NO_PAD
             .decode(field(name)?)
-            .map_err(|_| KeyError::NotBase64(name))?;
-        Ok(bytes.len())
+            .map_err(|_| KeyError::NotBase64(name))
     };
     let material = |kind: &'static str| {
-        move |e: jsonwebtoken::errors::Error| KeyError::Material {
+        move |e: Unusable| KeyError::Material {
             kind,
             reason: e.to_string(),
         }
     };
-    let (kind, decoding) = match field("kty")? {
+    let (kind, public) = match field("kty")? {
         "RSA" => {
-            let n = URL_SAFE_NO_PAD
-                .decode(field("n")?)
-                .map_err(|_| KeyError::NotBase64("n"))?;
+            let n = decoded("n")?;
             let bits = rsa_bits(&n);
             if bits < MIN_RSA_BITS {
                 return Err(KeyError::RsaTooSmall(bits));
             }
-            decoded_len("e")?;
-            let key = DecodingKey::from_rsa_components(field("n")?, field("e")?).map_err(material("RSA"))?;
-            (KeyKind::Rsa, key)
+            let e = decoded("e")?;
+            (KeyKind::Rsa, PublicKey::rsa(n, e).map_err(material("RSA"))?)
         }
         "EC" => {
-            let (kind, size) = match field("crv")? {
-                "P-256" => (KeyKind::P256, 32),
-                "P-384" => (KeyKind::P384, 48),
+            let (kind, size, alg) = match field("crv")? {
+                "P-256" => (KeyKind::P256, 32, Algorithm::ES256),
+                "P-384" => (KeyKind::P384, 48, Algorithm::ES384),
                 other => return Err(KeyError::CurveNotSupported(printable(other))),
             };
-            if decoded_len("x")? != size || decoded_len("y")? != size {
+            let (x, y) = (decoded("x")?, decoded("y")?);
+            if x.len() != size || y.len() != size {
                 return Err(KeyError::EcCoordinateLength);
             }
-            let key = DecodingKey::from_ec_components(field("x")?, field("y")?).map_err(material("EC"))?;
-            (kind, key)
+            let point = [&[0x04][..], &x, &y].concat();
+            (kind, PublicKey::ec(point, alg).map_err(material("EC"))?)
         }
         "OKP" => {
             if field("crv")? != "Ed25519" {
                 return Err(KeyError::OkpNotEd25519);
             }
-            if decoded_len("x")? != 32 {
+            let x = decoded("x")?;
+            if x.len() != 32 {
                 return Err(KeyError::Ed25519Length);
             }
-            let key = DecodingKey::from_ed_components(field("x")?).map_err(material("Ed25519"))?;
-            (KeyKind::Ed25519, key)
+            (KeyKind::Ed25519, PublicKey::ed25519(x).map_err(material("Ed25519"))?)
         }
         "oct" => return Err(KeyError::Symmetric),
         other => return Err(KeyError::TypeNotSupported(printable(other))),
     };
-    let key = Key {
-        kid,
-        kind,
-        alg,
-        decoding,
-    };
+    let key = Key { kid, kind, alg, public };
     if let Some(a) = alg
         && !key.supports(a)
     {

@@ -3,12 +3,14 @@
 //! unknown `kid`s, stale-on-error up to `max_stale`, reloads of a watched JWKS file, and the
 //! last good key set kept on disk ([`cache`]) for a restart during an issuer outage.
 //!
-//! This module finds keys; it never verifies tokens. Header fields `jku`, `x5u`, `jwk` and
+//! This module finds keys and checks a signature with one ([`public_key`]); it never decides
+//! whether a token is valid. Header fields `jku`, `x5u`, `jwk` and
 //! `x5c` are never used to find keys.
 
 pub mod cache;
 pub mod fetch;
 pub mod jwks;
+pub mod public_key;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -59,7 +61,7 @@ pub enum LoadError {
     Jwks(#[from] jwks::JwksError),
     /// The crypto library refused the `hmac_secret`.
     #[error("cannot use the shared secret: {0}")]
-    Secret(jsonwebtoken::errors::Error),
+    Secret(public_key::Unusable),
     /// An `hmac_secret` provider's key comes with the config, and an introspection-only
     /// provider has none: neither is fetched.
     #[error("this provider's keys are not fetched")]
