@@ -283,20 +283,20 @@ fn forwarded_tls(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> (Stri
     (scheme, cert)
 }
 
-async fn decide(
-    gate: &Gate,
-    started: Instant,
+/// The gate's view of the request being checked, from what the HTTP door was sent: the client's
+/// address, scheme and certificate as a trusted proxy reports them, and the headers as the gate
+/// reads them. No trace id yet (the check's span gives it).
+pub fn to_gate_request(
+    cfg: &HttpAuth,
     (method, path, host): (String, String, String),
     peer: SocketAddr,
     headers: &HeaderMap,
-    envoy: bool,
-) -> Response {
-    let client_ip = client_ip(gate.http_auth(), peer, headers);
-    let (scheme, client_cert) = forwarded_tls(gate.http_auth(), peer, headers);
+) -> Request {
+    let client_ip = client_ip(cfg, peer, headers);
+    let (scheme, client_cert) = forwarded_tls(cfg, peer, headers);
     let headers = headers_map(headers);
     let request_id = headers.get("x-request-id").cloned();
-    let trace = telemetry::check_span(Door::Http, &headers);
-    let req = Request {
+    Request {
         method,
         path,
         host,
@@ -306,8 +306,21 @@ async fn decide(
         context: HashMap::new(),
         request_id,
         client_ip: Some(client_ip),
-        trace_id: Some(trace.trace_id),
-    };
+        trace_id: None,
+    }
+}
+
+async fn decide(
+    gate: &Gate,
+    started: Instant,
+    original: (String, String, String),
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    envoy: bool,
+) -> Response {
+    let mut req = to_gate_request(gate.http_auth(), original, peer, headers);
+    let trace = telemetry::check_span(Door::Http, &req.headers);
+    req.trace_id = Some(trace.trace_id);
     let decision = gate.decide(&req).instrument(trace.span).await;
     answer(gate, started, decision, envoy)
 }
