@@ -19,7 +19,9 @@
 #    (`--test NAME`, `--lib`, ...), `--all-targets` is left out so only those run, e.g.
 #    `bash tests/run.sh --test python_client`.
 # 4. Without ARGS, then: the chaos soak for 30 s (`jwtgate-bench soak`, on the debug build the
-#    tests just made) and every fuzz target for 10 s on its corpus (`fuzz/run.sh --fast-build`).
+#    tests just made), every fuzz target for 10 s on its corpus (`fuzz/run.sh --fast-build`),
+#    and the instruction-count gate (`cargo bench --bench instructions` under Debian's valgrind,
+#    installed when missing): more than 5 % over benches/instructions.baseline fails.
 # First of all, tests/toolchain.sh makes the toolchain rust-toolchain.toml pins available.
 set -euo pipefail
 
@@ -188,4 +190,11 @@ if [[ $# -eq 0 ]]; then
         --revoke-every 1s --redis-server "$redis_server"
 
     bash fuzz/run.sh --fast-build 10
+
+    # The instruction-count gate (benches/instructions.rs): every hot path under callgrind,
+    # failing on growth of more than 5 % over benches/instructions.baseline.
+    installed valgrind valgrind valgrind /usr/bin/valgrind
+    export JWTGATE_VALGRIND=$valgrind
+    echo "==> instruction counts against benches/instructions.baseline (cargo bench --bench instructions)"
+    cargo bench -q --bench instructions
 fi
