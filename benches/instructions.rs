@@ -8,9 +8,9 @@
 //! `JWTGATE_INSTRUCTIONS=update cargo bench --bench instructions` rewrites the baseline (commit
 //! it with the change that moved the counts, and say why in the message).
 //!
-//! Counts are of the simulated CPU valgrind presents (a fixed CPUID model, whatever the host),
-//! so the code paths aws-lc and `sha2` pick are the same on every x86-64 machine; they repeat to
-//! within 0.2 % here.
+//! Counts are of the CPU valgrind simulates: it answers CPUID with a fixed model (the richest
+//! one the host can run, AVX2 on every current x86-64 server), so aws-lc and `sha2` pick the same
+//! code paths on any such machine; the counts repeat to within 0.2 % here.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;

@@ -71,8 +71,8 @@ impl Key {
         self.supports(alg) && self.public.verify(alg, message, signature_b64)
     }
 
-    /// A shared-secret key for legacy HS* tokens (the crypto library refuses an empty one; the
-    /// config refuses any under 32 bytes).
+    /// A shared-secret key for legacy HS* tokens (an empty one is refused; the config refuses
+    /// any under 32 bytes).
     pub fn hmac(secret: &[u8]) -> Result<Self, Unusable> {
         Ok(Self {
             kid: None,

@@ -364,14 +364,15 @@ mod tests {
                 out.push(("truncated to 16 bytes".into(), valid[..16].to_vec()));
             }
             _ => {
-                // RSA: the signature as a number equal to the modulus, and one above it.
+                // RSA: the signature as a number equal to the modulus, and one with its last
+                // byte moved (above the modulus unless that byte was 0xff).
                 let n = match &s.ours.public.material {
                     Material::Rsa { n, .. } => n.clone(),
                     _ => unreachable!(),
                 };
                 let mut above = n.clone();
                 *above.last_mut().unwrap() = above.last().unwrap().wrapping_add(1);
-                out.extend([("s = n".into(), n), ("s = n + 1".into(), above)]);
+                out.extend([("s = n".into(), n), ("s = n, last byte + 1".into(), above)]);
             }
         }
         out
