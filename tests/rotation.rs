@@ -60,17 +60,18 @@ async fn a_new_key_is_accepted_on_its_first_request() {
     assert_eq!(issuer.jwks_hits(), hits + 1);
 }
 
-#[tokio::test]
-async fn a_new_key_is_accepted_even_when_a_fetch_from_before_the_rotation_is_in_flight() {
+/// jwtgate serving key `a` (1 s refresh, 100 ms refetch window, 1 s refetch wait) with a
+/// background refresh in flight that the issuer answers after `delay`, with the key set it had
+/// when the refresh arrived.
+async fn with_a_stale_refresh_in_flight(delay: Duration) -> (Issuer, Gatekeeper, AuthorizationClient<Channel>) {
     let issuer = Issuer::start(vec![rsa_a()]).await;
-    let (gk, mut client) = start(
+    let (gk, client) = start(
         &issuer,
         "refresh_interval: 1s, min_refetch_interval: 100ms, refetch_wait: 1s",
     )
     .await;
     gk.wait_ready().await;
-    // The next background refresh is answered late, with the key set as it was when it arrived.
-    issuer.set_mode(Mode::Slow(Duration::from_millis(800)));
+    issuer.set_mode(Mode::Slow(delay));
     let hits = issuer.jwks_hits();
     eventually(
         "a background refresh to be in flight",
@@ -78,6 +79,13 @@ async fn a_new_key_is_accepted_even_when_a_fetch_from_before_the_rotation_is_in_
         async || issuer.jwks_hits() > hits,
     )
     .await;
+    (issuer, gk, client)
+}
+
+#[tokio::test]
+async fn a_new_key_is_accepted_even_when_a_fetch_from_before_the_rotation_is_in_flight() {
+    // The next background refresh is answered late, with the key set as it was when it arrived.
+    let (issuer, _gk, mut client) = with_a_stale_refresh_in_flight(Duration::from_millis(800)).await;
     // Rotation while it is in flight: b's first token joins that fetch, which lacks b.
     issuer.set_keys(vec![rsa_a(), rsa_b()]);
     issuer.set_mode(Mode::Normal);
@@ -117,22 +125,8 @@ async fn a_rotation_fetch_slower_than_refetch_wait_answers_unavailable_then_the_
 
 #[tokio::test]
 async fn a_rotation_whose_own_fetch_after_a_stale_one_is_late_answers_unavailable_not_unknown_key() {
-    let issuer = Issuer::start(vec![rsa_a()]).await;
-    let (gk, mut client) = start(
-        &issuer,
-        "refresh_interval: 1s, min_refetch_interval: 100ms, refetch_wait: 1s",
-    )
-    .await;
-    gk.wait_ready().await;
     // A background refresh in flight, answered in 300 ms with the key set of before the rotation.
-    issuer.set_mode(Mode::Slow(Duration::from_millis(300)));
-    let hits = issuer.jwks_hits();
-    eventually(
-        "a background refresh to be in flight",
-        Duration::from_secs(5),
-        async || issuer.jwks_hits() > hits,
-    )
-    .await;
+    let (issuer, _gk, mut client) = with_a_stale_refresh_in_flight(Duration::from_millis(300)).await;
     issuer.set_keys(vec![rsa_a(), rsa_b()]);
     // b's request joins it, finds no b, and asks for its own fetch: that one takes 3 s.
     issuer.set_mode(Mode::Slow(Duration::from_secs(3)));
