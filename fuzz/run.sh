@@ -60,7 +60,15 @@ for target in "${targets[@]}"; do
         "$scratch/$target.log" | tail -n 4 || true
     if [[ $status -ne 0 ]]; then
         echo "fuzz/run.sh: $target failed (exit $status); its log:" >&2
+        # The panic's message first (a backtrace's tail does not show it), then the input.
+        grep -A 4 -m 1 'panicked at' "$scratch/$target.log" >&2 || true
         tail -n 40 "$scratch/$target.log" >&2
+        for input in "fuzz/artifacts/$target"/*; do
+            [[ -f $input ]] || continue
+            echo "fuzz/run.sh: input $input, as base64:" >&2
+            base64 -w 0 "$input" >&2
+            echo >&2
+        done
         exit 1
     fi
 done

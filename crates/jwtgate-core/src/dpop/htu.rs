@@ -3,7 +3,7 @@
 //! default port dropped, percent-escapes of unreserved characters decoded and the others'
 //! hex upper-cased, dot segments removed, an empty path made `/`.
 
-/// Longest URI normalised; longer ones never match.
+/// Longest URI normalised, before and after (escaping can triple a path); longer ones never match.
 const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// `uri` normalised (query and fragment dropped), or `None` when it is not an absolute
@@ -56,7 +56,9 @@ pub fn normalize(uri: &str) -> Option<String> {
     }
     let path = remove_dot_segments(&escapes_normalized(path)?);
     let path = if path.is_empty() { "/".to_owned() } else { path };
-    Some(format!("{scheme}://{host}{path}"))
+    let normalized = format!("{scheme}://{host}{path}");
+    // Checked again so that a normalised URI always normalises to itself.
+    (normalized.len() <= MAX_URI_BYTES).then_some(normalized)
 }
 
 /// The request's own URI, as a proof's `htu` must name it: `scheme://host` and the path
@@ -166,6 +168,18 @@ mod tests {
         // Found by the fuzz target too: non-ASCII in the path is escaped (RFC 3987 §3.1).
         assert_eq!(normalize("https://h/cy\u{da}").as_deref(), Some("https://h/cy%C3%9A"));
         assert_eq!(normalize("https://h/cy%c3%9a").as_deref(), Some("https://h/cy%C3%9A"));
+    }
+
+    #[test]
+    fn a_uri_whose_escaping_outgrows_the_limit_is_refused_not_truncated() {
+        // Found by the dpop_proof fuzz target in CI: 4 KiB of non-ASCII escapes to 12 KiB, which
+        // normalised once but not twice. Now the limit holds for the result too.
+        let long = format!("https://h/{}", "\u{e9}".repeat(2_000));
+        assert!(long.len() <= MAX_URI_BYTES);
+        assert_eq!(normalize(&long), None);
+        let fits = format!("https://h/{}", "\u{e9}".repeat(1_300));
+        let once = normalize(&fits).expect("7.8 KiB once escaped");
+        assert_eq!(normalize(&once).as_deref(), Some(once.as_str()));
     }
 
     #[test]
