@@ -16,8 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{ConnectInfo, Request as HttpRequest, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get};
 use jwtgate_core::binding;
@@ -117,20 +117,22 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl Int
     ([("content-type", format.content_type())], text)
 }
 
-/// Nginx `auth_request` and Traefik/Caddy forward-auth.
+/// Nginx `auth_request` and Traefik/Caddy forward-auth. The whole request is taken (not the
+/// `HeaderMap` extractor, which clones every header on each check).
 async fn auth(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    request: HttpRequest,
 ) -> Response {
     let started = Instant::now();
+    let headers = request.headers();
     let gate = state.gate.load_full();
-    let original = original_request(gate.http_auth(), peer, &headers);
+    let original = original_request(gate.http_auth(), peer, headers);
     match original {
-        Some((method, uri, host)) => decide(&gate, started, (method, uri, host), peer, &headers, false).await,
+        Some((method, uri, host)) => decide(&gate, started, (method, uri, host), peer, headers, false).await,
         None => {
             let req = Request {
-                headers: headers_map(&headers),
+                headers: headers_map(headers),
                 ..Request::default()
             };
             let refused = gate.refuse(&req, Rejection::OriginalRequestUnknown);
@@ -143,11 +145,10 @@ async fn auth(
 async fn envoy_mode(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    request: HttpRequest,
 ) -> Response {
     let started = Instant::now();
+    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
     let gate = state.gate.load_full();
     let Some(prefix) = gate.http_auth().envoy_prefix.as_deref() else {
         return StatusCode::NOT_FOUND.into_response();
@@ -168,13 +169,13 @@ async fn envoy_mode(
         path.push('?');
         path.push_str(q);
     }
-    let host = header(&headers, "host").unwrap_or_default().to_owned();
+    let host = header(headers, "host").unwrap_or_default().to_owned();
     decide(
         &gate,
         started,
         (method.as_str().to_owned(), path, host),
         peer,
-        &headers,
+        headers,
         true,
     )
     .await

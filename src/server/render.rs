@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderValue as EnvoyHeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
     OkHttpResponse,
@@ -241,7 +241,7 @@ fn denied_response(deny: &Deny, status: u16, code: Code) -> CheckResponse {
 /// header is sent empty, so a proxy that copies it overwrites the client's copy); in Envoy's
 /// HTTP mode also `x-envoy-auth-headers-to-remove`. Deny → the status, headers and JSON body.
 pub fn http_response(decision: Decision, envoy: bool) -> Response {
-    let mut out = HeaderMap::new();
+    let mut out = HeaderMap::with_capacity(8);
     let mut put = |k: &str, v: &str| {
         if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
             out.insert(k, v);
@@ -262,16 +262,25 @@ pub fn http_response(decision: Decision, envoy: bool) -> Response {
                 put(k, &v);
             }
             put(TRACE_ID_HEADER, &allow.trace_id);
-            (StatusCode::OK, out, Body::empty()).into_response()
+            with_parts(StatusCode::OK, out, Body::empty())
         }
         Decision::Deny(deny) => {
             for (k, v) in deny_headers(&deny) {
                 put(k, &v);
             }
             let status = StatusCode::from_u16(http_status(&deny.rejection)).unwrap_or(StatusCode::FORBIDDEN);
-            (status, out, deny_body(&deny)).into_response()
+            with_parts(status, out, Body::from(deny_body(&deny)))
         }
     }
+}
+
+/// A response of `status`, `headers` and `body`, the header map moved in whole (a
+/// `(status, headers, body)` tuple copies it into the response's own map, header by header).
+fn with_parts(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 #[cfg(test)]
