@@ -16,6 +16,8 @@
 //!   badly signed one; its process has uid and gid 65532, no capabilities, `NoNewPrivs`, a
 //!   read-only `/`, its revocation store in the volume; `/bin/sh` cannot be run in it; SIGTERM
 //!   (`podman stop`) ends it cleanly (exit 0, not killed) although it is PID 1;
+//! - its runtime runs one worker thread per CPU of its quota (`--cpus=1`: one), per host CPU
+//!   without one (`jwtgate_worker_threads`);
 //! - on the host network, the static binary resolves a host name through the container's
 //!   `/etc/hosts` (glibc's `files` service is part of libc since 2.34) and fetches its keys from a
 //!   JWKS URL with that name.
@@ -521,7 +523,7 @@ fn the_image_answers_checks_as_non_root_on_a_read_only_root() {
         "host",
         &image,
         &host_config,
-        &["--network=host", "--add-host=jwks.jwtgate.test:127.0.0.1"],
+        &["--network=host", "--add-host=jwks.jwtgate.test:127.0.0.1", "--cpus=1"],
     );
 
     runtime.block_on(bounded(Duration::from_secs(90), async {
@@ -556,6 +558,14 @@ fn the_image_answers_checks_as_non_root_on_a_read_only_root() {
             .await
             .unwrap();
         assert_eq!(a.grpc_code, 0, "a valid token, keys by URL: {a:?}");
+
+        // One worker per CPU the container may use: its CPU quota, not the host's cores.
+        let host_cpus = std::thread::available_parallelism().unwrap().get() as f64;
+        let workers = |m: &std::collections::BTreeMap<String, f64>| m.get("jwtgate_worker_threads").copied();
+        let unlimited = scrape(format!("127.0.0.1:{http}")).await;
+        assert_eq!(workers(&unlimited), Some(host_cpus), "no --cpus: one worker per host CPU");
+        let limited = scrape(format!("127.0.0.1:{host_http}")).await;
+        assert_eq!(workers(&limited), Some(1.0), "--cpus=1 on a host of {host_cpus} CPUs");
     }));
 
     // The running process: who it is, what it may do, what it can write.

@@ -246,7 +246,9 @@ pub async fn start_with_metrics(
         tracing::info!(introspection = %addr, mode, path = introspection::PATH, "introspection endpoint listening");
     }
 
-    tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), "jwtgate listening");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    metrics.worker_threads(workers);
+    tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), workers, "jwtgate listening");
     for p in config.providers.iter().filter(|p| !p.forward_token) {
         for name in p.sources.iter().filter_map(|s| match s {
             jwtgate_core::config::Source::Query(name) => Some(name),

@@ -470,7 +470,22 @@ impl ServeProcess {
     /// Starts `jwtgate serve --config config` with `env` set, and waits (bounded) until it
     /// listens.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        Self::start_under(&[], config, env)
+    }
+
+    /// [`ServeProcess::start`], run by `wrapper` (a command and its arguments, such as
+    /// `taskset -c 0`) when not empty.
+    pub fn start_under(wrapper: &[&str], config: &Path, env: &[(&str, &str)]) -> Self {
+        let jwtgate = env!("CARGO_BIN_EXE_jwtgate");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(jwtgate);
+                c
+            }
+            None => std::process::Command::new(jwtgate),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(config)
             .envs(env.iter().copied())

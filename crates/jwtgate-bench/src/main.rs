@@ -50,9 +50,10 @@ struct Cli {
     /// Signing algorithm of the tokens.
     #[arg(long, value_enum, default_value_t = Alg::Rs256, ignore_case = true)]
     alg: Alg,
-    /// Pin the server process to this CPU (taskset).
-    #[arg(long)]
-    server_cpu: Option<usize>,
+    /// Pin the server process to these CPUs (taskset; a comma-separated list, e.g. `0` or `0,1`:
+    /// jwtgate then runs one worker per CPU).
+    #[arg(long, value_delimiter = ',')]
+    server_cpu: Vec<usize>,
     /// Pin this process, the client, to this CPU (taskset; after minting).
     #[arg(long)]
     client_cpu: Option<usize>,

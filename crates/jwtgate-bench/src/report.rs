@@ -320,8 +320,8 @@ pub struct Setup {
     pub duration_s: f64,
     /// Runs per target.
     pub runs: usize,
-    /// CPU the server was pinned to.
-    pub server_cpu: Option<usize>,
+    /// CPUs the server was pinned to (none: unpinned).
+    pub server_cpu: Vec<usize>,
     /// CPU the client was pinned to.
     pub client_cpu: Option<usize>,
     /// jwtgate's `cache.max_entries`.
@@ -390,7 +390,11 @@ impl Report {
         let _ = writeln!(
             out,
             "server on {}, client on {}; jwtgate cache.max_entries {}, log {}",
-            pin(s.server_cpu),
+            match s.server_cpu.as_slice() {
+                [] => "any CPU".to_owned(),
+                [one] => format!("CPU {one}"),
+                many => format!("CPUs {}", super::run::cpu_list(many)),
+            },
             pin(s.client_cpu),
             s.cache_entries,
             s.server_log

@@ -34,8 +34,8 @@ pub struct Settings {
     pub mix: Mix,
     /// Signing algorithm.
     pub alg: Alg,
-    /// Pin the server child to this CPU.
-    pub server_cpu: Option<usize>,
+    /// Pin the server child to these CPUs (none: unpinned).
+    pub server_cpu: Vec<usize>,
     /// Pin this process to this CPU (after minting).
     pub client_cpu: Option<usize>,
     /// Runs per target.
@@ -126,10 +126,10 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
     let mut s = settings.clone();
     s.check()?;
     let mut notes = Vec::new();
-    if (s.server_cpu.is_some() || s.client_cpu.is_some()) && !os::have_taskset() {
+    if (!s.server_cpu.is_empty() || s.client_cpu.is_some()) && !os::have_taskset() {
         notes.push("taskset not found: server and client ran unpinned".into());
         eprintln!("warning: taskset not found; running unpinned");
-        s.server_cpu = None;
+        s.server_cpu.clear();
         s.client_cpu = None;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -242,7 +242,7 @@ pub fn run(settings: &Settings) -> Result<Report, String> {
         warmup_s: s.warmup.as_secs_f64(),
         duration_s: s.duration.as_secs_f64(),
         runs: s.runs,
-        server_cpu: s.server_cpu,
+        server_cpu: s.server_cpu.clone(),
         client_cpu: s.client_cpu,
         cache_entries: setup.cache_entries,
         server_log: s.server_log.clone(),
@@ -321,11 +321,15 @@ async fn measure(
 /// The server's CPUs: the one asked for; else, when the client is pinned, every CPU this
 /// process had before pinning (the child would inherit the client's CPU otherwise).
 fn server_cpus(s: &Settings, unpinned: Option<&str>) -> Option<String> {
-    match (s.server_cpu, s.client_cpu) {
-        (Some(cpu), _) => Some(cpu.to_string()),
-        (None, Some(_)) => unpinned.map(str::to_owned),
-        (None, None) => None,
+    if !s.server_cpu.is_empty() {
+        return Some(cpu_list(&s.server_cpu));
     }
+    s.client_cpu.and(unpinned.map(str::to_owned))
+}
+
+/// `cpus` as taskset's list: `0,1`.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn key_activity(before: Counters, after: Counters) -> KeyActivity {

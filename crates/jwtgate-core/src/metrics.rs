@@ -332,6 +332,8 @@ pub struct Metrics {
     introspections: Family<IntrospectionLabels, Counter>,
     introspection_cache: Family<ProviderOutcomeLabels, Counter>,
     dpop_proofs: Family<ProviderOutcomeLabels, Counter>,
+    /// The server runtime's worker threads (set once at start).
+    worker_threads: Gauge,
     /// Set when scraped.
     pub state: StateGauges,
 }
@@ -491,10 +493,17 @@ impl Metrics {
             "DPoP proofs (RFC 9449) checked, by provider and outcome (valid, or why refused)",
             dpop_proofs.clone(),
         );
+        let worker_threads = Gauge::default();
+        registry.register(
+            "jwtgate_worker_threads",
+            "Worker threads of the server's runtime: the CPUs the process may use (its CPU quota in a container, its affinity), or TOKIO_WORKER_THREADS",
+            worker_threads.clone(),
+        );
         Self {
             introspections,
             introspection_cache,
             dpop_proofs,
+            worker_threads,
             registry,
             decisions,
             dry_run,
@@ -510,6 +519,11 @@ impl Metrics {
             tls_handshakes,
             state,
         }
+    }
+
+    /// Records how many worker threads the server's runtime runs.
+    pub fn worker_threads(&self, workers: usize) {
+        self.worker_threads.set(i64::try_from(workers).unwrap_or(i64::MAX));
     }
 
     /// Counts a re-read of `listener`'s TLS files (`listen.grpc_tls` → `grpc`).
