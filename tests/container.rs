@@ -563,7 +563,11 @@ fn the_image_answers_checks_as_non_root_on_a_read_only_root() {
         let host_cpus = std::thread::available_parallelism().unwrap().get() as f64;
         let workers = |m: &std::collections::BTreeMap<String, f64>| m.get("jwtgate_worker_threads").copied();
         let unlimited = scrape(format!("127.0.0.1:{http}")).await;
-        assert_eq!(workers(&unlimited), Some(host_cpus), "no --cpus: one worker per host CPU");
+        assert_eq!(
+            workers(&unlimited),
+            Some(host_cpus),
+            "no --cpus: one worker per host CPU"
+        );
         let limited = scrape(format!("127.0.0.1:{host_http}")).await;
         assert_eq!(workers(&limited), Some(1.0), "--cpus=1 on a host of {host_cpus} CPUs");
     }));

@@ -174,7 +174,10 @@ async fn explain(config: &Config, req: &Request) -> ExitCode {
             r.reason()
         );
     }
-    println!("trace:    {}", telemetry::explain(&config.tracing, &req.headers));
+    println!(
+        "trace:    {}",
+        telemetry::explain(&config.tracing, &telemetry::GateHeaders(&req.headers))
+    );
     match decision {
         Decision::Allow(allow) => {
             println!("decision: ALLOW");

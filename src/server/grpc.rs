@@ -36,7 +36,10 @@ impl Authorization for AuthorizationService {
         let started = Instant::now();
         let envoy_span = trace_context(request.metadata());
         let mut req = to_gate_request(request.into_inner());
-        let trace = telemetry::check_span(Door::Grpc, envoy_span.as_ref().unwrap_or(&req.headers));
+        let trace = match &envoy_span {
+            Some(envoy) => telemetry::check_span(Door::Grpc, envoy),
+            None => telemetry::check_span(Door::Grpc, &telemetry::GateHeaders(&req.headers)),
+        };
         req.trace_id = Some(trace.trace_id);
         let gate = self.gate.load_full();
         let decision = gate.decide(&req).instrument(trace.span).await;
@@ -131,7 +134,7 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
         host,
         scheme: http.scheme,
         client_cert,
-        headers,
+        headers: headers.into(),
         context,
         request_id: (!http.id.is_empty()).then_some(http.id),
         client_ip,

@@ -12,12 +12,13 @@
 pub mod export;
 pub mod json_log;
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use jwtgate_core::config::{OtlpProtocol, TracingConfig};
 use jwtgate_core::metrics::{Counter, Door};
+use jwtgate_core::request::Headers;
+pub use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
@@ -177,11 +178,26 @@ pub struct CheckTrace {
     pub trace_id: String,
 }
 
+/// A checked request's headers, as the trace propagator reads them (`traceparent`,
+/// `tracestate`).
+pub struct GateHeaders<'a>(pub &'a Headers);
+
+impl Extractor for GateHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name).collect()
+    }
+}
+
 /// The span for one check answered at `door`, with `headers` (lower-case names) as the proxy
 /// sent them.
-pub fn check_span(door: Door, headers: &HashMap<String, String>) -> CheckTrace {
+pub fn check_span(door: Door, headers: &dyn Extractor) -> CheckTrace {
     let parent = headers
-        .contains_key("traceparent")
+        .get("traceparent")
+        .is_some()
         .then(|| remote_parent(headers))
         .flatten();
     let sampled = match (SAMPLING.get(), &parent) {
@@ -219,9 +235,9 @@ pub fn check_span(door: Door, headers: &HashMap<String, String>) -> CheckTrace {
 
 /// What `jwtgate serve` would do with the trace of a request with `headers`, in one line for
 /// `jwtgate check` (which exports nothing itself).
-pub fn explain(config: &TracingConfig, headers: &HashMap<String, String>) -> String {
+pub fn explain(config: &TracingConfig, headers: &dyn Extractor) -> String {
     let parent = remote_parent(headers);
-    let bad_header = headers.contains_key("traceparent") && parent.is_none();
+    let bad_header = headers.get("traceparent").is_some() && parent.is_none();
     let Some(otlp) = &config.export else {
         return "not exported (no telemetry.tracing.otlp_endpoint)".into();
     };
@@ -249,7 +265,7 @@ pub fn explain(config: &TracingConfig, headers: &HashMap<String, String>) -> Str
 }
 
 /// The caller's span from `traceparent` (and `tracestate`), if the header is valid W3C.
-fn remote_parent(headers: &HashMap<String, String>) -> Option<SpanContext> {
+fn remote_parent(headers: &dyn Extractor) -> Option<SpanContext> {
     use opentelemetry::propagation::TextMapPropagator;
     let cx = TraceContextPropagator::new().extract(headers);
     let parent = cx.span().span_context().clone();

@@ -891,7 +891,7 @@ impl Gate {
         let mut remove_headers: Vec<String> = self
             .identity_headers
             .iter()
-            .filter(|h| req.headers.contains_key(*h) && !set_headers.iter().any(|(s, _)| s == *h))
+            .filter(|h| req.headers.contains(h) && !set_headers.iter().any(|(s, _)| s == *h))
             .cloned()
             .collect();
         let mut remove_query_parameters = Vec::new();

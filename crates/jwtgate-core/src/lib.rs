@@ -22,6 +22,7 @@ pub mod dpop;
 pub mod errors;
 pub mod file;
 pub mod gate;
+pub mod headers;
 pub mod introspect;
 pub mod jws;
 pub mod keys;

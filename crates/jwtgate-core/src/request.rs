@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use crate::binding::ClientCert;
+pub use crate::headers::Headers;
 use crate::rejection::Rejection;
 
 /// The request being checked, as the proxy described it.
@@ -24,7 +25,7 @@ pub struct Request {
     /// The client's TLS certificate, as the proxy passed it (for certificate-bound tokens).
     pub client_cert: Option<ClientCert>,
     /// Headers, names lower-case; repeated headers joined with `,`.
-    pub headers: HashMap<String, String>,
+    pub headers: Headers,
     /// Envoy `context_extensions`.
     pub context: HashMap<String, String>,
     /// The proxy's request id, if it sent one (logged beside the trace id).
@@ -40,7 +41,7 @@ pub struct Request {
 impl Request {
     /// A header by lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
+        self.headers.get(name)
     }
 }
 

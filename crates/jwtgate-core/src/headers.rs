@@ -1,0 +1,241 @@
+//! A checked request's headers as the gate reads them: names lower-case, a repeated header's
+//! values joined with `,` (RFC 9110 §5.3). Two forms behind one interface: the map the gRPC door
+//! is handed by Envoy (moved in, not copied), and a packed form the HTTP door builds from its
+//! `HeaderMap` in two allocations (one buffer for every name and value, one index), where a map
+//! of owned strings took two per header. A check reads a handful of headers from a dozen or so,
+//! so a linear scan of the index is as fast as hashing the name.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// A request's headers: lower-case names, repeated values joined with `,`.
+#[derive(Debug, Clone)]
+pub struct Headers(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// Names to values, as a door was handed them.
+    Map(HashMap<String, String>),
+    /// Every name and value in `text`, each entry's byte ranges in `entries` (in arrival order,
+    /// names unique).
+    Packed { text: String, entries: Vec<Entry> },
+}
+
+/// Where one header's name and value lie in the packed text.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Entry {
+    fn range(span: (u32, u32)) -> Range<usize> {
+        span.0 as usize..span.1 as usize
+    }
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Self(Repr::Map(HashMap::new()))
+    }
+}
+
+impl Headers {
+    /// An empty packed set with room for `headers` entries and `bytes` of names and values.
+    pub fn with_capacity(headers: usize, bytes: usize) -> Self {
+        Self(Repr::Packed {
+            text: String::with_capacity(bytes),
+            entries: Vec::with_capacity(headers),
+        })
+    }
+
+    /// Adds a header whose `name` is already lower-case. A name equal to the previous one
+    /// (repeated headers arrive together, as `http::HeaderMap` yields them) extends its value
+    /// with `,value`; a name seen earlier but not just before is joined the same way, dearer.
+    pub fn append(&mut self, name: &str, value: &str) {
+        let Repr::Packed { text, entries } = &mut self.0 else {
+            self.map_mut()
+                .entry(name.to_owned())
+                .and_modify(|v| {
+                    v.push(',');
+                    v.push_str(value);
+                })
+                .or_insert_with(|| value.to_owned());
+            return;
+        };
+        let found = entries.iter().rposition(|e| &text[Entry::range(e.name)] == name);
+        match found {
+            Some(i) if i + 1 == entries.len() => {
+                text.push(',');
+                text.push_str(value);
+                entries[i].value.1 = offset(text);
+            }
+            Some(_) => {
+                self.map_mut().entry(name.to_owned()).and_modify(|v| {
+                    v.push(',');
+                    v.push_str(value);
+                });
+            }
+            None => {
+                let start = offset(text);
+                text.push_str(name);
+                let name_end = offset(text);
+                text.push_str(value);
+                entries.push(Entry {
+                    name: (start, name_end),
+                    value: (name_end, offset(text)),
+                });
+            }
+        }
+    }
+
+    /// Sets `name` (lower-case) to `value`, replacing any value it had.
+    pub fn insert(&mut self, name: String, value: String) {
+        self.map_mut().insert(name, value);
+    }
+
+    /// Removes `name` (lower-case); its value, if it was sent.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.map_mut().remove(name)
+    }
+
+    /// The value of `name` (lower-case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match &self.0 {
+            Repr::Map(map) => map.get(name).map(String::as_str),
+            Repr::Packed { text, entries } => entries
+                .iter()
+                .find(|e| &text[Entry::range(e.name)] == name)
+                .map(|e| &text[Entry::range(e.value)]),
+        }
+    }
+
+    /// Whether `name` (lower-case) was sent.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every header, as (name, value), in no set order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+        match &self.0 {
+            Repr::Map(map) => Box::new(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            Repr::Packed { text, entries } => Box::new(
+                entries
+                    .iter()
+                    .map(|e| (&text[Entry::range(e.name)], &text[Entry::range(e.value)])),
+            ),
+        }
+    }
+
+    /// How many distinct names.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Map(map) => map.len(),
+            Repr::Packed { entries, .. } => entries.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The map form, converting a packed set first (edits are rare: tests, `jwtgate check`).
+    fn map_mut(&mut self) -> &mut HashMap<String, String> {
+        if let Repr::Packed { .. } = self.0 {
+            let map = self.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            self.0 = Repr::Map(map);
+        }
+        match &mut self.0 {
+            Repr::Map(map) => map,
+            Repr::Packed { .. } => unreachable!("converted above"),
+        }
+    }
+}
+
+/// The packed text's length as an index. Headers are bounded far below 4 GiB by every door
+/// (hyper's and tonic's limits), so this cannot saturate in practice; if it did, lookups would
+/// find nothing rather than wrong bytes.
+fn offset(text: &str) -> u32 {
+    u32::try_from(text.len()).unwrap_or(u32::MAX)
+}
+
+impl From<HashMap<String, String>> for Headers {
+    fn from(map: HashMap<String, String>) -> Self {
+        Self(Repr::Map(map))
+    }
+}
+
+impl FromIterator<(String, String)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        Self(Repr::Map(iter.into_iter().collect()))
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for Headers {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::with_capacity(pairs.len(), 64);
+        for (k, v) in pairs {
+            h.append(k, v);
+        }
+        h
+    }
+
+    #[test]
+    fn packed_headers_read_like_the_map_with_repeats_joined() {
+        let pairs = [
+            ("host", "api.example.com"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("authorization", "Bearer x"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("accept", "*/*"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ];
+        let mut map = Headers::default();
+        for (k, v) in pairs {
+            map.append(k, v);
+        }
+        let packed = packed(&pairs);
+        assert_eq!(packed, map);
+        assert_eq!(packed.get("cookie"), Some("a=1,b=2"), "adjacent repeats");
+        assert_eq!(packed.get("x-forwarded-for"), Some("10.0.0.1,10.0.0.2"), "apart");
+        assert_eq!(packed.get("authorization"), Some("Bearer x"));
+        assert_eq!(packed.get("Authorization"), None, "names are lower-case already");
+        assert_eq!(packed.get("dpop"), None);
+        assert!(packed.contains("accept") && !packed.contains("acce"));
+        assert_eq!(packed.len(), 5);
+    }
+
+    #[test]
+    fn a_name_is_not_found_inside_another_or_across_a_boundary() {
+        let h = packed(&[("x-a", "bc"), ("x", "-abc"), ("", "empty-name")]);
+        assert_eq!(h.get("x-a"), Some("bc"));
+        assert_eq!(h.get("x"), Some("-abc"));
+        assert_eq!(h.get("x-ab"), None);
+        assert_eq!(h.get("bc"), None);
+        assert_eq!(h.get(""), Some("empty-name"));
+    }
+
+    #[test]
+    fn inserting_replaces_removing_removes_and_the_others_stay() {
+        let mut h = packed(&[("authorization", "Bearer old"), ("host", "h")]);
+        h.insert("authorization".into(), "Bearer new".into());
+        assert_eq!(h.get("authorization"), Some("Bearer new"));
+        assert_eq!(h.get("host"), Some("h"));
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.remove("authorization").as_deref(), Some("Bearer new"));
+        assert_eq!((h.get("authorization"), h.len()), (None, 1));
+    }
+}
