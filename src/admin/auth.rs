@@ -44,7 +44,7 @@ impl fmt::Display for Caller {
 impl From<Identity> for Caller {
     fn from(id: Identity) -> Self {
         Self::Provider {
-            provider: id.provider,
+            provider: id.provider.to_string(),
             subject: id.subject.unwrap_or_else(|| "-".into()),
         }
     }

@@ -181,8 +181,8 @@ fn ok_response(allow: Allow) -> CheckResponse {
         .collect();
     let dynamic_metadata = allow.identity.map(|id| {
         let mut fields = HashMap::from([
-            ("provider".to_owned(), string(id.provider)),
-            ("iss".to_owned(), string(id.issuer)),
+            ("provider".to_owned(), string(id.provider.to_string())),
+            ("iss".to_owned(), string(id.issuer.to_string())),
         ]);
         if let Some(sub) = id.subject {
             fields.insert("sub".into(), string(sub));

@@ -860,7 +860,7 @@ impl Gate {
     ) -> Result<(), Rejection> {
         let mut result = Ok(());
         for (what, outcome) in policy::steps(requirements, provider, &verified.claims) {
-            trace.step(|| what, outcome.as_ref().map(|_| ()));
+            trace.step(|| what.describe(), outcome.as_ref().map(|_| ()));
             if result.is_ok() {
                 result = outcome;
             }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::claims::{claim_path, scopes, string_list};
 use crate::config::Provider;
-use crate::config::routes::{ClaimTest, Requirements, Roles};
+use crate::config::routes::{ClaimRule, ClaimTest, Requirements, Roles};
 use crate::rejection::Rejection;
 
 /// Checks `claims` (verified, from `provider`) against `req`; the first failing requirement wins.
@@ -17,17 +17,48 @@ pub fn check(req: &Requirements, provider: &Provider, claims: &Map<String, Value
         .map_or(Ok(()), Err)
 }
 
+/// One requirement of a route, described (for `jwtgate check`'s explanation) only when asked:
+/// a check that is not explained formats nothing.
+#[derive(Debug, Clone, Copy)]
+pub enum Requirement<'a> {
+    /// The token's provider is one of these.
+    Providers(&'a [String]),
+    /// The token grants all of these scopes.
+    Scopes(&'a [String]),
+    /// The provider's roles claim (named) holds these roles.
+    Roles(&'a str, &'a Roles),
+    /// A claim passes a test.
+    Claim(&'a ClaimRule),
+}
+
+impl Requirement<'_> {
+    /// What it requires, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Providers(names) => format!("provider is one of [{}]", names.join(", ")),
+            Self::Scopes(scopes) => format!("scopes include all of [{}]", scopes.join(", ")),
+            Self::Roles(claim, Roles::AllOf(want)) => format!("{claim} has all of [{}]", want.join(", ")),
+            Self::Roles(claim, Roles::AnyOf(want)) => format!("{claim} has one of [{}]", want.join(", ")),
+            Self::Claim(rule) => match &rule.test {
+                ClaimTest::Equals(v) => format!("claim {} equals {v}", rule.path),
+                ClaimTest::OneOf(vs) => format!("claim {} is one of {}", rule.path, Value::Array(vs.clone())),
+                ClaimTest::Regex(re) => format!("claim {} matches {}", rule.path, re.as_str()),
+            },
+        }
+    }
+}
+
 /// Every requirement with its outcome, in order: providers, scopes, roles, claims.
-pub fn steps(
-    req: &Requirements,
-    provider: &Provider,
+pub fn steps<'a>(
+    req: &'a Requirements,
+    provider: &'a Provider,
     claims: &Map<String, Value>,
-) -> Vec<(String, Result<(), Rejection>)> {
+) -> Vec<(Requirement<'a>, Result<(), Rejection>)> {
     let mut out = Vec::new();
     if !req.providers.is_empty() {
         let ok = req.providers.contains(&provider.name);
         out.push((
-            format!("provider is one of [{}]", req.providers.join(", ")),
+            Requirement::Providers(&req.providers),
             if ok {
                 Ok(())
             } else {
@@ -44,7 +75,7 @@ pub fn steps(
             .cloned()
             .collect();
         out.push((
-            format!("scopes include all of [{}]", req.scopes.join(", ")),
+            Requirement::Scopes(&req.scopes),
             if missing.is_empty() {
                 Ok(())
             } else {
@@ -54,39 +85,30 @@ pub fn steps(
     }
     if let Some(roles) = &req.roles {
         let held = string_list(claim_path(claims, &provider.roles_claim));
-        let (what, result) = match roles {
+        let result = match roles {
             Roles::AllOf(want) => {
                 let missing: Vec<String> = want.iter().filter(|r| !held.contains(&r.as_str())).cloned().collect();
-                (
-                    format!("{} has all of [{}]", provider.roles_claim, want.join(", ")),
-                    if missing.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(Rejection::MissingRole(missing))
-                    },
-                )
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Rejection::MissingRole(missing))
+                }
             }
-            Roles::AnyOf(want) => (
-                format!("{} has one of [{}]", provider.roles_claim, want.join(", ")),
+            Roles::AnyOf(want) => {
                 if want.iter().any(|r| held.contains(&r.as_str())) {
                     Ok(())
                 } else {
                     Err(Rejection::MissingRole(want.clone()))
-                },
-            ),
+                }
+            }
         };
-        out.push((what, result));
+        out.push((Requirement::Roles(&provider.roles_claim, roles), result));
     }
     for rule in &req.claims {
         let value = claim_path(claims, &rule.path);
         let ok = value.is_some_and(|v| matches_any(v, &rule.test));
-        let what = match &rule.test {
-            ClaimTest::Equals(v) => format!("claim {} equals {v}", rule.path),
-            ClaimTest::OneOf(vs) => format!("claim {} is one of {}", rule.path, Value::Array(vs.clone())),
-            ClaimTest::Regex(re) => format!("claim {} matches {}", rule.path, re.as_str()),
-        };
         out.push((
-            what,
+            Requirement::Claim(rule),
             if ok {
                 Ok(())
             } else {

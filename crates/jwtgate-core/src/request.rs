@@ -91,10 +91,10 @@ pub struct Headroom {
 /// Who a verified caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// Provider name.
-    pub provider: String,
-    /// `iss`.
-    pub issuer: String,
+    /// Provider name (shared with the verified token: no copy per check).
+    pub provider: Arc<str>,
+    /// `iss` (shared likewise).
+    pub issuer: Arc<str>,
     /// `sub`, if a string.
     pub subject: Option<String>,
 }

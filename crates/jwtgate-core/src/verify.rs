@@ -100,8 +100,8 @@ impl Verified {
     /// Who it says the caller is.
     pub fn identity(&self) -> Identity {
         Identity {
-            provider: self.provider.to_string(),
-            issuer: self.issuer.to_string(),
+            provider: self.provider.clone(),
+            issuer: self.issuer.clone(),
             subject: self.subject.clone(),
         }
     }
