@@ -4,8 +4,9 @@
 //! streams. HTTP: Envoy's HTTP ext_authz mode under [`super::ENVOY_PREFIX`] over keep-alive
 //! HTTP/1.1 connections ([`super::h1`]); HTTP/1.1 does not multiplex, so every concurrent request
 //! (worker) has its own connection, opened on first use and again after an error.
-//! Both send the same request: `GET` [`super::PATH`] on [`super::HOST`] with the headers Envoy
-//! typically forwards.
+//! Every door sends the same request: `GET` [`super::PATH`] on [`super::HOST`] with the headers
+//! Envoy typically forwards; Nginx `auth_request` and forward-auth (Traefik, Caddy) send it as
+//! `GET /auth` naming the original request in `X-Original-*` or `X-Forwarded-*` headers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,8 +40,11 @@ pub enum DoorClient {
     Http {
         /// The server.
         addr: SocketAddr,
-        /// `/ext_authz/api/items`.
+        /// `/ext_authz/api/items`, or `/auth` for Nginx and forward-auth.
         target: String,
+        /// The headers naming the original request, for Nginx and forward-auth (the path, the
+        /// method and the host are in the target and `Host` for Envoy's HTTP mode).
+        original: &'static [(&'static str, &'static str)],
         /// Worker `i` uses connection `i` (`None` until connected, and after an error).
         connections: Vec<Mutex<Option<h1::Connection>>>,
     },
@@ -74,9 +78,25 @@ impl DoorClient {
                 }
                 Ok(Self::Grpc(clients))
             }
-            Door::Http => Ok(Self::Http {
+            Door::Http | Door::Nginx | Door::ForwardAuth => Ok(Self::Http {
                 addr,
-                target: format!("{ENVOY_PREFIX}{PATH}"),
+                target: match door {
+                    Door::Http => format!("{ENVOY_PREFIX}{PATH}"),
+                    _ => "/auth".to_owned(),
+                },
+                original: match door {
+                    Door::Nginx => &[
+                        ("x-original-uri", PATH),
+                        ("x-original-method", "GET"),
+                        ("x-original-host", HOST),
+                    ],
+                    Door::ForwardAuth => &[
+                        ("x-forwarded-uri", PATH),
+                        ("x-forwarded-method", "GET"),
+                        ("x-forwarded-host", HOST),
+                    ],
+                    _ => &[],
+                },
                 connections: (0..concurrency.max(1)).map(|_| Mutex::new(None)).collect(),
             }),
         }
@@ -97,6 +117,7 @@ impl DoorClient {
             Self::Http {
                 addr,
                 target,
+                original,
                 connections,
             } => {
                 let mut slot = connections[worker % connections.len()].lock().await;
@@ -110,7 +131,7 @@ impl DoorClient {
                     return Answer::Failed("HTTP connect".into());
                 };
                 let id = request_id.to_string();
-                let headers = [
+                let mut headers = vec![
                     ("host", HOST),
                     ("authorization", authorization.as_str()),
                     ("user-agent", "jwtgate-bench"),
@@ -118,6 +139,7 @@ impl DoorClient {
                     ("x-forwarded-proto", "https"),
                     ("x-request-id", id.as_str()),
                 ];
+                headers.extend_from_slice(original);
                 match conn.get(target, &headers).await {
                     Ok((status, keep)) => {
                         if !keep {

@@ -56,6 +56,10 @@ pub enum Door {
     Grpc,
     /// Envoy's HTTP ext_authz mode under [`ENVOY_PREFIX`] (HTTP/1.1 keep-alive).
     Http,
+    /// Nginx `auth_request`: `GET /auth` with `X-Original-URI`, `-Method` and `-Host`.
+    Nginx,
+    /// Traefik/Caddy forward-auth: `GET /auth` with `X-Forwarded-Uri`, `-Method` and `-Host`.
+    ForwardAuth,
 }
 
 /// What tokens the requests carry.

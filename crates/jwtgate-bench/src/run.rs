@@ -273,7 +273,7 @@ async fn measure(
     };
     let addr = match s.door {
         Door::Grpc => server.grpc,
-        Door::Http => server.http,
+        Door::Http | Door::Nginx | Door::ForwardAuth => server.http,
     };
     let client = DoorClient::connect(s.door, addr, s.connections, load.concurrency()).await?;
     let before = server.counters(&admin).await;
