@@ -393,7 +393,7 @@ impl Report {
             match s.server_cpu.as_slice() {
                 [] => "any CPU".to_owned(),
                 [one] => format!("CPU {one}"),
-                many => format!("CPUs {}", super::run::cpu_list(many)),
+                many => format!("CPUs {}", super::os::cpu_list(many)),
             },
             pin(s.client_cpu),
             s.cache_entries,

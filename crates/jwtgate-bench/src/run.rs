@@ -322,14 +322,9 @@ async fn measure(
 /// process had before pinning (the child would inherit the client's CPU otherwise).
 fn server_cpus(s: &Settings, unpinned: Option<&str>) -> Option<String> {
     if !s.server_cpu.is_empty() {
-        return Some(cpu_list(&s.server_cpu));
+        return Some(os::cpu_list(&s.server_cpu));
     }
     s.client_cpu.and(unpinned.map(str::to_owned))
-}
-
-/// `cpus` as taskset's list: `0,1`.
-pub fn cpu_list(cpus: &[usize]) -> String {
-    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn key_activity(before: Counters, after: Counters) -> KeyActivity {

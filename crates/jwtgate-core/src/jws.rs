@@ -13,11 +13,15 @@ use jsonwebtoken::Algorithm;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::keys::public_key::MAX_SIGNATURE_BYTES;
 use crate::rejection::Rejection;
 
 /// Longest `kid` looked up; longer ones are refused without a lookup.
 pub const MAX_KID_BYTES: usize = 256;
+
+/// Longest signature checked, in bytes: an RSA-8,192 one. Anything longer is refused unread
+/// by the verifier ([`crate::keys::public_key`]); here it sizes the stack buffer a signature's
+/// base64url is checked in.
+pub const MAX_SIGNATURE_BYTES: usize = 1_024;
 
 /// A compact JWS split and decoded, signature not yet checked.
 #[derive(Debug)]

@@ -20,8 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 
-/// Longest signature checked, in bytes: an RSA-8,192 one. Anything longer is refused unread.
-pub const MAX_SIGNATURE_BYTES: usize = 1_024;
+pub use crate::jws::MAX_SIGNATURE_BYTES;
 
 /// The RSA algorithms, in the order of [`PublicKey`]'s parsed keys.
 const RSA_ALGORITHMS: [(Algorithm, &RsaParameters); 6] = [
