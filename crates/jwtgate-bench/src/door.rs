@@ -131,7 +131,7 @@ impl DoorClient {
                     return Answer::Failed("HTTP connect".into());
                 };
                 let id = request_id.to_string();
-                let mut headers = vec![
+                let headers = [
                     ("host", HOST),
                     ("authorization", authorization.as_str()),
                     ("user-agent", "jwtgate-bench"),
@@ -139,8 +139,7 @@ impl DoorClient {
                     ("x-forwarded-proto", "https"),
                     ("x-request-id", id.as_str()),
                 ];
-                headers.extend_from_slice(original);
-                match conn.get(target, &headers).await {
+                match conn.get(target, headers.iter().chain(*original)).await {
                     Ok((status, keep)) => {
                         if !keep {
                             *slot = None;

@@ -88,7 +88,11 @@ impl Connection {
 
     /// Sends `GET target` with `headers` (name, value) and reads the whole response; returns its
     /// status and whether the connection can be used again.
-    pub async fn get(&mut self, target: &str, headers: &[(&str, &str)]) -> Result<(u16, bool), String> {
+    pub async fn get<'h>(
+        &mut self,
+        target: &str,
+        headers: impl IntoIterator<Item = &'h (&'h str, &'h str)>,
+    ) -> Result<(u16, bool), String> {
         self.out.clear();
         self.out.extend_from_slice(b"GET ");
         self.out.extend_from_slice(target.as_bytes());

@@ -53,40 +53,36 @@ impl Headers {
     /// (repeated headers arrive together, as `http::HeaderMap` yields them) extends its value
     /// with `,value`; a name seen earlier but not just before is joined the same way, dearer.
     pub fn append(&mut self, name: &str, value: &str) {
-        let Repr::Packed { text, entries } = &mut self.0 else {
-            self.map_mut()
-                .entry(name.to_owned())
-                .and_modify(|v| {
-                    v.push(',');
-                    v.push_str(value);
-                })
-                .or_insert_with(|| value.to_owned());
-            return;
-        };
-        let found = entries.iter().rposition(|e| &text[Entry::range(e.name)] == name);
-        match found {
-            Some(i) if i + 1 == entries.len() => {
-                text.push(',');
-                text.push_str(value);
-                entries[i].value.1 = offset(text);
-            }
-            Some(_) => {
-                self.map_mut().entry(name.to_owned()).and_modify(|v| {
-                    v.push(',');
-                    v.push_str(value);
-                });
-            }
-            None => {
-                let start = offset(text);
-                text.push_str(name);
-                let name_end = offset(text);
-                text.push_str(value);
-                entries.push(Entry {
-                    name: (start, name_end),
-                    value: (name_end, offset(text)),
-                });
+        if let Repr::Packed { text, entries } = &mut self.0 {
+            match entries.iter().rposition(|e| &text[Entry::range(e.name)] == name) {
+                None => {
+                    let start = offset(text);
+                    text.push_str(name);
+                    let name_end = offset(text);
+                    text.push_str(value);
+                    entries.push(Entry {
+                        name: (start, name_end),
+                        value: (name_end, offset(text)),
+                    });
+                    return;
+                }
+                Some(i) if i + 1 == entries.len() => {
+                    text.push(',');
+                    text.push_str(value);
+                    entries[i].value.1 = offset(text);
+                    return;
+                }
+                // Seen before, not just before: joined in the map form, below.
+                Some(_) => {}
             }
         }
+        self.map_mut()
+            .entry(name.to_owned())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
     }
 
     /// Sets `name` (lower-case) to `value`, replacing any value it had.
