@@ -76,11 +76,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| warm.routes().select(&req, &path).unwrap())
     });
 
-    let h = jwtgate_core::cache::hash(&token);
+    let cache = warm.cache();
+    let h = cache.key(&token).unwrap();
     c.bench_function("cache_hash_and_hit", |b| {
-        b.iter(|| warm.cache().get(&jwtgate_core::cache::hash(&token)).unwrap())
+        b.iter(|| cache.get(&cache.key(&token).unwrap()).unwrap())
     });
-    c.bench_function("cache_hit_lookup_only", |b| b.iter(|| warm.cache().get(&h).unwrap()));
+    c.bench_function("cache_hit_lookup_only", |b| b.iter(|| cache.get(&h).unwrap()));
 
     c.bench_function("decide_warm", |b| b.to_async(&rt).iter(|| warm.decide(&req)));
     c.bench_function("decide_cold", |b| b.to_async(&rt).iter(|| cold.decide(&req)));

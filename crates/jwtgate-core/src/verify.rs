@@ -220,7 +220,7 @@ impl Verifier {
             .find(|key| key.verifies(alg, jws.signing_input.as_bytes(), jws.signature_b64))
             .ok_or(Rejection::BadSignature)?
             .clone();
-        check_claims(p, &jws.claims, clock::now().unix)?;
+        check_claims(p, &jws.claims, clock::unix())?;
         let payload_b64 = p.payload_header.as_ref().map(|_| jws.payload_b64.to_owned());
         Ok((
             Verified::of(provider, jws.claims, Some(alg), Some(key), payload_b64),

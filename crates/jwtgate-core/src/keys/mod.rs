@@ -86,7 +86,7 @@ impl State {
     fn age(&self) -> Option<u64> {
         let at = self.loaded_at?;
         Some(if self.restored {
-            clock::now().unix.saturating_sub(at.unix)
+            clock::unix().saturating_sub(at.unix)
         } else {
             at.instant.elapsed().as_secs()
         })
@@ -480,7 +480,7 @@ impl KeyStore {
     async fn save_to_disk(self: &Arc<Self>, body: Vec<u8>) {
         let Some(disk) = self.disk.clone() else { return };
         let this = self.clone();
-        let fetched_at = clock::now().unix;
+        let fetched_at = clock::unix();
         let saved = tokio::task::spawn_blocking(move || {
             this.with_origin(|origin| disk.save(origin, fetched_at, &body))
                 .map_err(|e| (disk.file(&this.provider), e))

@@ -349,7 +349,7 @@ impl Store {
         let backend = match &config.store {
             StoreConfig::Embedded { path } => {
                 let store = embedded::EmbeddedStore::open(path)?;
-                let now = clock::now().unix;
+                let now = clock::unix();
                 for r in store.load()? {
                     if !r.expired(now) {
                         set.insert(r);
@@ -412,7 +412,7 @@ impl Store {
         let purge = async {
             loop {
                 tokio::time::sleep(self.purge_interval).await;
-                let now = clock::now().unix;
+                let now = clock::unix();
                 let purged = self.set.purge(now);
                 if let Backend::Embedded(s) = &self.backend
                     && let Err(e) = s.purge(now).await

@@ -189,7 +189,7 @@ impl RedisStore {
     async fn try_put(&self, r: &Revocation) -> Result<(), Failure> {
         let json = serde_json::to_string(r)?;
         // Kept through `expires_at`, the last second its token can be valid in.
-        let ttl = r.expires_at.saturating_sub(clock::now().unix).saturating_add(1);
+        let ttl = r.expires_at.saturating_sub(clock::unix()).saturating_add(1);
         let (field, value) = match r.target {
             Target::Token { .. } => ("expires_at", r.expires_at),
             Target::Subject { issued_before, .. } => ("issued_before", issued_before),
@@ -293,7 +293,7 @@ impl RedisStore {
 
     fn apply(&self, set: &RevocationSet, payload: &[u8]) {
         match serde_json::from_slice::<Revocation>(payload) {
-            Ok(r) if r.expired(clock::now().unix) => {}
+            Ok(r) if r.expired(clock::unix()) => {}
             Ok(r) => {
                 if set.insert(r.clone()) {
                     tracing::debug!(key = %r.key(), "revocation received");
@@ -319,7 +319,7 @@ impl RedisStore {
         let pattern = format!("{}r:*", glob_escape(&self.key_prefix));
         // On a cluster every entry shares the prefix's hash-tag slot: scan its node.
         let slot_key = format!("{}r:", self.key_prefix);
-        let now = clock::now().unix;
+        let now = clock::unix();
         let mut cursor: u64 = 0;
         let mut loaded = 0;
         loop {
@@ -479,7 +479,7 @@ mod tests {
                 issuer: "i".into(),
                 jti: "j".into(),
             },
-            expires_at: clock::now().unix + 60,
+            expires_at: clock::unix() + 60,
             created_at: 0,
             reason: String::new(),
         };
