@@ -293,7 +293,12 @@ fn http_request_parse() -> Box<dyn FnMut()> {
     };
     Box::new(move || {
         let _ = &dir;
-        black_box(http::to_gate_request(gate.http_auth(), original(), peer, &headers));
+        black_box(http::to_gate_request(
+            gate.http_auth(),
+            original(),
+            peer,
+            (&headers, http::gate_headers(&headers)),
+        ));
     })
 }
 

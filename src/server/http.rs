@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -97,10 +98,12 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/auth", any(auth))
         .fallback(envoy_mode)
-        .with_state(state)
+        // One `Arc` per request (axum clones the state for each), not the gate's handle and the
+        // drain token's lock-taking clone.
+        .with_state(Arc::new(state))
 }
 
-async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     let r = readiness(&state.gate.load(), &state.draining);
     let status = if r.ready {
         StatusCode::OK
@@ -111,7 +114,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 /// Prometheus text 0.0.4, or OpenMetrics when the scraper's `Accept` asks for it.
-async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> impl IntoResponse {
     let format = Format::from_accept(header(&headers, "accept"));
     let text = state.gate.load().metrics_text(format);
     ([("content-type", format.content_type())], text)
@@ -120,19 +123,20 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl Int
 /// Nginx `auth_request` and Traefik/Caddy forward-auth. The whole request is taken (not the
 /// `HeaderMap` extractor, which clones every header on each check).
 async fn auth(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: HttpRequest,
 ) -> Response {
     let started = Instant::now();
-    let headers = request.headers();
+    let raw = request.headers();
+    let headers = gate_headers(raw);
     let gate = state.gate.load_full();
-    let original = original_request(gate.http_auth(), peer, headers);
+    let original = original_request(gate.http_auth(), peer, &headers);
     match original {
-        Some((method, uri, host)) => decide(&gate, started, (method, uri, host), peer, headers, false).await,
+        Some((method, uri, host)) => decide(&gate, started, (method, uri, host), peer, (raw, headers), false).await,
         None => {
             let req = Request {
-                headers: gate_headers(headers),
+                headers,
                 ..Request::default()
             };
             let refused = gate.refuse(&req, Rejection::OriginalRequestUnknown);
@@ -143,7 +147,7 @@ async fn auth(
 
 /// Envoy HTTP mode: any method, any path under `envoy_prefix`; anything else is 404.
 async fn envoy_mode(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: HttpRequest,
 ) -> Response {
@@ -169,7 +173,8 @@ async fn envoy_mode(
         path.push('?');
         path.push_str(q);
     }
-    let host = header(headers, "host").unwrap_or_default().to_owned();
+    let headers = (headers, gate_headers(headers));
+    let host = headers.1.get("host").unwrap_or_default().to_owned();
     decide(
         &gate,
         started,
@@ -182,27 +187,16 @@ async fn envoy_mode(
 }
 
 /// The (method, URI, host) of the request being checked, from headers that a trusted proxy set.
-fn original_request(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> Option<(String, String, String)> {
+fn original_request(cfg: &HttpAuth, peer: SocketAddr, headers: &Headers) -> Option<(String, String, String)> {
     if !cfg.trusts(peer.ip()) {
         return None;
     }
-    let host = |h: Option<&str>| h.or_else(|| header(headers, "host")).unwrap_or_default().to_owned();
-    if let (Some(uri), Some(method)) = (header(headers, "x-original-uri"), header(headers, "x-original-method")) {
-        return Some((
-            method.to_owned(),
-            uri.to_owned(),
-            host(header(headers, "x-original-host")),
-        ));
+    let host = |h: Option<&str>| h.or_else(|| headers.get("host")).unwrap_or_default().to_owned();
+    if let (Some(uri), Some(method)) = (headers.get("x-original-uri"), headers.get("x-original-method")) {
+        return Some((method.to_owned(), uri.to_owned(), host(headers.get("x-original-host"))));
     }
-    if let (Some(uri), Some(method)) = (
-        header(headers, "x-forwarded-uri"),
-        header(headers, "x-forwarded-method"),
-    ) {
-        return Some((
-            method.to_owned(),
-            uri.to_owned(),
-            host(header(headers, "x-forwarded-host")),
-        ));
+    if let (Some(uri), Some(method)) = (headers.get("x-forwarded-uri"), headers.get("x-forwarded-method")) {
+        return Some((method.to_owned(), uri.to_owned(), host(headers.get("x-forwarded-host"))));
     }
     None
 }
@@ -213,7 +207,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// Headers as the gate sees them: lower-case names, repeated values joined with `,`, values that
 /// are not visible ASCII left out. Packed: two allocations, not two per header.
-fn gate_headers(headers: &HeaderMap) -> Headers {
+pub fn gate_headers(headers: &HeaderMap) -> Headers {
     let bytes = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 1)
@@ -229,21 +223,22 @@ fn gate_headers(headers: &HeaderMap) -> Headers {
 /// The client's address: the peer's, or, from a trusted proxy, the nearest address in
 /// `X-Forwarded-For` that is not itself a trusted proxy (walking from the right, where trusted
 /// proxies append), else `X-Real-IP`.
-fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &Headers) -> IpAddr {
     let peer = canonical_ip(peer.ip());
     if !cfg.trusts(peer) {
         return peer;
     }
+    // Repeated `X-Forwarded-For` lines are joined with `,` (the gate's headers), as one list.
     let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .get("x-forwarded-for")
+        .into_iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .collect();
     if hops.is_empty() {
-        return header(headers, "x-real-ip")
+        return headers
+            .get("x-real-ip")
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
             .map_or(peer, canonical_ip);
     }
@@ -264,15 +259,21 @@ fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
 /// What a trusted proxy says of the client's connection: the scheme (`X-Forwarded-Proto`, its
 /// first value) and the client certificate (`http_auth.client_cert_header`: Envoy's
 /// `X-Forwarded-Client-Cert`, or a header holding the certificate). Nothing from anyone else.
-fn forwarded_tls(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> (String, Option<ClientCert>) {
+fn forwarded_tls(
+    cfg: &HttpAuth,
+    peer: SocketAddr,
+    (raw, headers): (&HeaderMap, &Headers),
+) -> (String, Option<ClientCert>) {
     if !cfg.trusts(peer.ip()) {
         return (String::new(), None);
     }
-    let scheme = header(headers, "x-forwarded-proto")
+    let scheme = headers
+        .get("x-forwarded-proto")
         .and_then(|p| p.split(',').next())
         .map(|p| p.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let cert = header(headers, &cfg.client_cert_header)
+    // The certificate header's first line alone, as sent (a second would not be one certificate).
+    let cert = header(raw, &cfg.client_cert_header)
         .filter(|v| !v.trim().is_empty())
         .and_then(|v| {
             if cfg.client_cert_header == "x-forwarded-client-cert" {
@@ -287,15 +288,15 @@ fn forwarded_tls(cfg: &HttpAuth, peer: SocketAddr, headers: &HeaderMap) -> (Stri
 /// The gate's view of the request being checked, from what the HTTP door was sent: the client's
 /// address, scheme and certificate as a trusted proxy reports them, and the headers as the gate
 /// reads them. No trace id yet (the check's span gives it).
+/// `headers` are the request's headers as sent and as the gate reads them ([`gate_headers`]).
 pub fn to_gate_request(
     cfg: &HttpAuth,
     (method, path, host): (String, String, String),
     peer: SocketAddr,
-    headers: &HeaderMap,
+    (raw, headers): (&HeaderMap, Headers),
 ) -> Request {
-    let client_ip = client_ip(cfg, peer, headers);
-    let (scheme, client_cert) = forwarded_tls(cfg, peer, headers);
-    let headers = gate_headers(headers);
+    let client_ip = client_ip(cfg, peer, &headers);
+    let (scheme, client_cert) = forwarded_tls(cfg, peer, (raw, &headers));
     let request_id = headers.get("x-request-id").map(str::to_owned);
     Request {
         method,
@@ -316,7 +317,7 @@ async fn decide(
     started: Instant,
     original: (String, String, String),
     peer: SocketAddr,
-    headers: &HeaderMap,
+    headers: (&HeaderMap, Headers),
     envoy: bool,
 ) -> Response {
     let mut req = to_gate_request(gate.http_auth(), original, peer, headers);
