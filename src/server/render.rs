@@ -241,32 +241,43 @@ fn denied_response(deny: &Deny, status: u16, code: Code) -> CheckResponse {
 /// header is sent empty, so a proxy that copies it overwrites the client's copy); in Envoy's
 /// HTTP mode also `x-envoy-auth-headers-to-remove`. Deny → the status, headers and JSON body.
 pub fn http_response(decision: Decision, envoy: bool) -> Response {
-    let mut out = HeaderMap::with_capacity(8);
-    let mut put = |k: &str, v: &str| {
+    // Each map is sized to what goes in: one sized for 8 holds 12 entries, about 1.3 KiB, past
+    // glibc's per-thread cache, so every answer also paid for merging the freed small blocks.
+    fn put(out: &mut HeaderMap, k: &str, v: &str) {
         if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
             out.insert(k, v);
         }
-    };
+    }
     match decision {
         Decision::Allow(allow) => {
+            let rate_limit = allow_rate_limit_headers(&allow);
+            let envoy_removes = envoy && !allow.remove_headers.is_empty();
+            let count = allow.set_headers.len() + allow.remove_headers.len() + rate_limit.len() + 1;
+            let mut out = HeaderMap::with_capacity(count + usize::from(envoy_removes));
             for (k, v) in &allow.set_headers {
-                put(k, v);
+                put(&mut out, k, v);
             }
             for k in &allow.remove_headers {
-                put(k, "");
+                put(&mut out, k, "");
             }
-            if envoy && !allow.remove_headers.is_empty() {
-                put("x-envoy-auth-headers-to-remove", &allow.remove_headers.join(", "));
+            if envoy_removes {
+                put(
+                    &mut out,
+                    "x-envoy-auth-headers-to-remove",
+                    &allow.remove_headers.join(", "),
+                );
             }
-            for (k, v) in allow_rate_limit_headers(&allow) {
-                put(k, &v);
+            for (k, v) in rate_limit {
+                put(&mut out, k, &v);
             }
-            put(TRACE_ID_HEADER, &allow.trace_id);
+            put(&mut out, TRACE_ID_HEADER, &allow.trace_id);
             with_parts(StatusCode::OK, out, Body::empty())
         }
         Decision::Deny(deny) => {
-            for (k, v) in deny_headers(&deny) {
-                put(k, &v);
+            let headers = deny_headers(&deny);
+            let mut out = HeaderMap::with_capacity(headers.len());
+            for (k, v) in headers {
+                put(&mut out, k, &v);
             }
             let status = StatusCode::from_u16(http_status(&deny.rejection)).unwrap_or(StatusCode::FORBIDDEN);
             with_parts(status, out, Body::from(deny_body(&deny)))
