@@ -97,7 +97,9 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
         };
     };
     // Envoy sends lower-case names (HTTP/2 requires them); the map is rebuilt only if not.
-    let mut headers = if http.headers.keys().any(|k| k.bytes().any(|b| b.is_ascii_uppercase())) {
+    // (A fold, not `any`, so the scan of each name runs without a branch per byte.)
+    let mixed_case = |k: &String| k.bytes().fold(false, |up, b| up | b.is_ascii_uppercase());
+    let mut headers = if http.headers.keys().any(mixed_case) {
         http.headers
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
