@@ -239,6 +239,7 @@ fn client_ip(cfg: &HttpAuth, peer: SocketAddr, headers: &Headers) -> IpAddr {
     if hops.is_empty() {
         return headers
             .get("x-real-ip")
+            .and_then(|v| v.split(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
             .map_or(peer, canonical_ip);
     }
@@ -287,8 +288,8 @@ fn forwarded_tls(
 
 /// The gate's view of the request being checked, from what the HTTP door was sent: the client's
 /// address, scheme and certificate as a trusted proxy reports them, and the headers as the gate
-/// reads them. No trace id yet (the check's span gives it).
-/// `headers` are the request's headers as sent and as the gate reads them ([`gate_headers`]).
+/// reads them (`headers`: as sent, and as [`gate_headers`] made them). No trace id yet (the
+/// check's span gives it).
 pub fn to_gate_request(
     cfg: &HttpAuth,
     (method, path, host): (String, String, String),

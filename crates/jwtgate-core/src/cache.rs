@@ -1,9 +1,9 @@
-//! The verified-token cache: a token's keyed hash ([`TokenHasher`]) → its verified claims, so a token seen before
-//! skips signature verification. An entry lives until the token's `exp` (capped by `max_ttl`),
-//! is bounded by `max_entries`, and is used only while the key that verified it is still in its
-//! provider's key set. A hit still goes through time claims, revocation and route requirements.
-//! Tokens refused for a reason that cannot change (bad signature, malformed, wrong issuer,
-//! expired…) are remembered briefly by hash, so a replayed bad token costs one lookup.
+//! The verified-token cache: a token's keyed hash ([`TokenHasher`]) → its verified claims, so a
+//! token seen before skips signature verification. An entry lives until the token's `exp` (capped
+//! by `max_ttl`), is bounded by `max_entries`, and is used only while the key that verified it is
+//! still in its provider's key set. A hit still goes through time claims, revocation and route
+//! requirements. Tokens refused for a reason that cannot change (bad signature, malformed, wrong
+//! issuer, expired…) are remembered briefly by hash, so a replayed bad token costs one lookup.
 //!
 //! Built on `quick_cache` (S3-FIFO eviction: a flood of one-time tokens does not push out the
 //! tokens in use) rather than `moka`: measured with 100,000 entries, moka's bookkeeping alone

@@ -1,14 +1,14 @@
 //! Opaque tokens (anything that is not a compact JWS), checked at the providers' OAuth 2.0
 //! introspection endpoints (RFC 7662): one [`Introspector`] per provider with `introspection:`.
 //!
-//! Answers are kept by a keyed hash of the token ([`TokenHasher`]), never the token: an active one for `cache_ttl`
-//! (never past its `exp`), an inactive one for `negative_cache_ttl`. Concurrent checks of a
-//! token not yet known share one call (single flight), which runs in a task of its own so that a
-//! check the proxy gives up on neither leaves it behind nor cancels it for the others; at most
-//! [`MAX_IN_FLIGHT`] calls per provider are out at once. An endpoint that is down, slow or
+//! Answers are kept by a keyed hash of the token ([`TokenHasher`]), never the token: an active one
+//! for `cache_ttl` (never past its `exp`), an inactive one for `negative_cache_ttl`. Concurrent
+//! checks of a token not yet known share one call (single flight), which runs in a task of its own
+//! so that a check the proxy gives up on neither leaves it behind nor cancels it for the others; at
+//! most [`MAX_IN_FLIGHT`] calls per provider are out at once. An endpoint that is down, slow or
 //! answers something that is not RFC 7662 is a failure ([`Failure`]), never "the token is bad";
-//! failures are not kept. What an answer says is only a set of claims: the gate checks them as it checks
-//! a JWT's (time claims, audience, revocation, every route's requirements, per request).
+//! failures are not kept. What an answer says is only a set of claims: the gate checks them as it
+//! checks a JWT's (time claims, audience, revocation, every route's requirements, per request).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
