@@ -311,25 +311,29 @@ async fn client_ip_is_envoys_source_address_or_the_trusted_forwarded_address() {
     assert_eq!(l.send("GET", from("10.0.0.1")).await.http_status, Some(429));
     assert_eq!(l.send("GET", from("10.0.0.2")).await.grpc_code, 0, "another client");
 
-    let http = |forwarded_for: &str| {
+    let http_lines = |lines: &[&str]| {
         let url = format!("http://{}/auth", l.gk.http_addr);
-        let forwarded_for = forwarded_for.to_owned();
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .header("x-original-uri", "/public/x")
-                .header("x-original-method", "GET")
-                .header("x-forwarded-for", forwarded_for)
-                .send()
-                .await
-                .unwrap()
-                .status()
+        let mut request = reqwest::Client::new()
+            .get(url)
+            .header("x-original-uri", "/public/x")
+            .header("x-original-method", "GET");
+        for line in lines {
+            request = request.header("x-forwarded-for", *line);
         }
+        async move { request.send().await.unwrap().status() }
     };
+    let http = |forwarded_for: &str| http_lines(&[forwarded_for]);
     // The nearest address that is not a trusted proxy is the client: 198.51.100.7 either way.
     assert_eq!(http("198.51.100.7").await, 200);
     assert_eq!(http("203.0.113.1, 198.51.100.7, 127.0.0.1").await, 429);
     assert_eq!(http("198.51.100.8").await, 200, "another client");
+    // Repeated lines are one list (RFC 9110 §5.3): the nearest untrusted address is in the last.
+    assert_eq!(http_lines(&["198.51.100.8", "198.51.100.9, 127.0.0.1"]).await, 200);
+    assert_eq!(
+        http_lines(&["203.0.113.1", "198.51.100.9"]).await,
+        429,
+        "198.51.100.9 again"
+    );
 }
 
 /// Two replicas sharing one Redis: together they allow exactly what one would.
