@@ -72,8 +72,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("path_normalisation", |b| {
         b.iter(|| jwtgate_core::path::normalize(&req.path).unwrap())
     });
+    let host = jwtgate_core::host::normalize(&req.host).unwrap();
     c.bench_function("route_match_200_routes", |b| {
-        b.iter(|| warm.routes().select(&req, &path).unwrap())
+        b.iter(|| warm.routes().select(&req, &path, &host).unwrap())
     });
 
     let cache = warm.cache();

@@ -523,9 +523,15 @@ async fn the_http_door_takes_the_scheme_and_the_xfcc_hash_from_trusted_proxies_o
 ",
         providers("")
     );
-    let trusting = Gatekeeper::start(&yaml, &[("jwks.json", &jose.jwks())]).await;
+    let trusting = Gatekeeper::start(
+        &format!("{yaml}http_auth: {{ original_request: forwarded, client_cert_header: x-forwarded-client-cert }}\n"),
+        &[("jwks.json", &jose.jwks())],
+    )
+    .await;
     let distrusting = Gatekeeper::start(
-        &format!("{yaml}http_auth: {{ trusted_proxies: [\"10.9.9.9/32\"], envoy_prefix: /ext_authz }}\n"),
+        &format!(
+            "{yaml}http_auth: {{ trusted_proxies: [\"10.9.9.9/32\"], envoy_prefix: /ext_authz, client_cert_header: x-forwarded-client-cert }}\n"
+        ),
         &[("jwks.json", &jose.jwks())],
     )
     .await;
@@ -608,7 +614,7 @@ async fn jwtgate_check_explains_a_certificate_binding_with_client_cert() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("jwks.json"), jose.jwks()).unwrap();
     let config = dir.path().join("jwtgate.yaml");
-    let yaml = "  - name: mesh\n    issuer: \"https://mesh.test\"\n    jwks_file: jwks.json\n    audiences: [api]\n    mtls_binding: { mode: required }\n";
+    let yaml = "  - name: mesh\n    issuer: \"https://mesh.test\"\n    jwks_file: jwks.json\n    audiences: [api]\n    mtls_binding: { mode: required }\nhttp_auth: { client_cert_header: none }\n";
     std::fs::write(&config, common::config_text(yaml)).unwrap();
     let ca = common::certs::Ca::new("check CA");
     ca.client("a").write(dir.path(), "a");

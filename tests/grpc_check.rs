@@ -210,6 +210,58 @@ async fn client_sent_identity_headers_are_overwritten_or_removed() {
     );
     let payload = t.split('.').nth(1).unwrap();
     assert_eq!(a.headers["x-jwt-payload"], payload);
+    // Whether or not the check showed a copy, an identity header without a value is removed:
+    // every allow answers every identity header.
+    let a = check(&mut client, bearer(&t)).await.unwrap();
+    assert_eq!(
+        (a.grpc_code, a.removed.clone()),
+        (0, vec!["x-jwt-email".to_string()]),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_one_is_refused_with_400_not_matched_loosely() {
+    let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await;
+    let yaml = format!(
+        "{}routes:\n  - {{ name: admin, match: {{ host: admin.example.com }}, require: {{ roles: [admin] }} }}\n  - {{ name: rest, match: {{ path_prefix: / }}, auth: public }}\n",
+        jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), "")
+    );
+    let gk = Gatekeeper::start(&yaml, &[]).await;
+    let mut client = gk.client().await;
+    let asked = |host: &str| {
+        let mut req = check_request("/x", &[]);
+        req.attributes
+            .as_mut()
+            .unwrap()
+            .request
+            .as_mut()
+            .unwrap()
+            .http
+            .as_mut()
+            .unwrap()
+            .host = host.into();
+        req
+    };
+    for host in [
+        "admin.example.com:x",
+        "admin.example.com:80:80",
+        "admin%2eexample.com",
+        "a..example.com",
+    ] {
+        let a = check(&mut client, asked(host)).await.unwrap();
+        assert_eq!(
+            (a.grpc_code, a.http_status),
+            (3, Some(400)),
+            "{host}: INVALID_ARGUMENT, 400: {a:?}"
+        );
+        assert!(a.reason().starts_with("invalid host"), "{host}: {a:?}");
+        assert!(!a.headers.contains_key("www-authenticate"), "{a:?}");
+    }
+    let a = check(&mut client, asked("Admin.Example.com.:443")).await.unwrap();
+    assert_eq!(a.http_status, Some(401), "the admin route: {a:?}");
+    let a = check(&mut client, asked("www.example.com")).await.unwrap();
+    assert_eq!(a.grpc_code, 0, "{a:?}");
 }
 
 #[tokio::test]
@@ -312,6 +364,37 @@ async fn header_map_is_accepted_instead_of_headers() {
             value: String::new(),
             raw_value: format!("Bearer {t}").into_bytes(),
         }],
+    });
+    assert_eq!(check(&mut client, req).await.unwrap().grpc_code, 0);
+}
+
+#[tokio::test]
+async fn cookie_crumbs_in_a_header_map_rejoin_as_one_cookie_list() {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "rsa")]).await;
+    let extra = "    sources: [{ cookie: at }]\n";
+    let gk = Gatekeeper::start(&jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), extra), &[]).await;
+    gk.wait_ready().await;
+    let mut client = gk.client().await;
+    let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
+    let mut req = check_request("/api", &[]);
+    let http = req
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap();
+    let crumb = |v: String| HeaderValue {
+        key: "cookie".into(),
+        value: v,
+        raw_value: Vec::new(),
+    };
+    http.header_map = Some(HeaderMap {
+        headers: vec![crumb("theme=dark".into()), crumb(format!("at={t}"))],
     });
     assert_eq!(check(&mut client, req).await.unwrap().grpc_code, 0);
 }

@@ -1,6 +1,9 @@
-//! The HTTP front door: Envoy HTTP mode (prefix), Nginx (`X-Original-*`) and Traefik/Caddy
-//! (`X-Forwarded-*`), header trust by source address, and the same answers as the gRPC door for
-//! the same cases.
+//! The HTTP front door: one header family per door, named in `http_auth` — Envoy HTTP mode
+//! (prefix), Nginx (`X-Original-*`), ingress-nginx (`X-Original-URL`) and Traefik/Caddy
+//! (`X-Forwarded-*`) — and a check that also carries another family's headers refused, header
+//! trust by source address, every identity header answered on every allow (Envoy's HTTP mode
+//! shows jwtgate none of the client's), hosts as RFC 9110 has them, whole-segment path prefixes,
+//! HTTP/2 cookie crumbs, and the same answers as the gRPC door for the same cases.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 mod common;
@@ -22,6 +25,9 @@ const ROUTES: &str = r#"routes:
     require: { scopes: [api.read] }
 http_auth:
   envoy_prefix: /ext_authz
+  doors:
+    - { path: /auth/forwarded, original_request: forwarded }
+    - { path: /auth/ingress, original_request: ingress_nginx }
 "#;
 
 struct World {
@@ -32,12 +38,19 @@ struct World {
 
 impl World {
     async fn start(extra: &str) -> Self {
+        Self::start_yaml(|issuer| {
+            format!(
+                "{}{extra}",
+                jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), "")
+            )
+        })
+        .await
+    }
+
+    /// With the providers (and more) that `yaml` writes for the issuer.
+    async fn start_yaml(yaml: impl FnOnce(&Issuer) -> String) -> Self {
         let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "a")]).await;
-        let providers = format!(
-            "{}{extra}",
-            jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), "")
-        );
-        let gk = Gatekeeper::start(&providers, &[]).await;
+        let gk = Gatekeeper::start(&yaml(&issuer), &[]).await;
         gk.wait_ready().await;
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         Self { issuer, gk, http }
@@ -185,7 +198,7 @@ async fn forward_auth_mode_reads_x_forwarded_headers() {
     let r = w
         .send(
             "GET",
-            "/auth",
+            "/auth/forwarded",
             &[
                 ("x-forwarded-method", "GET"),
                 ("x-forwarded-proto", "https"),
@@ -200,7 +213,7 @@ async fn forward_auth_mode_reads_x_forwarded_headers() {
     let r = w
         .send(
             "GET",
-            "/auth",
+            "/auth/forwarded",
             &[
                 ("x-forwarded-method", "DELETE"),
                 ("x-forwarded-host", "h"),
@@ -209,6 +222,18 @@ async fn forward_auth_mode_reads_x_forwarded_headers() {
         )
         .await;
     assert_eq!(r.status, 401, "{r:?}");
+    // /auth reads nginx's family: X-Forwarded-* there are another family's, refused.
+    let r = w
+        .send(
+            "GET",
+            "/auth",
+            &[("x-forwarded-method", "DELETE"), ("x-forwarded-uri", "/admin")],
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason()),
+        (400, "ambiguous original request (x-forwarded-method)")
+    );
 }
 
 #[tokio::test]
@@ -230,7 +255,7 @@ async fn original_request_headers_from_untrusted_peers_are_ignored() {
     let r = w
         .send(
             "GET",
-            "/auth",
+            "/auth/forwarded",
             &[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/health")],
         )
         .await;
@@ -334,6 +359,15 @@ async fn grpc_and_http_doors_answer_alike() {
             token: None,
             extra: vec![],
         },
+        // Not a host (RFC 9110): refused, never matched loosely (nginx serves it as
+        // shop.example.com).
+        Case {
+            method: "GET",
+            host: "shop.example.com:x",
+            path: "/api/items",
+            token: t(json!({"scope": "api.read"})),
+            extra: vec![],
+        },
     ];
     for (i, c) in cases.iter().enumerate() {
         let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -414,4 +448,288 @@ async fn forward_token_false_answers_the_cookie_header_without_the_token_cookie(
         .await;
     assert_eq!(r.header("authorization"), Some(""));
     assert_eq!(r.header("cookie"), None);
+}
+
+/// A provider whose identity headers are `x-jwt-sub`, `x-jwt-email` and `x-jwt-roles`, and routes
+/// of every kind that allows without an identity.
+const IDENTITY: &str = r#"    claims_to_headers: { sub: x-jwt-sub, email: x-jwt-email, roles: x-jwt-roles }
+routes:
+  - { name: public, match: { path_prefix: /public }, auth: public }
+  - { name: profile, match: { path_prefix: /profile }, auth: optional }
+  - { name: preview, match: { path_prefix: /preview }, require: { roles: [admin] }, mode: dry_run }
+  - { name: api, match: { path_prefix: /api } }
+defaults: { unmatched: public }
+http_auth:
+  envoy_prefix: /ext_authz
+"#;
+
+/// The provider `corp` with [`IDENTITY`]'s headers and routes.
+async fn identity_world() -> World {
+    World::start_yaml(|issuer| {
+        format!(
+            "  - name: corp\n    issuer: \"{}\"\n    jwks_uri: \"{}\"\n    audiences: [api]\n{IDENTITY}",
+            issuer.url(),
+            issuer.jwks_uri()
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn envoy_http_mode_answers_every_identity_header_the_check_never_showed() {
+    // Envoy's HTTP mode sends only its allowed_headers: the client's forged X-Jwt-Sub never
+    // reaches jwtgate, and Envoy keeps every upstream header the answer does not override or
+    // list in x-envoy-auth-headers-to-remove. So every allow answers every identity header.
+    let w = identity_world().await;
+    let alice = format!("Bearer {}", w.token(json!({})));
+    let all = ["x-jwt-sub", "x-jwt-email", "x-jwt-roles"];
+    for (path, auth) in [
+        ("/public/docs", None),
+        ("/profile", None),
+        ("/preview/x", None),
+        ("/elsewhere", None),
+        ("/preview/x", Some(alice.as_str())),
+    ] {
+        let mut headers = vec![("host", "api.example.com")];
+        headers.extend(auth.map(|a| ("authorization", a)));
+        let r = w.send("GET", &format!("/ext_authz{path}"), &headers).await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        let removed: Vec<&str> = r
+            .header("x-envoy-auth-headers-to-remove")
+            .unwrap_or_default()
+            .split(", ")
+            .collect();
+        let set = if auth.is_some() { &all[1..] } else { &all[..] };
+        for h in set {
+            assert!(removed.contains(h), "{path}: {h} not removed: {r:?}");
+            assert_eq!(r.header(h), Some(""), "{path}: {h} answered empty too");
+        }
+        if auth.is_some() {
+            assert_eq!(r.header("x-jwt-sub"), Some("alice"), "{path}");
+            assert!(!removed.contains(&"x-jwt-sub"), "{path}");
+        }
+    }
+    // A claim the token lacks (email) and one it has (roles), on a route that needs a token.
+    let admin = format!("Bearer {}", w.token(json!({"roles": ["admin", "user"]})));
+    let r = w
+        .send("GET", "/ext_authz/api/x", &[("authorization", &admin), ("host", "h")])
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-jwt-roles"), Some("admin,user"));
+    assert_eq!(r.header("x-envoy-auth-headers-to-remove"), Some("x-jwt-email"));
+}
+
+#[tokio::test]
+async fn a_list_claim_whose_elements_hold_the_separator_is_not_sent() {
+    let w = identity_world().await;
+    // ["admin,user"] would read as ["admin","user"] to an upstream that splits the list.
+    let tricky = format!("Bearer {}", w.token(json!({"roles": ["admin,user"]})));
+    let r = w
+        .send("GET", "/ext_authz/api/x", &[("authorization", &tricky), ("host", "h")])
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-jwt-roles"), Some(""), "{r:?}");
+    assert!(
+        r.header("x-envoy-auth-headers-to-remove")
+            .unwrap()
+            .contains("x-jwt-roles"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-jwt-sub"), Some("alice"), "the other claims are sent");
+}
+
+#[tokio::test]
+async fn a_check_with_another_familys_original_request_headers_is_refused_at_every_door() {
+    let w = World::start(ROUTES).await;
+    let metrics_before = scrape(w.gk.http_addr).await;
+    // The forged family names a public path; the door's own family the protected one.
+    // (method, door, headers, the header named in the refusal)
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+    );
+    let cases: [Case; 5] = [
+        (
+            "GET",
+            "/auth/forwarded",
+            vec![
+                ("x-forwarded-method", "POST"),
+                ("x-forwarded-uri", "/admin/secret"),
+                ("x-original-uri", "/health"),
+            ],
+            "x-original-uri",
+        ),
+        (
+            "GET",
+            "/auth",
+            vec![
+                ("x-original-method", "POST"),
+                ("x-original-uri", "/admin/secret"),
+                ("x-forwarded-uri", "/health"),
+            ],
+            "x-forwarded-uri",
+        ),
+        (
+            "GET",
+            "/auth/ingress",
+            vec![
+                ("x-original-method", "POST"),
+                ("x-original-url", "http://h/admin/secret"),
+                ("x-forwarded-method", "GET"),
+            ],
+            "x-forwarded-method",
+        ),
+        (
+            "POST",
+            "/ext_authz/admin/secret",
+            vec![("x-original-uri", "/health")],
+            "x-original-uri",
+        ),
+        // Its own header twice: which one would the proxy have set?
+        (
+            "GET",
+            "/auth/forwarded",
+            vec![
+                ("x-forwarded-method", "POST"),
+                ("x-forwarded-uri", "/admin/secret"),
+                ("x-forwarded-uri", "/health"),
+            ],
+            "x-forwarded-uri",
+        ),
+    ];
+    for (method, door, headers, named) in &cases {
+        let r = w.send(method, door, headers).await;
+        assert_eq!(r.status, 400, "{door} {headers:?}: {r:?}");
+        assert_eq!(r.reason(), format!("ambiguous original request ({named})"), "{door}");
+        assert_eq!(r.body.as_ref().unwrap()["error"], "invalid_request");
+        assert_eq!(r.header("www-authenticate"), None, "not a credential problem");
+        assert!(r.header("x-jwtgate-trace-id").is_some());
+    }
+    let metrics = scrape(w.gk.http_addr).await;
+    let count = |m: &std::collections::BTreeMap<String, f64>| {
+        m.iter()
+            .filter(|(k, _)| k.contains("reason=\"ambiguous_original_request\""))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    assert_eq!(
+        count(&metrics) - count(&metrics_before),
+        cases.len() as f64,
+        "{metrics:?}"
+    );
+}
+
+#[tokio::test]
+async fn what_ingress_nginx_sends_is_decided_on_its_original_url() {
+    let w = World::start(ROUTES).await;
+    let admin = format!("Bearer {}", w.token(json!({"roles": ["admin"], "scope": "api.read"})));
+    // The controller's auth location (nginx.tmpl): X-Original-URL and -Method, X-Real-IP,
+    // X-Forwarded-For, X-Request-ID, X-Auth-Request-Redirect, X-Sent-From; the client's other
+    // headers as sent — here a forged X-Original-URI (set by the controller only with
+    // `auth-method`) that the door never reads.
+    let controller = |method: &'static str, url: &'static str| {
+        vec![
+            ("x-original-url", url),
+            ("x-original-method", method),
+            ("x-real-ip", "203.0.113.7"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-request-id", "0f8fad5b"),
+            ("x-auth-request-redirect", "/x"),
+            ("x-sent-from", "nginx-ingress-controller"),
+            ("x-original-uri", "/health"),
+        ]
+    };
+    let r = w
+        .send(
+            "GET",
+            "/auth/ingress",
+            &controller("POST", "http://shop.example.com/admin/users"),
+        )
+        .await;
+    assert_eq!(r.status, 401, "the URL's /admin, not the forged /health: {r:?}");
+    let mut h = controller("POST", "https://shop.example.com:8443/admin/users?x=1");
+    h.push(("authorization", &admin));
+    let r = w.send("GET", "/auth/ingress", &h).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("x-jwt-sub")),
+        (200, Some("alice")),
+        "{r:?}"
+    );
+    let mut h = controller("GET", "https://shop.example.com/api/items");
+    h.push(("authorization", &admin));
+    assert_eq!(
+        w.send("GET", "/auth/ingress", &h).await.status,
+        200,
+        "host route *.example.com"
+    );
+    // $http_host is the client's: a host nginx would serve elsewhere is refused.
+    let r = w
+        .send(
+            "GET",
+            "/auth/ingress",
+            &controller("GET", "http://shop.example.com:x/api/items"),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason()),
+        (400, "invalid host: port is not a number")
+    );
+    // A plain `auth-url` (no auth-method) used to find no X-Original-URI and answer 403.
+    let r = w
+        .send("GET", "/auth/ingress", &controller("GET", "http://h/health"))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[tokio::test]
+async fn path_prefixes_hold_whole_segments_at_the_door() {
+    let w = World::start(
+        "routes:
+  - { name: public, match: { path_prefix: /public }, auth: public }
+  - { name: legacy, match: { path_string_prefix: /static }, auth: public }
+  - { name: rest, match: { path_prefix: / } }
+http_auth: { envoy_prefix: /ext_authz }
+",
+    )
+    .await;
+    for (path, status) in [
+        ("/public", 200),
+        ("/public/x", 200),
+        ("/public-admin/secret", 401),
+        ("/publicity", 401),
+        ("/static-files/x", 200),
+    ] {
+        let r = w.send("GET", &format!("/ext_authz{path}"), &[]).await;
+        assert_eq!(r.status.as_u16(), status, "{path}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn http2_cookie_crumbs_rejoin_so_a_token_after_another_cookie_is_found() {
+    let w = World::start(
+        "    sources: [{ cookie: access_token }]
+http_auth: { envoy_prefix: /ext_authz }
+",
+    )
+    .await;
+    let token = w.token(json!({}));
+    // HTTP/2 sends each cookie as a header line of its own (RFC 9113 §8.2.3); they are one
+    // cookie list again, joined with `; ` — not `,`, which made `theme=dark,access_token` one
+    // cookie and lost the token.
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .get(w.url("/ext_authz/api"))
+        .header("cookie", "theme=dark")
+        .header("cookie", format!("access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
 }

@@ -1,8 +1,12 @@
 //! examples/nginx.conf under a real nginx: a real JWKS issuer and jwtgate in this process, an
 //! echo application on loopback, and nginx running the example with only its placeholders
 //! replaced. Checks what the example promises: identity headers come from jwtgate and never from
-//! the client, 401/403 reach the client with their challenge, and 429/503 — which `auth_request`
-//! alone turns into 500 — reach the client as 429/503.
+//! the client, 401/403 reach the client with their challenge, and 400/429/503 — which
+//! `auth_request` alone turns into 500 — reach the client as 400/429/503. And the nginx row of
+//! docs/proxy-boundary.md, with client-forged copies of every header in it: another family's
+//! original-request headers change nothing, a host nginx serves from another server
+//! (`admin.example.com:x`) is refused, a fresh X-Forwarded-For per request escapes no
+//! `client_ip` limit, a forged certificate header does not stand in for the certificate.
 //!
 //! nginx comes from `$JWTGATE_NGINX`, else `nginx` on `PATH`, else `/usr/sbin/nginx`; with none
 //! of them these tests fail: `bash tests/run.sh` installs Debian's nginx-light.
@@ -26,9 +30,19 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 const ROUTES: &str = "routes:
+  - name: admin-host
+    match: { host: admin.example.com }
+    require: { roles: [admin] }
   - name: public
     match: { path_prefix: /public }
     auth: public
+  - name: profile
+    match: { path_prefix: /profile }
+    auth: optional
+  - name: preview
+    match: { path_prefix: /preview }
+    require: { roles: [admin] }
+    mode: dry_run
   - name: admin
     match: { path_prefix: /admin }
     require: { roles: [admin] }
@@ -37,6 +51,8 @@ const ROUTES: &str = "routes:
   - name: login
     match: { path_prefix: /login }
     auth: public
+  - name: rest
+    match: { path_prefix: / }
 rate_limits:
   headers_on_allow: true
   rules:
@@ -201,7 +217,8 @@ impl Drop for Nginx {
 }
 
 /// Stands in for jwtgate with statuses jwtgate cannot produce (yet): the original URI
-/// `/status/NNN` is answered with NNN, and a 429 or 503 with `Retry-After: 7`.
+/// `/status/NNN` is answered with NNN, and a 429 or 503 with `Retry-After: 7` (anything else,
+/// 418).
 async fn status_stub() -> SocketAddr {
     serve(Router::new().fallback(|headers: HeaderMap| async move {
         let code = headers
@@ -210,7 +227,7 @@ async fn status_stub() -> SocketAddr {
             .and_then(|u| u.strip_prefix("/status/"))
             .and_then(|c| c.parse::<u16>().ok())
             .and_then(|c| StatusCode::from_u16(c).ok())
-            .unwrap_or(StatusCode::BAD_REQUEST);
+            .unwrap_or(StatusCode::IM_A_TEAPOT);
         let mut response: Response = (code, "{\"error\":\"stub\"}").into_response();
         if matches!(code.as_u16(), 429 | 503) {
             response.headers_mut().insert("retry-after", "7".parse().unwrap());
@@ -462,8 +479,11 @@ async fn statuses_auth_request_cannot_carry_are_mapped_back_and_others_fail_clos
         assert_eq!(r.status, code, "{r:?}\n{}", nginx.logs());
         assert_eq!(r.header("retry-after"), Some("7"), "{r:?}");
     }
+    // jwtgate's 400 (a host that is not one, an ambiguous check) reaches the client as 400.
+    let r = get(nginx.url("/status/400"), &[]).await;
+    assert_eq!((r.status, r.header("retry-after")), (400, None), "{r:?}");
     // Anything else that is not 2xx/401/403 stays a 500, and without a stray Retry-After.
-    for code in [302, 400, 404, 500, 502] {
+    for code in [302, 404, 500, 502] {
         let r = get(nginx.url(&format!("/status/{code}")), &[]).await;
         assert_eq!(r.status, 500, "{code}: {r:?}");
         assert_eq!(r.header("retry-after"), None, "{code}: {r:?}");
@@ -489,6 +509,100 @@ async fn jwtgate_unreachable_fails_closed_with_500() {
     let r = get(nginx.url("/public/page"), &[]).await;
     assert_eq!(r.status, 500, "{r:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// A request sent byte for byte to nginx with this `Host` line: its status, and whether the
+/// application saw it.
+async fn raw_status(nginx: &Nginx, host: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(nginx.addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_host_nginx_serves_from_another_server_is_refused_not_matched_loosely() {
+    let w = World::start().await;
+    // nginx serves `admin.example.com:x` (and `:80:80`, `:%30`) as admin.example.com and sends
+    // jwtgate the raw Host: a host route that did not recognise it let a weaker route decide.
+    for host in [
+        "admin.example.com:x",
+        "admin.example.com:80:80",
+        "admin.example.com:%30",
+    ] {
+        let status = raw_status(&w.nginx, host, "/public/docs").await;
+        assert_eq!(status, 400, "{host}\n{}", w.nginx.logs());
+    }
+    assert_eq!(raw_status(&w.nginx, "admin.example.com", "/public/docs").await, 401);
+    assert_eq!(
+        raw_status(&w.nginx, "ADMIN.example.com.:8080", "/public/docs").await,
+        401
+    );
+    assert_eq!(w.app_hits(), 0, "none of them reached the application");
+    assert_eq!(raw_status(&w.nginx, "www.example.com", "/public/docs").await, 200);
+}
+
+#[tokio::test]
+async fn other_families_headers_and_forged_identity_change_nothing_behind_nginx() {
+    let w = World::start().await;
+    let alice = format!("Bearer {}", w.token(&w.corp, json!({})));
+    let forged = [
+        ("x-forwarded-uri", "/public/x"),
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-host", "public.example"),
+        ("x-original-url", "http://public.example/public/x"),
+        ("x-forwarded-client-cert", "Hash=00"),
+        ("x-jwt-sub", "mallory"),
+    ];
+    // The request checked is the one nginx forwards: /admin, not the forged /public/x.
+    let r = w.get("/admin/users", &forged).await;
+    assert_eq!(r.status, 401, "{r:?}\n{}", w.nginx.logs());
+    let mut with_token = forged.to_vec();
+    with_token.push(("authorization", &alice));
+    let r = w.get("/admin/users", &with_token).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    // No identity (public, optional without a token, dry run without one): none at the
+    // application; an identity: jwtgate's.
+    for path in ["/public/docs", "/profile", "/preview/x"] {
+        let r = w.get(path, &forged).await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert!(r.app_saw("x-jwt-sub").is_empty(), "{path}: {r:?}");
+        assert!(r.app_saw("x-jwt-sub").iter().all(|v| v != "mallory"), "{path}");
+    }
+    for path in ["/profile", "/preview/x", "/api/x"] {
+        let r = w.get(path, &with_token).await;
+        assert_eq!(
+            (r.status, r.app_saw("x-jwt-sub")),
+            (200, vec!["alice".to_owned()]),
+            "{path}: {r:?}"
+        );
+    }
+    // `path_prefix` holds whole segments: /public-admin is not under /public (the last route,
+    // `/`, wants a token).
+    let r = w.get("/public-admin/users", &[]).await;
+    assert_eq!(r.status, 401, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_fresh_x_forwarded_for_per_request_escapes_no_client_ip_limit() {
+    let w = World::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let xff = format!("198.51.100.{i}");
+        let r = w
+            .get("/login/start", &[("x-forwarded-for", &xff), ("x-real-ip", &xff)])
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "the client is nginx's $remote_addr, whatever it sends"
+    );
 }
 
 /// The example with TLS on and client certificates asked for (`ssl_verify_client optional`), in
@@ -579,6 +693,33 @@ async fn sender_constrained_tokens_through_nginx_with_client_certificates_and_dp
         let head = call(cert, bearer.clone(), "/api/orders").await;
         assert!(status(&head).contains(" 401"), "{cert:?}: {head}");
         assert!(head.contains(reason), "{cert:?}: {head}");
+    }
+    // A thief with the token but not the key: forged certificate headers — the certificate
+    // itself (public, URL-encoded as nginx would), and an XFCC with its hash — stand in for
+    // nothing, with or without a certificate of their own.
+    let escaped: String = std::fs::read_to_string(pki.path().join("a.pem"))
+        .unwrap()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let x5t_hex: String = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&x5t)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut forged = bearer.clone();
+    forged.push(format!("X-Client-Cert: {escaped}"));
+    forged.push(format!("X-Forwarded-Client-Cert: Hash={x5t_hex}"));
+    for cert in [None, Some("b")] {
+        let head = call(cert, forged.clone(), "/api/orders").await;
+        assert!(status(&head).contains(" 401"), "{cert:?}: {head}");
     }
     // DPoP: the proof names https://127.0.0.1:PORT/api/orders, as the client sent it.
     let token = jose.bound_token(

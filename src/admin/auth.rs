@@ -150,6 +150,8 @@ fn refusal_status(rejection: &Rejection) -> Status {
         Class::Unauthenticated => Status::unauthenticated(format!("invalid admin credentials: {rejection}")),
         // The admin API is not rate limited; kept for completeness.
         Class::Limited => Status::resource_exhausted(rejection.to_string()),
+        // Only the doors refuse an unclear request; kept for completeness.
+        Class::BadRequest => Status::invalid_argument(rejection.to_string()),
     }
 }
 

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jwtgate_core::config::Config;
+use jwtgate_core::config::http_auth::Family;
 use jwtgate_core::gate::{Gate, Shared};
 use jwtgate_core::keys::fetch;
+use jwtgate_core::original::{self, Asked};
+use jwtgate_core::rejection::Rejection;
 use jwtgate_core::request::{ClientCert, Decision, Request};
 
 use super::{Flavor, UNUSABLE, load_config, run};
@@ -48,8 +51,18 @@ pub struct Args {
     pub url: Option<String>,
     /// The client's TLS certificate (PEM file), as the proxy would pass it, for
     /// certificate-bound tokens (RFC 8705).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "door")]
     pub client_cert: Option<PathBuf>,
+    /// Explain the check as the HTTP door at this path (`/auth`, the `envoy_prefix`, a door of
+    /// `http_auth.doors`) reads what its proxy sends: the request's method, path and host come
+    /// from the `--header` lines of the door's header family (for an `envoy` door: `--method`,
+    /// `--path` below the prefix, and a `host` header); the client's address and certificate
+    /// from the headers the door names.
+    #[arg(long, conflicts_with = "url")]
+    pub door: Option<String>,
+    /// With `--door`: the address the proxy asks from.
+    #[arg(long, requires = "door", default_value = "127.0.0.1")]
+    pub peer: std::net::IpAddr,
 }
 
 /// An argument that does not say what it should.
@@ -67,6 +80,9 @@ pub enum ArgError {
     /// `--client-cert` that cannot be read.
     #[error("--client-cert {0}: {1}")]
     ClientCert(PathBuf, std::io::Error),
+    /// `--door` at a path no door serves.
+    #[error("--door {0}: no HTTP door at this path (doors: {1})")]
+    Door(String, String),
 }
 
 /// Explains the decision for the request in `args` under its config: exit 0 allow, 1 deny, 2 an
@@ -76,6 +92,7 @@ pub fn check(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let door = args.door.clone().map(|path| (path, args.peer));
     let req = match request(args) {
         Ok(r) => r,
         Err(e) => {
@@ -83,7 +100,45 @@ pub fn check(args: Args) -> ExitCode {
             return ExitCode::from(UNUSABLE);
         }
     };
-    run(Flavor::OneShot, explain(&config, &req))
+    let through = match door.map(|(path, peer)| through_door(&config, &path, peer, req.clone())) {
+        None => Ok(req),
+        Some(Ok(described)) => described,
+        Some(Err(e)) => {
+            eprintln!("jwtgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    run(Flavor::OneShot, explain(&config, through))
+}
+
+/// `req` (its `--header` lines; for an `envoy` door also `--method` and `--path`, the path
+/// below the prefix) as the door at `path` reads it from `peer`; the door's refusal when it
+/// cannot tell which request it is asked about.
+fn through_door(
+    config: &Config,
+    path: &str,
+    peer: std::net::IpAddr,
+    mut req: Request,
+) -> Result<Result<Request, (Request, Rejection)>, ArgError> {
+    let Some(door) = config.http_auth.doors().iter().find(|d| d.path == path) else {
+        let paths: Vec<&str> = config.http_auth.doors().iter().map(|d| d.path.as_str()).collect();
+        return Err(ArgError::Door(path.to_owned(), paths.join(", ")));
+    };
+    println!("door:     {}", door.describe());
+    let asked_path = std::mem::take(&mut req.path);
+    let (rest, query) = asked_path
+        .split_once('?')
+        .map_or((asked_path.as_str(), None), |(p, q)| (p, Some(q)));
+    let method = std::mem::take(&mut req.method);
+    let asked = Asked {
+        method: &method,
+        rest: if door.family == Family::Envoy { rest } else { "" },
+        query,
+    };
+    Ok(match original::read(door, (peer, 0).into(), asked, &mut req) {
+        Ok(()) => Ok(req),
+        Err(rejection) => Err((req, rejection)),
+    })
 }
 
 /// The request the gate sees.
@@ -137,7 +192,7 @@ fn request(args: Args) -> Result<Request, ArgError> {
     Ok(req)
 }
 
-async fn explain(config: &Config, req: &Request) -> ExitCode {
+async fn explain(config: &Config, through: Result<Request, (Request, Rejection)>) -> ExitCode {
     let client = match fetch::client() {
         Ok(c) => c,
         Err(e) => {
@@ -146,6 +201,17 @@ async fn explain(config: &Config, req: &Request) -> ExitCode {
         }
     };
     let gate = Gate::new(config, &client, Shared::default());
+    let req = match through {
+        Ok(req) => req,
+        Err((req, rejection)) => {
+            println!(
+                "  FAIL  the door can tell which request it is asked about: {}",
+                rejection.reason()
+            );
+            return answer(gate.refuse(&req, rejection));
+        }
+    };
+    let req = &req;
     for p in gate.token_providers(req) {
         if let Err(e) = p.keys.load_once().await {
             println!("keys for provider {}: {e}", p.config.name);
@@ -178,6 +244,11 @@ async fn explain(config: &Config, req: &Request) -> ExitCode {
         "trace:    {}",
         telemetry::explain(&config.tracing, &telemetry::GateHeaders(&req.headers))
     );
+    answer(decision)
+}
+
+/// Prints the decision; exit 0 allow, 1 deny.
+fn answer(decision: Decision) -> ExitCode {
     match decision {
         Decision::Allow(allow) => {
             println!("decision: ALLOW");
@@ -198,7 +269,12 @@ async fn explain(config: &Config, req: &Request) -> ExitCode {
                 render::http_status(&deny.rejection),
                 deny.rejection.reason()
             );
-            println!("  www-authenticate: {}", render::www_authenticate(&deny));
+            if let Some((name, value)) = render::deny_headers(&deny)
+                .into_iter()
+                .find(|(name, _)| *name == "www-authenticate")
+            {
+                println!("  {name}: {value}");
+            }
             ExitCode::from(1)
         }
     }

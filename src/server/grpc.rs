@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::metrics::Door;
-use jwtgate_core::request::{ClientCert, Decision, Request};
+use jwtgate_core::request::{ClientCert, Decision, Headers, Request};
 use tonic::{Response, Status};
 use tracing::Instrument;
 
@@ -74,7 +74,8 @@ fn source_ip(source: Option<&Peer>) -> Option<IpAddr> {
 }
 
 /// Moves what the gate needs out of Envoy's `AttributeContext`. Accepts both the `headers` map
-/// and the newer `header_map` (repeated headers joined with `,`, as Envoy does for the map).
+/// and the newer `header_map` (repeated headers joined with `,` as Envoy does for the map, and
+/// cookie crumbs with `; `).
 pub fn to_gate_request(check: CheckRequest) -> Request {
     let Some(attrs) = check.attributes else {
         return Request::default();
@@ -99,34 +100,29 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
     // Envoy sends lower-case names (HTTP/2 requires them); the map is rebuilt only if not.
     // (A fold, not `any`, so the scan of each name runs without a branch per byte.)
     let mixed_case = |k: &String| k.bytes().fold(false, |up, b| up | b.is_ascii_uppercase());
-    let mut headers = if http.headers.keys().any(mixed_case) {
+    let mut headers: Headers = if http.headers.keys().any(mixed_case) {
         http.headers
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect()
     } else {
-        http.headers
+        http.headers.into()
     };
     if headers.is_empty()
         && let Some(map) = http.header_map
     {
+        // Repeats joined as the gate reads them: `,`, or `; ` for cookie crumbs.
         for h in map.headers {
             let value = if h.raw_value.is_empty() {
                 h.value
             } else {
                 String::from_utf8_lossy(&h.raw_value).into_owned()
             };
-            headers
-                .entry(h.key.to_ascii_lowercase())
-                .and_modify(|v| {
-                    v.push(',');
-                    v.push_str(&value);
-                })
-                .or_insert(value);
+            headers.append(&h.key.to_ascii_lowercase(), &value);
         }
     }
     let host = if http.host.is_empty() {
-        headers.get(":authority").cloned().unwrap_or_default()
+        headers.get(":authority").map(str::to_owned).unwrap_or_default()
     } else {
         http.host
     };
@@ -136,7 +132,7 @@ pub fn to_gate_request(check: CheckRequest) -> Request {
         host,
         scheme: http.scheme,
         client_cert,
-        headers: headers.into(),
+        headers,
         context,
         request_id: (!http.id.is_empty()).then_some(http.id),
         client_ip,

@@ -249,6 +249,17 @@ pub async fn start_with_metrics(
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     metrics.worker_threads(workers);
     tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), workers, "jwtgate listening");
+    for door in config.http_auth.doors() {
+        let trusted: Vec<String> = door.trusted_proxies.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            path = %door.path,
+            original_request = door.family.name(),
+            client_ip_header = door.client_ip.name(),
+            client_cert_header = door.client_cert_name(),
+            trusted_proxies = %trusted.join(" "),
+            "HTTP door: reads only its own header family; a check with another family's is refused (400)"
+        );
+    }
     for p in config.providers.iter().filter(|p| !p.forward_token) {
         for name in p.sources.iter().filter_map(|s| match s {
             jwtgate_core::config::Source::Query(name) => Some(name),

@@ -32,6 +32,7 @@ pub fn status_and_code(rejection: &Rejection) -> (u16, Code) {
         Class::Forbidden => (403, Code::PermissionDenied),
         Class::Unavailable => (503, Code::Unavailable),
         Class::Limited => (429, Code::ResourceExhausted),
+        Class::BadRequest => (400, Code::InvalidArgument),
     }
 }
 
@@ -97,6 +98,8 @@ pub fn deny_headers(deny: &Deny) -> Vec<(&'static str, String)> {
         (_, Class::Unavailable | Class::Limited) => {
             headers.push(("retry-after", RETRY_AFTER_UNAVAILABLE_SECS.to_string()));
         }
+        // Not a credential problem: no challenge, nothing to wait for.
+        (_, Class::BadRequest) => {}
     }
     headers.push(("content-type", "application/json".into()));
     headers.push((TRACE_ID_HEADER, deny.trace_id.clone()));

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
 use super::h1;
-use super::{Door, ENVOY_PREFIX, HOST, PATH};
+use super::{Door, ENVOY_PREFIX, FORWARD_AUTH_PATH, HOST, PATH};
 
 /// What became of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub enum DoorClient {
     Http {
         /// The server.
         addr: SocketAddr,
-        /// `/ext_authz/api/items`, or `/auth` for Nginx and forward-auth.
+        /// `/ext_authz/api/items`, `/auth` for Nginx, or the forward-auth door.
         target: String,
         /// The headers naming the original request, for Nginx and forward-auth (the path, the
         /// method and the host are in the target and `Host` for Envoy's HTTP mode).
@@ -82,6 +82,7 @@ impl DoorClient {
                 addr,
                 target: match door {
                     Door::Http => format!("{ENVOY_PREFIX}{PATH}"),
+                    Door::ForwardAuth => FORWARD_AUTH_PATH.to_owned(),
                     _ => "/auth".to_owned(),
                 },
                 original: match door {

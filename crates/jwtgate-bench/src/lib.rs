@@ -33,6 +33,8 @@ pub const HS_ISSUER: &str = "https://hs.bench.local";
 pub const AUDIENCE: &str = "api";
 /// The Envoy-HTTP-mode prefix the HTTP door is driven through.
 pub const ENVOY_PREFIX: &str = "/ext_authz";
+/// The forward-auth door (`http_auth.doors`, family `forwarded`); `/auth` reads nginx's.
+pub const FORWARD_AUTH_PATH: &str = "/auth/forwarded";
 /// The path of the request being authorized.
 pub const PATH: &str = "/api/items";
 /// The host of the request being authorized.
@@ -58,7 +60,8 @@ pub enum Door {
     Http,
     /// Nginx `auth_request`: `GET /auth` with `X-Original-URI`, `-Method` and `-Host`.
     Nginx,
-    /// Traefik/Caddy forward-auth: `GET /auth` with `X-Forwarded-Uri`, `-Method` and `-Host`.
+    /// Traefik/Caddy forward-auth: `GET` [`FORWARD_AUTH_PATH`] with `X-Forwarded-Uri`, `-Method`
+    /// and `-Host`.
     ForwardAuth,
 }
 

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use super::{AUDIENCE, ENVOY_PREFIX, HS_ISSUER, ISSUER, fixture};
+use super::{AUDIENCE, ENVOY_PREFIX, FORWARD_AUTH_PATH, HS_ISSUER, ISSUER, fixture};
 
 /// The first word of the line a ready child prints.
 pub const READY: &str = "READY";
@@ -82,7 +82,7 @@ impl JwtgateSetup {
 fn config_text(key_source: &str, cache_entries: u64, extra: &Extra<'_>) -> String {
     format!(
         r#"listen: {{ grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0" }}
-http_auth: {{ envoy_prefix: "{ENVOY_PREFIX}" }}
+http_auth: {{ envoy_prefix: "{ENVOY_PREFIX}", doors: [{{ path: "{FORWARD_AUTH_PATH}", original_request: forwarded }}] }}
 providers:
   - name: bench
     issuer: "{ISSUER}"
@@ -298,6 +298,7 @@ pub fn serve_jwks_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jwtgate_core::config::http_auth::Family;
 
     #[test]
     fn setup_round_trips_through_its_arguments() {
@@ -343,7 +344,10 @@ mod tests {
                     .unwrap();
             assert_eq!(config.cache.max_entries, entries);
             assert_eq!(config.providers.len(), 2);
-            assert_eq!(config.http_auth.envoy_prefix.as_deref(), Some(ENVOY_PREFIX));
+            let door = |path: &str| config.http_auth.door(path).map(|(d, _)| d.family);
+            assert_eq!(door(&format!("{ENVOY_PREFIX}{}", crate::PATH)), Some(Family::Envoy));
+            assert_eq!(door(FORWARD_AUTH_PATH), Some(Family::Forwarded));
+            assert_eq!(door("/auth"), Some(Family::Nginx));
         }
         let tracing = "{otlp_endpoint: 'http://127.0.0.1:4317', sample_ratio: 0.01}";
         let extra = Extra {

@@ -31,7 +31,10 @@ pub fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
 }
 
 /// Renders a claim as a header value: strings as is, numbers and booleans as text, arrays of
-/// scalars joined with `,`, objects as JSON. Values with control characters are dropped.
+/// scalars joined with `,`, objects as JSON. A value that cannot be sent faithfully is not sent
+/// (the identity header is then removed, as for an absent claim): one with control characters,
+/// longer than 8 KiB, or an array with a string that holds `,` — `["admin,user"]` would read as
+/// `["admin","user"]` to an upstream that splits the list.
 pub fn header_value(v: &Value) -> Option<String> {
     let text = match v {
         Value::String(s) => s.clone(),
@@ -40,7 +43,7 @@ pub fn header_value(v: &Value) -> Option<String> {
         Value::Array(items) => items
             .iter()
             .map(|i| match i {
-                Value::String(s) => Some(s.clone()),
+                Value::String(s) if !s.contains(',') => Some(s.clone()),
                 Value::Number(_) | Value::Bool(_) => Some(i.to_string()),
                 _ => None,
             })
@@ -74,5 +77,16 @@ mod tests {
         assert_eq!(scopes(&obj(json!({"scope": "a  b"}))), ["a", "b"]);
         assert_eq!(scopes(&obj(json!({"scp": ["a", 1, "c"]}))), ["a", "c"]);
         assert_eq!(scopes(&obj(json!({"scope": {"x": 1}, "scp": 7}))), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_list_whose_elements_hold_the_separator_is_not_sent() {
+        assert_eq!(header_value(&json!(["admin", "user"])).as_deref(), Some("admin,user"));
+        assert_eq!(header_value(&json!(["admin,user"])), None, "would read as two roles");
+        assert_eq!(header_value(&json!(["a", "b,c"])), None);
+        assert_eq!(header_value(&json!([1, true, "x"])).as_deref(), Some("1,true,x"));
+        // One string is sent as the token has it: there is no list to misread.
+        assert_eq!(header_value(&json!("admin,user")).as_deref(), Some("admin,user"));
+        assert_eq!(header_value(&json!("line\nbreak")), None);
     }
 }

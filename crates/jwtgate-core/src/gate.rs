@@ -1,6 +1,7 @@
 //! The decision, computed in one place for every front door: [`Request`] in, [`Decision`] out.
 //!
-//! Order of steps: normalise the path ([`crate::path`]) → pick the route ([`crate::route`]) →
+//! Order of steps: normalise the path ([`crate::path`]) and the host ([`crate::host`]) → pick
+//! the route ([`crate::route`]) →
 //! find the token ([`crate::token`]) → verify it, through the verified-token cache
 //! ([`crate::verify`], [`crate::cache`]) → check it came from a source its provider enables →
 //! `require_jti` and revocation ([`crate::revocation`]) → the route's requirements
@@ -18,9 +19,10 @@ use crate::binding::{self, BindingError};
 use crate::cache::TokenCache;
 use crate::clock;
 use crate::config::binding::{DpopMode, is_dpop_source};
+use crate::config::http_auth::HttpAuth;
 use crate::config::introspection::Introspection;
 use crate::config::rate_limits::KeyPart;
-use crate::config::routes::{Auth, HttpAuth, Mode, Requirements, Route, Unmatched};
+use crate::config::routes::{Auth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
 use crate::denial_log::DenialLog;
 use crate::dpop;
@@ -569,9 +571,17 @@ impl Gate {
             }
         };
         trace.with(|e| e.path = Some(path.clone()));
+        let host = match crate::host::normalize(&req.host) {
+            Ok(h) => h,
+            Err(e) => {
+                let r = Rejection::BadHost(e);
+                trace.step(|| format!("host {:?} is a valid host", req.host), Err(&r));
+                return Outcome::early(None, Err(r));
+            }
+        };
         let route = self
             .routes
-            .select_index(req, &path)
+            .select_index(req, &path, &host)
             .and_then(|i| Some((i, self.routes.routes().get(i)?)));
         trace.with(|e| e.route = route.map(|(_, r)| r.name.clone()));
         let done = |result| Outcome::early(route, result);
@@ -887,10 +897,13 @@ impl Gate {
                 set_headers.push((h.clone(), payload.clone()));
             }
         }
+        // Every identity header is answered, set or removed, whether or not the check request
+        // showed it: Envoy's HTTP mode sends only its `allowed_headers`, so a forged copy the
+        // client sent may reach the upstream unseen unless the answer removes it.
         let mut remove_headers: Vec<String> = self
             .identity_headers
             .iter()
-            .filter(|h| req.headers.contains(h) && !set_headers.iter().any(|(s, _)| s == *h))
+            .filter(|h| !set_headers.iter().any(|(s, _)| s == *h))
             .cloned()
             .collect();
         let mut remove_query_parameters = Vec::new();

@@ -1,5 +1,7 @@
 //! A checked request's headers as the gate reads them: names lower-case, a repeated header's
-//! values joined with `,` (RFC 9110 §5.3). Two forms behind one interface: the map the gRPC door
+//! values joined with `,` (RFC 9110 §5.3), or with `; ` for `cookie` (RFC 9113 §8.2.3: HTTP/2
+//! sends each cookie as a header line of its own, a "crumb", and they rejoin as one cookie
+//! list). Two forms behind one interface: the map the gRPC door
 //! is handed by Envoy (moved in, not copied), and a packed form the HTTP door builds from its
 //! `HeaderMap` in two allocations (one buffer for every name and value, one index), where a map
 //! of owned strings took two per header. A check reads a handful of headers from a dozen or so,
@@ -26,6 +28,26 @@ enum Repr {
 struct Entry {
     name: (u32, u32),
     value: (u32, u32),
+    /// Sent on more than one line (the value is the lines joined).
+    repeated: bool,
+}
+
+/// How often a header was sent: what a header that must be sent once (an original request's
+/// URI, a client's address or certificate) needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent<'h> {
+    /// Not at all.
+    No,
+    /// On one line, with this value.
+    Once(&'h str),
+    /// On several lines (in the map form Envoy hands over, repeats arrive already joined and
+    /// read as [`Sent::Once`]).
+    Repeated,
+}
+
+/// What joins a repeated header's values: `; ` for `cookie` (RFC 9113 §8.2.3), else `,`.
+fn separator(name: &str) -> &'static str {
+    if name == "cookie" { "; " } else { "," }
 }
 
 impl Entry {
@@ -51,7 +73,8 @@ impl Headers {
 
     /// Adds a header whose `name` is already lower-case. A name equal to the previous one
     /// (repeated headers arrive together, as `http::HeaderMap` yields them) extends its value
-    /// with `,value`; a name seen earlier but not just before is joined the same way, dearer.
+    /// with `,value` (`; value` for `cookie`); a name seen earlier but not just before is joined
+    /// the same way, dearer.
     pub fn append(&mut self, name: &str, value: &str) {
         if let Repr::Packed { text, entries } = &mut self.0 {
             match entries.iter().rposition(|e| &text[Entry::range(e.name)] == name) {
@@ -63,13 +86,15 @@ impl Headers {
                     entries.push(Entry {
                         name: (start, name_end),
                         value: (name_end, offset(text)),
+                        repeated: false,
                     });
                     return;
                 }
                 Some(i) if i + 1 == entries.len() => {
-                    text.push(',');
+                    text.push_str(separator(name));
                     text.push_str(value);
                     entries[i].value.1 = offset(text);
+                    entries[i].repeated = true;
                     return;
                 }
                 // Seen before, not just before: joined in the map form, below.
@@ -79,7 +104,7 @@ impl Headers {
         self.map_mut()
             .entry(name.to_owned())
             .and_modify(|v| {
-                v.push(',');
+                v.push_str(separator(name));
                 v.push_str(value);
             })
             .or_insert_with(|| value.to_owned());
@@ -109,6 +134,18 @@ impl Headers {
     /// Whether `name` (lower-case) was sent.
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+
+    /// Whether `name` (lower-case) was sent, and on how many lines.
+    pub fn sent(&self, name: &str) -> Sent<'_> {
+        match &self.0 {
+            Repr::Map(map) => map.get(name).map_or(Sent::No, |v| Sent::Once(v)),
+            Repr::Packed { text, entries } => match entries.iter().find(|e| &text[Entry::range(e.name)] == name) {
+                None => Sent::No,
+                Some(e) if e.repeated => Sent::Repeated,
+                Some(e) => Sent::Once(&text[Entry::range(e.value)]),
+            },
+        }
     }
 
     /// Every header, as (name, value), in no set order.
@@ -205,13 +242,35 @@ mod tests {
         }
         let packed = packed(&pairs);
         assert_eq!(packed, map);
-        assert_eq!(packed.get("cookie"), Some("a=1,b=2"), "adjacent repeats");
+        assert_eq!(
+            packed.get("cookie"),
+            Some("a=1; b=2"),
+            "adjacent repeats, as a cookie list"
+        );
         assert_eq!(packed.get("x-forwarded-for"), Some("10.0.0.1,10.0.0.2"), "apart");
         assert_eq!(packed.get("authorization"), Some("Bearer x"));
         assert_eq!(packed.get("Authorization"), None, "names are lower-case already");
         assert_eq!(packed.get("dpop"), None);
         assert!(packed.contains("accept") && !packed.contains("acce"));
         assert_eq!(packed.len(), 5);
+        // A repeat apart turned the set into the map form, where repeats read as sent once.
+        assert_eq!(packed.sent("x-forwarded-for"), Sent::Once("10.0.0.1,10.0.0.2"));
+        let adjacent = self::packed(&pairs[..6]);
+        assert_eq!(adjacent.sent("authorization"), Sent::Once("Bearer x"));
+        assert_eq!(adjacent.sent("cookie"), Sent::Repeated);
+        assert_eq!(adjacent.sent("dpop"), Sent::No);
+    }
+
+    #[test]
+    fn cookie_crumbs_rejoin_as_one_cookie_list() {
+        // HTTP/2 sends each cookie on a line of its own (RFC 9113 §8.2.3): `; ` joins them, so
+        // a token cookie after another cookie is still a cookie of its own.
+        let crumbs = [("cookie", "theme=dark"), ("cookie", "access_token=t")];
+        assert_eq!(packed(&crumbs).get("cookie"), Some("theme=dark; access_token=t"));
+        let mut map = Headers::default();
+        map.append("cookie", "theme=dark");
+        map.append("cookie", "access_token=t");
+        assert_eq!(map.get("cookie"), Some("theme=dark; access_token=t"));
     }
 
     #[test]

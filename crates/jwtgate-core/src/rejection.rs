@@ -95,6 +95,14 @@ pub enum Rejection {
     /// The HTTP door cannot tell which request to check (no trusted original-request headers).
     #[error("original request unknown")]
     OriginalRequestUnknown,
+    /// The HTTP door was sent original-request headers of a family other than its own (this
+    /// one, named), or one of its own on several lines: a client may have chosen the request
+    /// checked, so none is decided.
+    #[error("ambiguous original request ({0})")]
+    AmbiguousOriginalRequest(&'static str),
+    /// The request's host is not a host (RFC 9110 §7.2): routes are never matched loosely.
+    #[error("invalid host: {0}")]
+    BadHost(crate::host::HostError),
     /// A rate-limit rule is exhausted (checked after the token and the route's requirements).
     #[error("rate limit {} exceeded", .0.rule)]
     RateLimited(Box<RateLimitExceeded>),
@@ -149,6 +157,9 @@ pub enum Class {
     Unavailable,
     /// Over a rate limit (429, `RESOURCE_EXHAUSTED`).
     Limited,
+    /// The request cannot be decided as sent: which request, or which host, is unclear (400,
+    /// `INVALID_ARGUMENT`).
+    BadRequest,
 }
 
 impl Rejection {
@@ -160,6 +171,7 @@ impl Rejection {
             | Self::IntrospectionUnavailable
             | Self::ReplayCheckUnavailable => Class::Unavailable,
             Self::RateLimited(_) => Class::Limited,
+            Self::AmbiguousOriginalRequest(_) | Self::BadHost(_) => Class::BadRequest,
             Self::ProviderNotAccepted
             | Self::MissingScope(_)
             | Self::MissingRole(_)
@@ -191,7 +203,12 @@ impl Rejection {
             Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
                 Some("insufficient_scope")
             }
-            Self::NoRoute | Self::BadPath(_) | Self::OriginalRequestUnknown | Self::RateLimited(_) => None,
+            Self::NoRoute
+            | Self::BadPath(_)
+            | Self::OriginalRequestUnknown
+            | Self::AmbiguousOriginalRequest(_)
+            | Self::BadHost(_)
+            | Self::RateLimited(_) => None,
             _ => Some("invalid_token"),
         }
     }
@@ -209,7 +226,9 @@ impl Rejection {
                 "insufficient_scope"
             }
             Self::NoRoute => "access_denied",
-            Self::BadPath(_) | Self::OriginalRequestUnknown => "invalid_request",
+            Self::BadPath(_) | Self::OriginalRequestUnknown | Self::AmbiguousOriginalRequest(_) | Self::BadHost(_) => {
+                "invalid_request"
+            }
             Self::RateLimited(_) => "rate_limited",
             _ => "invalid_token",
         }
@@ -281,12 +300,14 @@ impl Rejection {
             Self::InvalidDpopProof(_) => 33,
             Self::Unbound(_) => 34,
             Self::ReplayCheckUnavailable => 35,
+            Self::AmbiguousOriginalRequest(_) => 36,
+            Self::BadHost(_) => 37,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 36] = [
+pub const LABELS: [&str; 38] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -323,6 +344,8 @@ pub const LABELS: [&str; 36] = [
     "invalid_dpop_proof",
     "token_binding",
     "replay_check_unavailable",
+    "ambiguous_original_request",
+    "bad_host",
 ];
 
 #[cfg(test)]
@@ -362,6 +385,23 @@ mod tests {
         assert_eq!(Rejection::Revoked.label(), "revoked");
         assert_eq!(Rejection::OriginalRequestUnknown.label(), "original_request_unknown");
         assert_eq!(Rejection::MissingScope(vec![]).index(), 23);
+    }
+
+    #[test]
+    fn an_unclear_request_is_400_invalid_request_without_a_challenge() {
+        for r in [
+            Rejection::AmbiguousOriginalRequest("x-original-uri"),
+            Rejection::BadHost(crate::host::HostError::Port),
+        ] {
+            assert_eq!(r.class(), Class::BadRequest, "{r}");
+            assert_eq!(r.oauth_error(), None, "{r}");
+            assert_eq!(r.body_error(), "invalid_request", "{r}");
+        }
+        assert_eq!(
+            Rejection::AmbiguousOriginalRequest("x-original-uri").reason(),
+            "ambiguous original request (x-original-uri)"
+        );
+        assert_eq!(Rejection::BadHost(crate::host::HostError::Port).label(), "bad_host");
     }
 
     #[test]

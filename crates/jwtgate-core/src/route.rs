@@ -1,5 +1,6 @@
-//! Routes: which policy applies to a request, chosen from its host, normalised path (see
-//! [`crate::path`]), method and Envoy `context_extensions`. First match wins.
+//! Routes: which policy applies to a request, chosen from its host (see [`crate::host`]),
+//! normalised path (see [`crate::path`]), method and Envoy `context_extensions`. First match
+//! wins.
 
 use crate::config::routes::{HostMatch, Match, PathMatch, Route};
 use crate::request::Request;
@@ -17,15 +18,15 @@ impl RouteTable {
     }
 
     /// The first route whose conditions all hold for `req`, whose path has been normalised to
-    /// `path` (see [`crate::path::normalize`]).
-    pub fn select(&self, req: &Request, path: &str) -> Option<&Route> {
-        self.select_index(req, path).and_then(|i| self.routes.get(i))
+    /// `path` (see [`crate::path::normalize`]) and its host to `host` (see
+    /// [`crate::host::normalize`]).
+    pub fn select(&self, req: &Request, path: &str, host: &str) -> Option<&Route> {
+        self.select_index(req, path, host).and_then(|i| self.routes.get(i))
     }
 
     /// [`RouteTable::select`] as the route's position in the config.
-    pub fn select_index(&self, req: &Request, path: &str) -> Option<usize> {
-        let host = host_without_port(&req.host);
-        self.routes.iter().position(|r| matches(&r.matcher, req, &host, path))
+    pub fn select_index(&self, req: &Request, path: &str, host: &str) -> Option<usize> {
+        self.routes.iter().position(|r| matches(&r.matcher, req, host, path))
     }
 
     /// Every route, in order.
@@ -55,26 +56,17 @@ fn matches(m: &Match, req: &Request, host: &str, path: &str) -> bool {
     };
     match &m.path {
         None => true,
-        Some(PathMatch::Prefix(p)) => path.starts_with(p.as_str()),
+        Some(PathMatch::Prefix(p)) => under(path, p),
+        Some(PathMatch::StringPrefix(p)) => path.starts_with(p.as_str()),
         Some(PathMatch::Exact(p)) => path == p,
         Some(PathMatch::Regex(re)) => re.is_match(path),
     }
 }
 
-/// The host lower-cased, without a port (`[::1]:8080` → `[::1]`) or a trailing dot.
-fn host_without_port(host: &str) -> String {
-    let host = if host.starts_with('[') {
-        host.split_once(']').map_or(host, |(h, _)| &host[..=h.len()])
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        })
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
+/// Whether `path` is `prefix` or lies below it, by whole segments.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -101,7 +93,8 @@ mod tests {
             ..Request::default()
         };
         let normal = path::normalize(path).ok()?;
-        t.select(&req, &normal).map(|r| r.name.clone())
+        let host = crate::host::normalize(host).ok()?;
+        t.select(&req, &normal, &host).map(|r| r.name.clone())
     }
 
     const ROUTES: &str = "  - { name: health, match: { path_prefix: /health }, auth: public }
@@ -140,9 +133,9 @@ mod tests {
             path: "/q".into(),
             ..Request::default()
         };
-        assert_eq!(t.select(&req, "/q").map(|r| r.name.as_str()), None);
+        assert_eq!(t.select(&req, "/q", "x").map(|r| r.name.as_str()), None);
         req.context.insert("policy".into(), "admin".into());
-        assert_eq!(t.select(&req, "/q").map(|r| r.name.as_str()), Some("ctx"));
+        assert_eq!(t.select(&req, "/q", "x").map(|r| r.name.as_str()), Some("ctx"));
     }
 
     #[test]
@@ -178,10 +171,36 @@ mod tests {
     }
 
     #[test]
-    fn hosts_lose_their_port() {
-        assert_eq!(host_without_port("Example.com:443"), "example.com");
-        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
-        assert_eq!(host_without_port("[::1]"), "[::1]");
-        assert_eq!(host_without_port("h"), "h");
+    fn a_path_prefix_holds_whole_segments_only() {
+        let t = table(
+            "  - { name: public, match: { path_prefix: /public }, auth: public }
+  - { name: health, match: { path_prefix: /health }, auth: public }
+  - { name: slash, match: { path_prefix: /docs/ }, auth: public }
+  - { name: chars, match: { path_string_prefix: /static }, auth: public }
+  - { name: rest, match: { path_prefix: / } }
+",
+        );
+        for (path, route) in [
+            ("/public", "public"),
+            ("/public/", "public"),
+            ("/public/x/y", "public"),
+            ("/public?x=1", "public"),
+            ("/public-admin", "rest"),
+            ("/public-admin/x", "rest"),
+            ("/publicity", "rest"),
+            ("/health", "health"),
+            ("/healthcare/records", "rest"),
+            ("/docs/", "slash"),
+            ("/docs/a", "slash"),
+            ("/docs", "rest"),
+            ("/static-files/x", "chars"),
+            ("/staticx", "chars"),
+            ("/", "rest"),
+        ] {
+            assert_eq!(pick(&t, "GET", "h", path).as_deref(), Some(route), "{path}");
+        }
+        let t = table("  - { name: admin, match: { path_prefix: /admin, case_insensitive: true } }\n");
+        assert_eq!(pick(&t, "GET", "h", "/ADMIN/x").as_deref(), Some("admin"));
+        assert_eq!(pick(&t, "GET", "h", "/ADMINS"), None);
     }
 }

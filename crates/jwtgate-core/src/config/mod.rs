@@ -5,6 +5,7 @@
 
 pub mod binding;
 pub mod duration;
+pub mod http_auth;
 pub mod introspection;
 pub mod rate_limits;
 pub mod raw;
@@ -60,7 +61,7 @@ pub struct Config {
     /// What a request that matches no route gets.
     pub unmatched: routes::Unmatched,
     /// The HTTP front door's settings.
-    pub http_auth: routes::HttpAuth,
+    pub http_auth: http_auth::HttpAuth,
     /// Where revocations are kept.
     pub revocation: RevocationConfig,
     /// Who may call the admin API.
@@ -495,6 +496,7 @@ impl Validator<'_> {
             },
         };
         let admin = self.admin(raw.admin, &providers)?;
+        let http_auth = self.http_auth(raw.http_auth, &providers)?;
         let introspection = self.introspection(raw.introspection, listen.introspection.is_some(), &providers)?;
         Ok(Config {
             introspection,
@@ -508,7 +510,7 @@ impl Validator<'_> {
             admin,
             routes,
             unmatched: self.unmatched(&raw.defaults),
-            http_auth: self.http_auth(raw.http_auth)?,
+            http_auth,
             revocation,
             cache: self.cache(&raw.cache)?,
             denials_logged_per_second: raw.log.denials_per_second.unwrap_or(1000),

@@ -36,7 +36,7 @@ pub struct RawConfig {
     pub defaults: RawDefaults,
     /// `http_auth:`.
     #[serde(default)]
-    pub http_auth: RawHttpAuth,
+    pub http_auth: super::http_auth::RawHttpAuth,
     /// `revocation:`.
     #[serde(default)]
     pub revocation: RawRevocation,
@@ -280,18 +280,6 @@ pub enum RawUnmatched {
     Public,
 }
 
-/// `http_auth:`, the HTTP front door.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttpAuth {
-    /// Path prefix for Envoy HTTP mode.
-    pub envoy_prefix: Option<String>,
-    /// Addresses or CIDRs whose original-request headers are believed.
-    pub trusted_proxies: Option<Vec<String>>,
-    /// The header a trusted proxy puts the client certificate in.
-    pub client_cert_header: Option<String>,
-}
-
 /// One entry of `routes:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -315,8 +303,10 @@ pub struct RawRoute {
 pub struct RawMatch {
     /// Exact host or `*.suffix`.
     pub host: Option<String>,
-    /// Path prefix.
+    /// Path prefix, by whole segments.
     pub path_prefix: Option<String>,
+    /// Path prefix, by characters.
+    pub path_string_prefix: Option<String>,
     /// Exact path.
     pub path: Option<String>,
     /// Regular expression for the whole path.

@@ -1,15 +1,12 @@
-//! Validated routes, defaults and the HTTP door's trust settings: what a request must present,
-//! chosen by where it goes.
+//! Validated routes and defaults: what a request must present, chosen by where it goes.
 
 use std::collections::HashSet;
 
-use ipnet::IpNet;
 use regex::Regex;
 use serde_json::Value;
 
 use super::raw::{
-    RawAuth, RawClaimTest, RawDefaults, RawHttpAuth, RawMatch, RawMode, RawProviders, RawRequire, RawRoles, RawRoute,
-    RawUnmatched,
+    RawAuth, RawClaimTest, RawDefaults, RawMatch, RawMode, RawProviders, RawRequire, RawRoles, RawRoute, RawUnmatched,
 };
 use super::{ConfigError, Provider, Source, Validator};
 
@@ -31,7 +28,7 @@ pub struct Route {
 pub struct Match {
     /// `host`, exact or `*.suffix`.
     pub host: Option<HostMatch>,
-    /// `path_prefix`, `path` or `path_regex`, against the normalised path.
+    /// `path_prefix`, `path_string_prefix`, `path` or `path_regex`, against the normalised path.
     pub path: Option<PathMatch>,
     /// Upper-case methods; empty means any.
     pub methods: Vec<String>,
@@ -53,8 +50,12 @@ pub enum HostMatch {
 /// A path condition on the normalised path.
 #[derive(Debug, Clone)]
 pub enum PathMatch {
-    /// The path starts with this.
+    /// The path is this, or lies below it: `/public` holds `/public` and `/public/…`, never
+    /// `/public-admin` (a prefix ending in `/` holds what starts with it).
     Prefix(String),
+    /// The path starts with these characters, segment or not (`/public` holds `/public-admin`):
+    /// `path_string_prefix`, what `path_prefix` meant before segments counted.
+    StringPrefix(String),
     /// The path is exactly this.
     Exact(String),
     /// The whole path matches this (anchored) expression.
@@ -134,37 +135,6 @@ pub enum Unmatched {
     Deny,
     /// Treated like an `auth: public` route.
     Public,
-}
-
-/// The HTTP front door's settings.
-#[derive(Debug, Clone)]
-pub struct HttpAuth {
-    /// Envoy HTTP mode: requests under this prefix describe the original request by their own
-    /// method and the rest of the path.
-    pub envoy_prefix: Option<String>,
-    /// Peers whose `X-Original-*` / `X-Forwarded-*` headers are believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// The header (lower-case) in which a trusted proxy passes the client certificate:
-    /// `x-forwarded-client-cert` (Envoy's, read for `Hash=`) or one holding the certificate as
-    /// PEM (URL-encoded or not) or base64 DER.
-    pub client_cert_header: String,
-}
-
-impl HttpAuth {
-    /// Whether a peer's `X-Original-*` / `X-Forwarded-*` headers are believed.
-    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
-        let peer = canonical_ip(peer);
-        self.trusted_proxies.iter().any(|net| net.contains(&peer))
-    }
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as a dual-stack socket reports IPv4 peers)
-/// as the IPv4 address it is; any other address unchanged.
-pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// The route used when the config has no `routes:`: every request needs a valid token from any
@@ -257,9 +227,17 @@ impl Validator<'_> {
             }
         };
         let ci = m.case_insensitive.unwrap_or(false);
-        let paths = [m.path_prefix.is_some(), m.path.is_some(), m.path_regex.is_some()];
+        let paths = [
+            m.path_prefix.is_some(),
+            m.path_string_prefix.is_some(),
+            m.path.is_some(),
+            m.path_regex.is_some(),
+        ];
         if paths.iter().filter(|p| **p).count() > 1 {
-            return Err(self.err(field, "use at most one of `path_prefix`, `path` and `path_regex`"));
+            return Err(self.err(
+                field,
+                "use at most one of `path_prefix`, `path_string_prefix`, `path` and `path_regex`",
+            ));
         }
         let literal = |name: &str, p: String| -> Result<String, ConfigError> {
             if !p.starts_with('/') {
@@ -277,6 +255,8 @@ impl Validator<'_> {
         };
         let path = if let Some(p) = m.path_prefix {
             Some(PathMatch::Prefix(literal("path_prefix", p)?))
+        } else if let Some(p) = m.path_string_prefix {
+            Some(PathMatch::StringPrefix(literal("path_string_prefix", p)?))
         } else if let Some(p) = m.path {
             Some(PathMatch::Exact(literal("path", p)?))
         } else if let Some(r) = m.path_regex {
@@ -425,56 +405,5 @@ impl Validator<'_> {
             None | Some(RawUnmatched::Deny) => Unmatched::Deny,
             Some(RawUnmatched::Public) => Unmatched::Public,
         }
-    }
-
-    pub(super) fn http_auth(&self, h: RawHttpAuth) -> Result<HttpAuth, ConfigError> {
-        let envoy_prefix = match h.envoy_prefix {
-            None => None,
-            Some(p) if p.starts_with('/') && p.len() > 1 && !p.ends_with('/') && !p.contains(['?', '#']) => Some(p),
-            Some(_) => {
-                return Err(self.err(
-                    "http_auth.envoy_prefix",
-                    "a path like `/ext_authz`: leading `/`, no trailing `/`",
-                ));
-            }
-        };
-        if envoy_prefix
-            .as_deref()
-            .is_some_and(|p| ["/auth", "/healthz", "/readyz", "/metrics"].contains(&p))
-        {
-            return Err(self.err("http_auth.envoy_prefix", "collides with one of jwtgate's own paths"));
-        }
-        let raw = h
-            .trusted_proxies
-            .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]);
-        let mut trusted_proxies = Vec::with_capacity(raw.len());
-        for (i, t) in raw.iter().enumerate() {
-            let net = t
-                .parse::<IpNet>()
-                .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    self.err(
-                        format!("http_auth.trusted_proxies[{i}]"),
-                        format!("`{t}` is not an address or CIDR"),
-                    )
-                })?;
-            trusted_proxies.push(net.trunc());
-        }
-        let client_cert_header = h
-            .client_cert_header
-            .unwrap_or_else(|| "x-forwarded-client-cert".into())
-            .to_ascii_lowercase();
-        if client_cert_header.is_empty()
-            || !client_cert_header
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        {
-            return Err(self.err("http_auth.client_cert_header", "is not a valid HTTP header name"));
-        }
-        Ok(HttpAuth {
-            envoy_prefix,
-            trusted_proxies,
-            client_cert_header,
-        })
     }
 }

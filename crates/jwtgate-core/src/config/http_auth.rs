@@ -1,0 +1,533 @@
+//! `http_auth:`, the HTTP door's trust settings: its schema, its validated form and its
+//! validator, in one place.
+//!
+//! The HTTP listener serves one or more *doors*, each a path a proxy asks at, and each reading
+//! the request being checked from exactly one family of headers that its configuration names —
+//! never from whichever family arrives (that let a client choose the request checked behind
+//! Caddy and Traefik, which pass every client header and only set their own family). For each
+//! door the config also names, explicitly, the header a proxy overwrites with the client's
+//! address and the one it overwrites with the client's certificate.
+//!
+//! - `/auth` reads `http_auth.original_request` (default `nginx`);
+//! - `http_auth.envoy_prefix` is a door of the `envoy` family (Envoy's HTTP mode);
+//! - `http_auth.doors` adds doors when several proxies share one jwtgate.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::{ConfigError, Provider, Validator};
+
+/// `http_auth:`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpAuth {
+    /// The family `/auth` reads. Default: `nginx`.
+    pub original_request: Option<Family>,
+    /// Path prefix for Envoy HTTP mode. Default: none (off).
+    pub envoy_prefix: Option<String>,
+    /// Addresses or CIDRs whose headers are believed. Default: loopback.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// The header a trusted proxy overwrites with the client's address. Default: per family.
+    pub client_ip_header: Option<String>,
+    /// The header a trusted proxy overwrites with the client certificate. No default.
+    pub client_cert_header: Option<String>,
+    /// More doors, each its own path and proxy. Default: none.
+    pub doors: Option<Vec<RawDoor>>,
+}
+
+/// One entry of `http_auth.doors`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDoor {
+    /// The path (`envoy`: the prefix). Required.
+    pub path: String,
+    /// The family this door reads. Required.
+    pub original_request: Family,
+    /// Default: `http_auth.trusted_proxies`.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Default: per family.
+    pub client_ip_header: Option<String>,
+    /// Default: `none`.
+    pub client_cert_header: Option<String>,
+}
+
+/// Which headers describe the request being checked, by the proxy that sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, `X-Original-Host` (set by
+    /// the operator's `proxy_set_header`, which replaces any client copy).
+    Nginx,
+    /// ingress-nginx `auth-url`: `X-Original-URL` (`$scheme://$http_host$request_uri`) and
+    /// `X-Original-Method`, set by the controller's template.
+    IngressNginx,
+    /// Traefik `forwardAuth`, Caddy `forward_auth`: `X-Forwarded-Method`, `X-Forwarded-Uri`,
+    /// `X-Forwarded-Host`, `X-Forwarded-Proto`.
+    Forwarded,
+    /// Envoy's HTTP mode (Istio `envoyExtAuthzHttp`, Envoy Gateway): the check request's own
+    /// method, path below the prefix, and `Host`.
+    Envoy,
+}
+
+impl Family {
+    /// The name written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::IngressNginx => "ingress_nginx",
+            Self::Forwarded => "forwarded",
+            Self::Envoy => "envoy",
+        }
+    }
+
+    /// The headers it reads, for logs and `jwtgate check`.
+    pub fn reads(self) -> &'static str {
+        match self {
+            Self::Nginx => "X-Original-Method, X-Original-URI, X-Original-Host",
+            Self::IngressNginx => "X-Original-Method, X-Original-URL",
+            Self::Forwarded => "X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host",
+            Self::Envoy => "the check request's method, path below the prefix, Host",
+        }
+    }
+
+    /// The client-address header its proxy sets, when the config names none.
+    fn client_ip_header(self) -> ClientIpHeader {
+        match self {
+            // nginx's `proxy_set_header X-Real-IP $remote_addr` (examples/nginx.conf); the
+            // controller's template sets the same.
+            Self::Nginx | Self::IngressNginx => ClientIpHeader::Single("x-real-ip".into()),
+            // Traefik and Caddy append (or set) X-Forwarded-For; Envoy appends to it.
+            Self::Forwarded | Self::Envoy => ClientIpHeader::ForwardedFor,
+        }
+    }
+}
+
+/// Where a door reads the client's address (from trusted proxies only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientIpHeader {
+    /// `x-forwarded-for`: the nearest address that is not a trusted proxy, walking from the
+    /// right (where each trusted proxy appends).
+    ForwardedFor,
+    /// A header (lower-case) holding one address, sent once (`x-real-ip`, `true-client-ip`…).
+    Single(String),
+    /// `none`: the peer's own address.
+    Peer,
+}
+
+/// Where a door reads the client's certificate (from trusted proxies only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCertHeader {
+    /// Envoy's `x-forwarded-client-cert` (its first element's `Hash=`, else `Cert=`).
+    Xfcc,
+    /// A header (lower-case) holding the certificate as PEM (URL-encoded or not) or base64 DER.
+    Encoded(String),
+}
+
+/// One door: a path on the HTTP listener, the header family it reads, and whom it believes.
+#[derive(Debug, Clone)]
+pub struct Door {
+    /// The path (`/auth`); for the `envoy` family, the prefix the original path follows.
+    pub path: String,
+    /// Which headers describe the request being checked.
+    pub family: Family,
+    /// Peers whose headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where the client's address is read.
+    pub client_ip: ClientIpHeader,
+    /// Where the client certificate is read; `None`: this door has none.
+    pub client_cert: Option<ClientCertHeader>,
+}
+
+impl ClientIpHeader {
+    /// As the config writes it.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::ForwardedFor => "x-forwarded-for",
+            Self::Single(name) => name,
+            Self::Peer => NONE,
+        }
+    }
+}
+
+impl ClientCertHeader {
+    /// As the config writes it.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Xfcc => "x-forwarded-client-cert",
+            Self::Encoded(name) => name,
+        }
+    }
+}
+
+impl Door {
+    /// The certificate header as the config writes it (`none` without one).
+    pub fn client_cert_name(&self) -> &str {
+        self.client_cert.as_ref().map_or(NONE, ClientCertHeader::name)
+    }
+
+    /// One line saying what this door believes, and from whom.
+    pub fn describe(&self) -> String {
+        let proxies: Vec<String> = self.trusted_proxies.iter().map(ToString::to_string).collect();
+        format!(
+            "{} reads the {} family ({}); client address: {}; client certificate: {}; trusted proxies: {}",
+            self.path,
+            self.family.name(),
+            self.family.reads(),
+            self.client_ip.name(),
+            self.client_cert_name(),
+            if proxies.is_empty() {
+                "none".to_owned()
+            } else {
+                proxies.join(" ")
+            }
+        )
+    }
+
+    /// Whether a peer's headers are believed.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = canonical_ip(peer);
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// The HTTP door's settings: every door, `/auth` first.
+#[derive(Debug, Clone)]
+pub struct HttpAuth {
+    doors: Vec<Door>,
+}
+
+impl HttpAuth {
+    /// The door asked at `path`, and the rest of the path after an `envoy` door's prefix (empty
+    /// for the others). An exact door path wins over a prefix (the config lets none lie under
+    /// another).
+    pub fn door<'p>(&self, path: &'p str) -> Option<(&Door, &'p str)> {
+        if let Some(d) = self.doors.iter().find(|d| d.family != Family::Envoy && d.path == path) {
+            return Some((d, ""));
+        }
+        self.doors.iter().find_map(|d| {
+            let rest = path.strip_prefix(d.path.as_str())?;
+            (d.family == Family::Envoy && (rest.is_empty() || rest.starts_with('/'))).then_some((d, rest))
+        })
+    }
+
+    /// Every door, `/auth` first, then `envoy_prefix`'s, then `doors` in order.
+    pub fn doors(&self) -> &[Door] {
+        &self.doors
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as a dual-stack socket reports IPv4 peers)
+/// as the IPv4 address it is; any other address unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The path of the door `http_auth.original_request` configures.
+pub const AUTH_PATH: &str = "/auth";
+
+/// Paths the HTTP listener serves itself.
+const OWN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// `none`, in `client_ip_header` and `client_cert_header`.
+const NONE: &str = "none";
+
+impl Validator<'_> {
+    /// `http_auth:`; `providers` for the certificate-bound ones, which need the certificate
+    /// header named.
+    pub(super) fn http_auth(&self, h: RawHttpAuth, providers: &[Provider]) -> Result<HttpAuth, ConfigError> {
+        let trusted = self.trusted_proxies(
+            "http_auth.trusted_proxies",
+            h.trusted_proxies
+                .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]),
+        )?;
+        let client_cert = match (h.client_cert_header, providers.iter().position(|p| p.mtls_binding)) {
+            (Some(name), _) => self.client_cert_header("http_auth.client_cert_header", &name)?,
+            (None, None) => None,
+            (None, Some(i)) => {
+                return Err(self.err(
+                    "http_auth.client_cert_header",
+                    format!(
+                        "is required with providers[{i}].mtls_binding: name the header your proxy overwrites with the client certificate (`x-client-cert` with nginx's $ssl_client_escaped_cert, `x-forwarded-client-cert` from an Envoy that sanitises it), or `none` if certificate-bound tokens never come through the HTTP door"
+                    ),
+                ));
+            }
+        };
+        let family = match h.original_request {
+            None => Family::Nginx,
+            Some(Family::Envoy) => {
+                return Err(self.err(
+                    "http_auth.original_request",
+                    "`envoy` is a prefix, not /auth: set `envoy_prefix`, or add a door with `original_request: envoy`",
+                ));
+            }
+            Some(f) => f,
+        };
+        let client_ip = |field: &str, family: Family| -> Result<ClientIpHeader, ConfigError> {
+            match &h.client_ip_header {
+                Some(name) => self.client_ip_header(field, name),
+                None => Ok(family.client_ip_header()),
+            }
+        };
+        let mut doors = vec![Door {
+            path: AUTH_PATH.into(),
+            family,
+            trusted_proxies: trusted.clone(),
+            client_ip: client_ip("http_auth.client_ip_header", family)?,
+            client_cert: client_cert.clone(),
+        }];
+        if let Some(prefix) = h.envoy_prefix {
+            doors.push(Door {
+                path: self.door_path("http_auth.envoy_prefix", prefix, Family::Envoy)?,
+                family: Family::Envoy,
+                trusted_proxies: trusted.clone(),
+                client_ip: client_ip("http_auth.client_ip_header", Family::Envoy)?,
+                client_cert,
+            });
+            self.distinct("http_auth.envoy_prefix", &doors)?;
+        }
+        for (i, d) in h.doors.unwrap_or_default().into_iter().enumerate() {
+            let field = format!("http_auth.doors[{i}]");
+            doors.push(Door {
+                path: self.door_path(&format!("{field}.path"), d.path, d.original_request)?,
+                family: d.original_request,
+                trusted_proxies: match d.trusted_proxies {
+                    Some(t) => self.trusted_proxies(&format!("{field}.trusted_proxies"), t)?,
+                    None => trusted.clone(),
+                },
+                client_ip: match d.client_ip_header {
+                    Some(name) => self.client_ip_header(&format!("{field}.client_ip_header"), &name)?,
+                    None => d.original_request.client_ip_header(),
+                },
+                client_cert: match d.client_cert_header {
+                    Some(name) => self.client_cert_header(&format!("{field}.client_cert_header"), &name)?,
+                    None => None,
+                },
+            });
+            self.distinct(&field, &doors)?;
+        }
+        Ok(HttpAuth { doors })
+    }
+
+    /// A door's path: `/` and more, no `?`, `#` or trailing `/`, not one of the listener's own.
+    fn door_path(&self, field: &str, path: String, family: Family) -> Result<String, ConfigError> {
+        if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') || path.contains(['?', '#']) {
+            return Err(self.err(field, "a path like `/ext_authz`: leading `/`, no trailing `/`"));
+        }
+        if OWN_PATHS.contains(&path.as_str()) || (family == Family::Envoy && path == AUTH_PATH) {
+            return Err(self.err(field, "collides with one of jwtgate's own paths"));
+        }
+        Ok(path)
+    }
+
+    /// The last door does not share a path with another, nor lie under (or hold) an `envoy`
+    /// door's prefix: every path asked at reaches one door.
+    fn distinct(&self, field: &str, doors: &[Door]) -> Result<(), ConfigError> {
+        let Some((last, others)) = doors.split_last() else {
+            return Ok(());
+        };
+        let under = |inner: &Door, outer: &Door| {
+            outer.family == Family::Envoy
+                && inner
+                    .path
+                    .strip_prefix(outer.path.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        for other in others {
+            if other.path == last.path || under(last, other) || under(other, last) {
+                return Err(self.err(
+                    field,
+                    format!(
+                        "`{}` and the door at `{}` overlap: each path must reach one door",
+                        last.path, other.path
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn trusted_proxies(&self, field: &str, raw: Vec<String>) -> Result<Vec<IpNet>, ConfigError> {
+        let mut nets = Vec::with_capacity(raw.len());
+        for (i, t) in raw.iter().enumerate() {
+            let net = t
+                .parse::<IpNet>()
+                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| self.err(format!("{field}[{i}]"), format!("`{t}` is not an address or CIDR")))?;
+            nets.push(net.trunc());
+        }
+        Ok(nets)
+    }
+
+    fn client_ip_header(&self, field: &str, name: &str) -> Result<ClientIpHeader, ConfigError> {
+        let name = self.header_name(field, name)?;
+        Ok(match name.as_str() {
+            NONE => ClientIpHeader::Peer,
+            "x-forwarded-for" => ClientIpHeader::ForwardedFor,
+            _ => ClientIpHeader::Single(name),
+        })
+    }
+
+    fn client_cert_header(&self, field: &str, name: &str) -> Result<Option<ClientCertHeader>, ConfigError> {
+        let name = self.header_name(field, name)?;
+        Ok(match name.as_str() {
+            NONE => None,
+            "x-forwarded-client-cert" => Some(ClientCertHeader::Xfcc),
+            _ => Some(ClientCertHeader::Encoded(name)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const PROVIDER: &str = "providers:\n  - name: corp\n    issuer: https://i/\n    jwks_uri: https://i/k\n";
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{PROVIDER}{extra}"), "t.yaml", std::path::Path::new("."))
+    }
+
+    fn err(extra: &str) -> ConfigError {
+        parse(extra).unwrap_err()
+    }
+
+    #[test]
+    fn auth_reads_the_nginx_family_from_loopback_by_default() {
+        let c = parse("").unwrap();
+        let (door, rest) = c.http_auth.door("/auth").unwrap();
+        assert_eq!((door.family, rest), (Family::Nginx, ""));
+        assert_eq!(door.client_ip, ClientIpHeader::Single("x-real-ip".into()));
+        assert_eq!(door.client_cert, None, "no certificate header unless named");
+        assert!(door.trusts("127.0.0.1".parse().unwrap()) && door.trusts("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!door.trusts("10.0.0.1".parse().unwrap()));
+        assert!(
+            c.http_auth.door("/ext_authz/x").is_none(),
+            "no envoy door unless configured"
+        );
+        assert!(c.http_auth.door("/auth/x").is_none());
+    }
+
+    #[test]
+    fn each_door_reads_its_own_family_with_its_own_defaults() {
+        let c = parse(
+            "http_auth:
+  original_request: forwarded
+  envoy_prefix: /ext_authz
+  client_cert_header: X-Client-Cert
+  doors:
+    - { path: /auth/nginx, original_request: nginx, trusted_proxies: [10.0.0.5] }
+    - { path: /auth/ingress, original_request: ingress_nginx, client_ip_header: none }
+    - { path: /gw, original_request: envoy, client_cert_header: x-forwarded-client-cert }
+",
+        )
+        .unwrap();
+        let door = |p| c.http_auth.door(p).unwrap();
+        assert_eq!(door("/auth").0.family, Family::Forwarded);
+        assert_eq!(door("/auth").0.client_ip, ClientIpHeader::ForwardedFor);
+        assert_eq!(
+            door("/auth").0.client_cert,
+            Some(ClientCertHeader::Encoded("x-client-cert".into()))
+        );
+        assert_eq!(door("/ext_authz/a/b").1, "/a/b");
+        assert_eq!(door("/ext_authz").1, "");
+        assert!(c.http_auth.door("/ext_authzx").is_none());
+        let nginx = door("/auth/nginx").0;
+        assert_eq!(nginx.family, Family::Nginx);
+        assert!(nginx.trusts("10.0.0.5".parse().unwrap()) && !nginx.trusts("127.0.0.1".parse().unwrap()));
+        assert_eq!(nginx.client_cert, None, "a door's certificate header is its own");
+        assert_eq!(door("/auth/ingress").0.client_ip, ClientIpHeader::Peer);
+        assert_eq!(door("/gw/x").0.client_cert, Some(ClientCertHeader::Xfcc));
+    }
+
+    #[test]
+    fn doors_that_are_wrong_are_refused_with_field_and_reason() {
+        for (yaml, field, reason) in [
+            (
+                "http_auth: { original_request: traefik }",
+                "http_auth.original_request",
+                "unknown variant",
+            ),
+            (
+                "http_auth: { original_request: envoy }",
+                "http_auth.original_request",
+                "set `envoy_prefix`",
+            ),
+            (
+                "http_auth: { envoy_prefix: /auth }",
+                "http_auth.envoy_prefix",
+                "own paths",
+            ),
+            (
+                "http_auth: { envoy_prefix: /x/ }",
+                "http_auth.envoy_prefix",
+                "no trailing",
+            ),
+            (
+                "http_auth: { doors: [{ path: /auth, original_request: forwarded }] }",
+                "http_auth.doors[0]",
+                "overlap",
+            ),
+            (
+                "http_auth: { envoy_prefix: /e, doors: [{ path: /e/auth, original_request: nginx }] }",
+                "http_auth.doors[0]",
+                "overlap",
+            ),
+            (
+                "http_auth: { doors: [{ path: /auth/x, original_request: envoy }, { path: /auth/x/y, original_request: nginx }] }",
+                "http_auth.doors[1]",
+                "overlap",
+            ),
+            (
+                "http_auth: { doors: [{ path: /metrics, original_request: nginx }] }",
+                "http_auth.doors[0].path",
+                "own paths",
+            ),
+            (
+                "http_auth: { doors: [{ path: auth2, original_request: nginx }] }",
+                "http_auth.doors[0].path",
+                "leading `/`",
+            ),
+            (
+                "http_auth: { doors: [{ original_request: nginx }] }",
+                "http_auth.doors[0]",
+                "missing field `path`",
+            ),
+            (
+                "http_auth: { client_ip_header: \"x real ip\" }",
+                "http_auth.client_ip_header",
+                "not a valid HTTP header name",
+            ),
+            (
+                "http_auth: { trusted_proxies: [10.0.0.0/33] }",
+                "http_auth.trusted_proxies[0]",
+                "not an address or CIDR",
+            ),
+        ] {
+            let e = err(&format!("{yaml}\n"));
+            assert_eq!(e.field, field, "{yaml}: {e}");
+            assert!(e.reason.contains(reason), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn certificate_bound_tokens_need_the_certificate_header_named() {
+        let bound = "providers:\n  - name: mesh\n    issuer: https://m/\n    jwks_uri: https://m/k\n    mtls_binding: { mode: required }\n";
+        let parse = |extra: &str| Config::parse(&format!("{bound}{extra}"), "t.yaml", std::path::Path::new("."));
+        let e = parse("").unwrap_err();
+        assert_eq!(e.field, "http_auth.client_cert_header", "{e}");
+        assert!(e.reason.contains("providers[0].mtls_binding"), "{e}");
+        let c = parse("http_auth: { client_cert_header: none }\n").unwrap();
+        assert_eq!(c.http_auth.door("/auth").unwrap().0.client_cert, None);
+        let c = parse("http_auth: { client_cert_header: X-Forwarded-Client-Cert }\n").unwrap();
+        assert_eq!(
+            c.http_auth.door("/auth").unwrap().0.client_cert,
+            Some(ClientCertHeader::Xfcc)
+        );
+    }
+}
