@@ -27,6 +27,98 @@ fn explain(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
+fn check_explains_a_check_as_the_http_door_reads_it() {
+    let reader = mint_dev(json!({"scope": "api.read"}));
+    let auth = format!("authorization: Bearer {reader}");
+    // /auth reads nginx's family: the request is the one in X-Original-*.
+    let (code, out) = explain(&[
+        "--door",
+        "/auth",
+        "--header",
+        "x-original-method: GET",
+        "--header",
+        "x-original-uri: /api/orders",
+        "--header",
+        &auth,
+        "--header",
+        "x-real-ip: 198.51.100.4",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("door:     /auth reads the nginx family (X-Original-Method, X-Original-URI, X-Original-Host); client address: x-real-ip; client certificate: none; trusted proxies: 127.0.0.1/32 ::1/128"),
+        "{out}"
+    );
+    assert!(out.contains("request:  GET /api/orders"), "{out}");
+    assert!(out.contains("route:    api-read"), "{out}");
+    assert!(
+        out.contains("remove  x-jwt-tenant"),
+        "an identity header the token lacks: {out}"
+    );
+    // Another family's header: refused before any route, 400.
+    let (code, out) = explain(&[
+        "--door",
+        "/auth",
+        "--header",
+        "x-original-method: GET",
+        "--header",
+        "x-original-uri: /health",
+        "--header",
+        "x-forwarded-uri: /admin",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "FAIL  the door can tell which request it is asked about: ambiguous original request (x-forwarded-uri)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("decision: DENY 400 ambiguous original request (x-forwarded-uri)"),
+        "{out}"
+    );
+    assert!(!out.contains("www-authenticate"), "no challenge on a 400: {out}");
+    // From a peer that is not a trusted proxy, nothing is believed.
+    let (code, out) = explain(&[
+        "--door",
+        "/auth",
+        "--peer",
+        "10.1.2.3",
+        "--header",
+        "x-original-method: GET",
+        "--header",
+        "x-original-uri: /health",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DENY 403 original request unknown"), "{out}");
+    // The Envoy door: the method and path under the prefix; a host that is not one is a 400.
+    let (code, out) = explain(&[
+        "--door",
+        "/ext_authz",
+        "--path",
+        "/health",
+        "--header",
+        "host: acme.example.com:x",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("decision: DENY 400 invalid host: port is not a number"),
+        "{out}"
+    );
+    // No door there: an unusable argument.
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(repo("examples/cookbook.yaml"))
+        .args(["--door", "/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--door /nope: no HTTP door at this path (doors: /auth, /ext_authz)")
+    );
+}
+
+#[test]
 fn check_explains_each_cookbook_recipe() {
     let reader = mint_dev(json!({"scope": "api.read"}));
     let writer = mint_dev(json!({"scope": "api.read api.write"}));

@@ -54,6 +54,12 @@ impl Entry {
     fn range(span: (u32, u32)) -> Range<usize> {
         span.0 as usize..span.1 as usize
     }
+
+    /// Whether this entry's name in `text` is `name`, compared as bytes (no char-boundary
+    /// checks: every lookup of every check compares a dozen names).
+    fn is(&self, text: &str, name: &str) -> bool {
+        text.as_bytes().get(Self::range(self.name)) == Some(name.as_bytes())
+    }
 }
 
 impl Default for Headers {
@@ -77,7 +83,7 @@ impl Headers {
     /// the same way, dearer.
     pub fn append(&mut self, name: &str, value: &str) {
         if let Repr::Packed { text, entries } = &mut self.0 {
-            match entries.iter().rposition(|e| &text[Entry::range(e.name)] == name) {
+            match entries.iter().rposition(|e| e.is(text, name)) {
                 None => {
                     let start = offset(text);
                     text.push_str(name);
@@ -126,7 +132,7 @@ impl Headers {
             Repr::Map(map) => map.get(name).map(String::as_str),
             Repr::Packed { text, entries } => entries
                 .iter()
-                .find(|e| &text[Entry::range(e.name)] == name)
+                .find(|e| e.is(text, name))
                 .map(|e| &text[Entry::range(e.value)]),
         }
     }
@@ -136,11 +142,27 @@ impl Headers {
         self.get(name).is_some()
     }
 
+    /// Of `names` (lower-case), the position of the first — by position in `names`, not by
+    /// arrival — that was sent and that `counts`: one pass over the headers, where asking for
+    /// each name would make one pass per name.
+    pub fn first_sent(&self, names: &[&str], counts: impl Fn(&str) -> bool) -> Option<usize> {
+        match &self.0 {
+            Repr::Map(map) => names.iter().position(|n| counts(n) && map.contains_key(*n)),
+            Repr::Packed { text, entries } => entries
+                .iter()
+                .filter_map(|e| {
+                    let name = text.as_bytes().get(Entry::range(e.name))?;
+                    names.iter().position(|n| n.as_bytes() == name && counts(n))
+                })
+                .min(),
+        }
+    }
+
     /// Whether `name` (lower-case) was sent, and on how many lines.
     pub fn sent(&self, name: &str) -> Sent<'_> {
         match &self.0 {
             Repr::Map(map) => map.get(name).map_or(Sent::No, |v| Sent::Once(v)),
-            Repr::Packed { text, entries } => match entries.iter().find(|e| &text[Entry::range(e.name)] == name) {
+            Repr::Packed { text, entries } => match entries.iter().find(|e| e.is(text, name)) {
                 None => Sent::No,
                 Some(e) if e.repeated => Sent::Repeated,
                 Some(e) => Sent::Once(&text[Entry::range(e.value)]),
@@ -259,6 +281,15 @@ mod tests {
         assert_eq!(adjacent.sent("authorization"), Sent::Once("Bearer x"));
         assert_eq!(adjacent.sent("cookie"), Sent::Repeated);
         assert_eq!(adjacent.sent("dpop"), Sent::No);
+        let wanted = ["dpop", "accept", "cookie", "x-forwarded-for"];
+        assert_eq!(
+            adjacent.first_sent(&wanted, |_| true),
+            Some(1),
+            "by position in the list"
+        );
+        assert_eq!(adjacent.first_sent(&wanted, |n| n != "accept"), Some(2));
+        assert_eq!(adjacent.first_sent(&["dpop"], |_| true), None);
+        assert_eq!(packed.first_sent(&wanted, |_| true), Some(1), "the map form too");
     }
 
     #[test]

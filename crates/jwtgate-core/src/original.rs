@@ -27,7 +27,8 @@ use crate::headers::{Headers, Sent};
 use crate::rejection::Rejection;
 use crate::request::Request;
 
-/// Every header that names the original method, path or host in some family.
+/// Every header that names the original method, path or host in some family, in the order a
+/// refusal names them when several are sent.
 const ORIGINAL_REQUEST_HEADERS: [&str; 6] = [
     "x-original-method",
     "x-original-uri",
@@ -37,7 +38,7 @@ const ORIGINAL_REQUEST_HEADERS: [&str; 6] = [
     "x-forwarded-uri",
 ];
 
-/// The headers of [`ORIGINAL_REQUEST_HEADERS`] that a family reads.
+/// The original-request headers that a family reads.
 fn owns(family: Family, header: &str) -> bool {
     match family {
         Family::Nginx => matches!(header, "x-original-method" | "x-original-uri" | "x-original-host"),
@@ -71,11 +72,9 @@ pub fn read(door: &Door, peer: SocketAddr, asked: Asked<'_>, req: &mut Request) 
         return Err(Rejection::OriginalRequestUnknown);
     }
     let headers = &req.headers;
-    if let Some(foreign) = ORIGINAL_REQUEST_HEADERS
-        .iter()
-        .find(|h| !owns(door.family, h) && headers.contains(h))
-    {
-        return Err(Rejection::AmbiguousOriginalRequest(foreign));
+    let foreign = headers.first_sent(&ORIGINAL_REQUEST_HEADERS, |h| !owns(door.family, h));
+    if let Some(name) = foreign.and_then(|i| ORIGINAL_REQUEST_HEADERS.get(i)) {
+        return Err(Rejection::AmbiguousOriginalRequest(name));
     }
     let once = |name: &'static str| match headers.sent(name) {
         Sent::No => Ok(None),
