@@ -14,6 +14,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const ROUTES: &str = r#"routes:
+  - name: admin-ingress
+    match: { context: { ingress: admin } }
+    require: { roles: [admin] }
   - name: health
     match: { path_prefix: /health }
     auth: public
@@ -28,6 +31,7 @@ http_auth:
   doors:
     - { path: /auth/forwarded, original_request: forwarded }
     - { path: /auth/ingress, original_request: ingress_nginx }
+    - { path: /auth/ingress-admin, original_request: ingress_nginx, context: { ingress: admin } }
 "#;
 
 struct World {
@@ -676,11 +680,38 @@ async fn what_ingress_nginx_sends_is_decided_on_its_original_url() {
         (r.status.as_u16(), r.reason()),
         (400, "invalid host: port is not a number")
     );
+    // `Host: shop.example.com:?` (nginx serves it as shop.example.com): the path is the URL's,
+    // not moved into the query, and the host is refused.
+    let r = w
+        .send(
+            "GET",
+            "/auth/ingress",
+            &controller("GET", "http://shop.example.com:?/admin/x"),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason()),
+        (400, "invalid host: port is not a number"),
+        "{r:?}"
+    );
     // A plain `auth-url` (no auth-method) used to find no X-Original-URI and answer 403.
     let r = w
         .send("GET", "/auth/ingress", &controller("GET", "http://h/health"))
         .await;
     assert_eq!(r.status, 200, "{r:?}");
+    // The URL's host is the client's Host header, which an absolute-form request line can make
+    // another than the Ingress nginx serves: an Ingress's own door pins its policy by context.
+    let r = w
+        .send(
+            "GET",
+            "/auth/ingress-admin",
+            &controller("GET", "http://www.example.com/health"),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.reason()), (401, "missing token"), "{r:?}");
+    let mut h = controller("GET", "http://www.example.com/health");
+    h.push(("authorization", &admin));
+    assert_eq!(w.send("GET", "/auth/ingress-admin", &h).await.status, 200);
 }
 
 #[tokio::test]

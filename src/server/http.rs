@@ -150,8 +150,10 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Headers as the gate sees them: lower-case names, repeated values joined with `,` (`; ` for
-/// `cookie`), values that are not visible ASCII left out. Packed: two allocations, not two per
-/// header.
+/// `cookie`). A value with bytes beyond visible ASCII is kept — as UTF-8, or with U+FFFD for
+/// what is not — never left out: a header that vanished would let the door fall back to another
+/// (`X-Original-Host: admin.example.com:²`, which nginx serves as admin.example.com, would have
+/// been decided on the check request's own `Host`). Packed: two allocations, not two per header.
 pub fn gate_headers(headers: &HeaderMap) -> Headers {
     let bytes = headers
         .iter()
@@ -159,8 +161,10 @@ pub fn gate_headers(headers: &HeaderMap) -> Headers {
         .sum();
     let mut out = Headers::with_capacity(headers.keys_len(), bytes);
     for (name, value) in headers {
-        let Ok(value) = value.to_str() else { continue };
-        out.append(name.as_str(), value);
+        match value.to_str() {
+            Ok(value) => out.append(name.as_str(), value),
+            Err(_) => out.append(name.as_str(), &String::from_utf8_lossy(value.as_bytes())),
+        }
     }
     out
 }

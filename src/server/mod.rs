@@ -259,6 +259,9 @@ pub async fn start_with_metrics(
             trusted_proxies = %trusted.join(" "),
             "HTTP door: reads only its own header family; a check with another family's is refused (400)"
         );
+        if door.trusted_proxies.iter().any(|net| net.prefix_len() == 0) {
+            tracing::warn!(path = %door.path, "HTTP door trusts every address (a /0 in trusted_proxies): any client that reaches this port names the request checked, its address and its certificate; list only the proxies' addresses");
+        }
     }
     for p in config.providers.iter().filter(|p| !p.forward_token) {
         for name in p.sources.iter().filter_map(|s| match s {

@@ -25,7 +25,7 @@ struct Cli {
     /// What to measure; `both` measures the no-op baseline first, then jwtgate, same settings.
     #[arg(long, value_enum, default_value_t = Targets::Both)]
     target: Targets,
-    /// Front door: Envoy ext_authz gRPC, Envoy's HTTP mode under /ext_authz, Nginx auth_request or forward-auth (`GET /auth`; HTTP/1.1).
+    /// Front door: Envoy ext_authz gRPC, Envoy's HTTP mode under /ext_authz, Nginx auth_request (`GET /auth`) or forward-auth (`GET /auth/forwarded`, a `forwarded` door); HTTP/1.1.
     #[arg(long, value_enum, default_value_t = Door::Grpc)]
     door: Door,
     /// gRPC: HTTP/2 connections. HTTP: connections × streams keep-alive connections.

@@ -22,33 +22,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::binding::{self, ClientCert};
-use crate::config::http_auth::{ClientCertHeader, ClientIpHeader, Door, Family, canonical_ip};
+use crate::config::http_auth::{
+    ClientCertHeader, ClientIpHeader, Door, Family, ORIGINAL_REQUEST_HEADERS, canonical_ip,
+};
 use crate::headers::{Headers, Sent};
 use crate::rejection::Rejection;
 use crate::request::Request;
-
-/// Every header that names the original method, path or host in some family, in the order a
-/// refusal names them when several are sent.
-const ORIGINAL_REQUEST_HEADERS: [&str; 6] = [
-    "x-original-method",
-    "x-original-uri",
-    "x-original-host",
-    "x-original-url",
-    "x-forwarded-method",
-    "x-forwarded-uri",
-];
-
-/// The original-request headers that a family reads.
-fn owns(family: Family, header: &str) -> bool {
-    match family {
-        Family::Nginx => matches!(header, "x-original-method" | "x-original-uri" | "x-original-host"),
-        // `X-Original-URI` too: the controller sets it (`$request_uri`) with `auth-method`, and
-        // passes a client's copy without; it is never read, the URL is.
-        Family::IngressNginx => matches!(header, "x-original-method" | "x-original-url" | "x-original-uri"),
-        Family::Forwarded => matches!(header, "x-forwarded-method" | "x-forwarded-uri"),
-        Family::Envoy => false,
-    }
-}
 
 /// The check request as the HTTP door received it: its own method, its path below an `envoy`
 /// door's prefix (empty for other doors) and its query.
@@ -72,7 +51,7 @@ pub fn read(door: &Door, peer: SocketAddr, asked: Asked<'_>, req: &mut Request) 
         return Err(Rejection::OriginalRequestUnknown);
     }
     let headers = &req.headers;
-    let foreign = headers.first_sent(&ORIGINAL_REQUEST_HEADERS, |h| !owns(door.family, h));
+    let foreign = headers.first_sent(&ORIGINAL_REQUEST_HEADERS, |h| !door.family.owns(h));
     if let Some(name) = foreign.and_then(|i| ORIGINAL_REQUEST_HEADERS.get(i)) {
         return Err(Rejection::AmbiguousOriginalRequest(name));
     }
@@ -127,6 +106,9 @@ pub fn read(door: &Door, peer: SocketAddr, asked: Asked<'_>, req: &mut Request) 
             (asked.method.to_owned(), path, host_or("host")?.to_owned(), proto())
         }
     };
+    if !is_method(&method) {
+        return Err(Rejection::OriginalRequestUnknown);
+    }
     let client_ip = if trusted {
         client_ip(door, peer, headers)
     } else {
@@ -134,6 +116,9 @@ pub fn read(door: &Door, peer: SocketAddr, asked: Asked<'_>, req: &mut Request) 
     };
     let client_cert = if trusted { client_cert(door, headers) } else { None };
     req.request_id = headers.get("x-request-id").map(str::to_owned);
+    if !door.context.is_empty() {
+        req.context = door.context.iter().cloned().collect();
+    }
     req.method = method;
     req.path = path;
     req.host = host;
@@ -144,19 +129,25 @@ pub fn read(door: &Door, peer: SocketAddr, asked: Asked<'_>, req: &mut Request) 
 }
 
 /// `scheme://authority/path?query` (ingress-nginx's `$scheme://$http_host$request_uri`) as
-/// (scheme, authority, path with query); `None` for anything else.
+/// (scheme, authority, path with query); `None` for anything else. `$request_uri` starts with
+/// `/` and nginx refuses a `Host` with `/`, so the path starts at the first `/`: everything
+/// before it is the client's `Host`, checked as one (`Host: app.example.com:?` must not move
+/// the path into the query).
 fn absolute_url(url: &str) -> Option<(&str, &str, String)> {
     let (scheme, rest) = url.split_once("://")?;
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return None;
     }
-    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let path = match path.chars().next() {
-        None => "/".to_owned(),
-        Some('?') => format!("/{path}"),
-        Some(_) => path.to_owned(),
-    };
-    Some((scheme, authority, path))
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    Some((scheme, authority, path.to_owned()))
+}
+
+/// Whether `method` is an HTTP method token (RFC 9110 §9.1, §5.6.2), as a proxy forwards one.
+fn is_method(method: &str) -> bool {
+    (1..=32).contains(&method.len())
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The client's address, as the door's header says it (the peer is trusted).
@@ -288,14 +279,22 @@ mod tests {
         .unwrap();
         assert_eq!(what(&r), ("PUT", "/admin/x?q=1", "Admin.example.com:8443"));
         assert_eq!(r.scheme, "https", "the URL's scheme, not a header's");
+        // The path starts at the first `/`: what comes before is the client's Host, whole.
         let r = asked(
             &ingress,
             "GET",
             "",
-            &[("x-original-url", "http://h?q"), ("x-original-method", "GET")],
+            &[
+                ("x-original-url", "http://app.example.com:?/admin/x"),
+                ("x-original-method", "GET"),
+            ],
         )
         .unwrap();
-        assert_eq!(what(&r), ("GET", "/?q", "h"));
+        assert_eq!(
+            what(&r),
+            ("GET", "/admin/x", "app.example.com:?"),
+            "the gate refuses that host"
+        );
 
         let envoy = door("{ envoy_prefix: /ext_authz }", "/ext_authz/x");
         let r = asked(&envoy, "PATCH", "/admin/x?a=b", &[("host", "api.example.com")]).unwrap();
@@ -417,13 +416,40 @@ mod tests {
             Rejection::OriginalRequestUnknown
         );
         let i = door("{ original_request: ingress_nginx }", "/auth");
-        for url in ["/admin", "ftp://h/admin", "h/admin"] {
+        for url in ["/admin", "ftp://h/admin", "h/admin", "http://h?q", "http://h"] {
             assert_eq!(
                 asked(&i, "GET", "", &[("x-original-method", "GET"), ("x-original-url", url)]).unwrap_err(),
                 Rejection::OriginalRequestUnknown,
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn a_method_that_is_not_a_method_token_is_no_request() {
+        let d = door("{ original_request: forwarded }", "/auth");
+        for method in ["", "GET POST", "G\u{202e}ET", "GET\t", &"A".repeat(33)] {
+            assert_eq!(
+                asked(
+                    &d,
+                    "GET",
+                    "",
+                    &[("x-forwarded-method", method), ("x-forwarded-uri", "/")]
+                )
+                .unwrap_err(),
+                Rejection::OriginalRequestUnknown,
+                "{method:?}"
+            );
+        }
+        assert!(
+            asked(
+                &d,
+                "GET",
+                "",
+                &[("x-forwarded-method", "PROPFIND"), ("x-forwarded-uri", "/")]
+            )
+            .is_ok()
+        );
     }
 
     #[test]

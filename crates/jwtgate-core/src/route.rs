@@ -2,7 +2,7 @@
 //! normalised path (see [`crate::path`]), method and Envoy `context_extensions`. First match
 //! wins.
 
-use crate::config::routes::{HostMatch, Match, PathMatch, Route};
+use crate::config::routes::{HostMatch, Match, PathMatch, Route, method_holds};
 use crate::request::Request;
 
 /// The configured routes in order.
@@ -36,7 +36,7 @@ impl RouteTable {
 }
 
 fn matches(m: &Match, req: &Request, host: &str, path: &str) -> bool {
-    if !m.methods.is_empty() && !m.methods.iter().any(|x| x.eq_ignore_ascii_case(&req.method)) {
+    if !m.methods.is_empty() && !m.methods.iter().any(|x| method_holds(x, &req.method)) {
         return false;
     }
     match &m.host {
@@ -113,6 +113,7 @@ mod tests {
         assert_eq!(pick(&t, "POST", "x", "/admin/users").as_deref(), Some("admin"));
         assert_eq!(pick(&t, "post", "x", "/admin").as_deref(), Some("admin"));
         assert_eq!(pick(&t, "GET", "x", "/admin"), None, "method not listed");
+        assert_eq!(pick(&t, "HEAD", "x", "/admin"), None, "HEAD is GET's, not POST's");
         assert_eq!(pick(&t, "GET", "x", "/exact").as_deref(), Some("exact"));
         assert_eq!(pick(&t, "GET", "x", "/exact/more"), None);
         assert_eq!(pick(&t, "GET", "x", "/items/42").as_deref(), Some("regex"));
@@ -122,6 +123,16 @@ mod tests {
         assert_eq!(pick(&t, "GET", "example.com", "/z"), None, "*.suffix needs a subdomain");
         assert_eq!(pick(&t, "GET", "evilexample.com", "/z"), None);
         assert_eq!(pick(&t, "GET", "api.internal:80", "/q").as_deref(), Some("one-host"));
+    }
+
+    #[test]
+    fn a_get_route_holds_head_which_applications_answer_with_their_get_handler() {
+        let t = table(
+            "  - { name: read, match: { path_prefix: /admin, methods: [GET] }, require: { roles: [admin] } }\n  - { name: rest, match: { path_prefix: / }, auth: public }\n",
+        );
+        assert_eq!(pick(&t, "HEAD", "x", "/admin/secret").as_deref(), Some("read"));
+        assert_eq!(pick(&t, "head", "x", "/admin/secret").as_deref(), Some("read"));
+        assert_eq!(pick(&t, "OPTIONS", "x", "/admin/secret").as_deref(), Some("rest"));
     }
 
     #[test]

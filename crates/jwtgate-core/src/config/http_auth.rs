@@ -51,6 +51,9 @@ pub struct RawDoor {
     pub client_ip_header: Option<String>,
     /// Default: `none`.
     pub client_cert_header: Option<String>,
+    /// Context a route can match (`match: { context }`), as Envoy's `context_extensions`.
+    /// Default: none.
+    pub context: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Which headers describe the request being checked, by the proxy that sets them.
@@ -71,7 +74,30 @@ pub enum Family {
     Envoy,
 }
 
+/// Every header that names the original method, path or host in some family, in the order a
+/// refusal names them when several are sent.
+pub const ORIGINAL_REQUEST_HEADERS: [&str; 6] = [
+    "x-original-method",
+    "x-original-uri",
+    "x-original-host",
+    "x-original-url",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+];
+
 impl Family {
+    /// Whether this family reads `header`, one of [`ORIGINAL_REQUEST_HEADERS`].
+    pub fn owns(self, header: &str) -> bool {
+        match self {
+            Self::Nginx => matches!(header, "x-original-method" | "x-original-uri" | "x-original-host"),
+            // `X-Original-URI` too: the controller sets it (`$request_uri`) with `auth-method`,
+            // and passes a client's copy without; it is never read, the URL is.
+            Self::IngressNginx => matches!(header, "x-original-method" | "x-original-url" | "x-original-uri"),
+            Self::Forwarded => matches!(header, "x-forwarded-method" | "x-forwarded-uri"),
+            Self::Envoy => false,
+        }
+    }
+
     /// The name written in the config.
     pub fn name(self) -> &'static str {
         match self {
@@ -138,6 +164,10 @@ pub struct Door {
     pub client_ip: ClientIpHeader,
     /// Where the client certificate is read; `None`: this door has none.
     pub client_cert: Option<ClientCertHeader>,
+    /// What every request through this door carries as context, for routes to match: which
+    /// door (so which proxy, which Ingress) asked, from the config rather than from anything a
+    /// client sent.
+    pub context: Vec<(String, String)>,
 }
 
 impl ClientIpHeader {
@@ -246,7 +276,7 @@ impl Validator<'_> {
                 .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]),
         )?;
         let client_cert = match (h.client_cert_header, providers.iter().position(|p| p.mtls_binding)) {
-            (Some(name), _) => self.client_cert_header("http_auth.client_cert_header", &name)?,
+            (Some(name), _) => self.client_cert_header("http_auth.client_cert_header", &name, providers)?,
             (None, None) => None,
             (None, Some(i)) => {
                 return Err(self.err(
@@ -269,7 +299,7 @@ impl Validator<'_> {
         };
         let client_ip = |field: &str, family: Family| -> Result<ClientIpHeader, ConfigError> {
             match &h.client_ip_header {
-                Some(name) => self.client_ip_header(field, name),
+                Some(name) => self.client_ip_header(field, name, providers),
                 None => Ok(family.client_ip_header()),
             }
         };
@@ -279,6 +309,7 @@ impl Validator<'_> {
             trusted_proxies: trusted.clone(),
             client_ip: client_ip("http_auth.client_ip_header", family)?,
             client_cert: client_cert.clone(),
+            context: Vec::new(),
         }];
         if let Some(prefix) = h.envoy_prefix {
             doors.push(Door {
@@ -287,6 +318,7 @@ impl Validator<'_> {
                 trusted_proxies: trusted.clone(),
                 client_ip: client_ip("http_auth.client_ip_header", Family::Envoy)?,
                 client_cert,
+                context: Vec::new(),
             });
             self.distinct("http_auth.envoy_prefix", &doors)?;
         }
@@ -300,13 +332,14 @@ impl Validator<'_> {
                     None => trusted.clone(),
                 },
                 client_ip: match d.client_ip_header {
-                    Some(name) => self.client_ip_header(&format!("{field}.client_ip_header"), &name)?,
+                    Some(name) => self.client_ip_header(&format!("{field}.client_ip_header"), &name, providers)?,
                     None => d.original_request.client_ip_header(),
                 },
                 client_cert: match d.client_cert_header {
-                    Some(name) => self.client_cert_header(&format!("{field}.client_cert_header"), &name)?,
+                    Some(name) => self.client_cert_header(&format!("{field}.client_cert_header"), &name, providers)?,
                     None => None,
                 },
+                context: d.context.unwrap_or_default().into_iter().collect(),
             });
             self.distinct(&field, &doors)?;
         }
@@ -363,19 +396,51 @@ impl Validator<'_> {
         Ok(nets)
     }
 
-    fn client_ip_header(&self, field: &str, name: &str) -> Result<ClientIpHeader, ConfigError> {
+    /// A header a door believes from its proxy is one of its own: not `host`, an
+    /// original-request header, a token source or an identity header jwtgate answers — one
+    /// header cannot be both what the proxy overwrites and what the client or jwtgate sends.
+    fn believed_header(&self, field: &str, name: &str, providers: &[Provider]) -> Result<String, ConfigError> {
         let name = self.header_name(field, name)?;
+        if name == "host" || ORIGINAL_REQUEST_HEADERS.contains(&name.as_str()) {
+            return Err(self.err(field, format!("`{name}` names the original request")));
+        }
+        for p in providers {
+            let source = p
+                .sources
+                .iter()
+                .any(|s| matches!(s, super::Source::Header { name: n, .. } if *n == name));
+            let identity = p.claims_to_headers.iter().any(|(_, h)| *h == name)
+                || p.payload_header.as_deref() == Some(name.as_str());
+            if source || identity {
+                let what = if source { "a token source" } else { "an identity header" };
+                return Err(self.err(field, format!("`{name}` is {what} of provider {}", p.name)));
+            }
+        }
+        Ok(name)
+    }
+
+    fn client_ip_header(&self, field: &str, name: &str, providers: &[Provider]) -> Result<ClientIpHeader, ConfigError> {
+        if name.eq_ignore_ascii_case(NONE) {
+            return Ok(ClientIpHeader::Peer);
+        }
+        let name = self.believed_header(field, name, providers)?;
         Ok(match name.as_str() {
-            NONE => ClientIpHeader::Peer,
             "x-forwarded-for" => ClientIpHeader::ForwardedFor,
             _ => ClientIpHeader::Single(name),
         })
     }
 
-    fn client_cert_header(&self, field: &str, name: &str) -> Result<Option<ClientCertHeader>, ConfigError> {
-        let name = self.header_name(field, name)?;
+    fn client_cert_header(
+        &self,
+        field: &str,
+        name: &str,
+        providers: &[Provider],
+    ) -> Result<Option<ClientCertHeader>, ConfigError> {
+        if name.eq_ignore_ascii_case(NONE) {
+            return Ok(None);
+        }
+        let name = self.believed_header(field, name, providers)?;
         Ok(match name.as_str() {
-            NONE => None,
             "x-forwarded-client-cert" => Some(ClientCertHeader::Xfcc),
             _ => Some(ClientCertHeader::Encoded(name)),
         })
@@ -387,7 +452,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    const PROVIDER: &str = "providers:\n  - name: corp\n    issuer: https://i/\n    jwks_uri: https://i/k\n";
+    const PROVIDER: &str = "providers:\n  - name: corp\n    issuer: https://i/\n    jwks_uri: https://i/k\n    claims_to_headers: { sub: x-jwt-sub }\n";
 
     fn parse(extra: &str) -> Result<Config, ConfigError> {
         Config::parse(&format!("{PROVIDER}{extra}"), "t.yaml", std::path::Path::new("."))
@@ -443,6 +508,25 @@ mod tests {
         assert_eq!(nginx.client_cert, None, "a door's certificate header is its own");
         assert_eq!(door("/auth/ingress").0.client_ip, ClientIpHeader::Peer);
         assert_eq!(door("/gw/x").0.client_cert, Some(ClientCertHeader::Xfcc));
+        assert!(door("/gw/x").0.context.is_empty());
+    }
+
+    #[test]
+    fn a_door_carries_the_context_its_config_gives() {
+        let c = parse(
+            "http_auth:
+  original_request: ingress_nginx
+  doors:
+    - { path: /auth/admin, original_request: ingress_nginx, context: { ingress: admin } }
+",
+        )
+        .unwrap();
+        let door = |p| c.http_auth.door(p).unwrap().0;
+        assert_eq!(
+            door("/auth/admin").context,
+            [("ingress".to_owned(), "admin".to_owned())]
+        );
+        assert!(door("/auth").context.is_empty());
     }
 
     #[test]
@@ -507,6 +591,21 @@ mod tests {
                 "http_auth: { trusted_proxies: [10.0.0.0/33] }",
                 "http_auth.trusted_proxies[0]",
                 "not an address or CIDR",
+            ),
+            (
+                "http_auth: { client_ip_header: X-Original-URI }",
+                "http_auth.client_ip_header",
+                "`x-original-uri` names the original request",
+            ),
+            (
+                "http_auth: { client_cert_header: authorization }",
+                "http_auth.client_cert_header",
+                "`authorization` is a token source of provider corp",
+            ),
+            (
+                "http_auth: { doors: [{ path: /a, original_request: nginx, client_cert_header: x-jwt-sub }] }",
+                "http_auth.doors[0].client_cert_header",
+                "`x-jwt-sub` is an identity header of provider corp",
             ),
         ] {
             let e = err(&format!("{yaml}\n"));

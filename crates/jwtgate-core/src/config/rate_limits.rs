@@ -82,7 +82,7 @@ impl RateRule {
     /// Whether a request on `route` with `method` is counted by this rule.
     pub fn matches(&self, route: Option<&str>, method: &str) -> bool {
         (self.routes.is_empty() || route.is_some_and(|r| self.routes.iter().any(|x| x == r)))
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| super::routes::method_holds(m, method)))
     }
 }
 

@@ -137,6 +137,14 @@ pub enum Unmatched {
     Public,
 }
 
+/// Whether a method a route or rule lists (upper-case) holds for a request's `method`: the same
+/// method, in any case; and `GET` holds `HEAD` too, which applications answer with their GET
+/// handler (a `methods: [GET]` route that did not hold HEAD let `HEAD /admin` reach a weaker
+/// route, then the GET handler).
+pub fn method_holds(listed: &str, method: &str) -> bool {
+    listed.eq_ignore_ascii_case(method) || (listed == "GET" && method.eq_ignore_ascii_case("HEAD"))
+}
+
 /// The route used when the config has no `routes:`: every request needs a valid token from any
 /// provider.
 pub fn default_routes() -> Vec<Route> {
