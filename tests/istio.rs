@@ -100,6 +100,14 @@ fn the_extension_providers_use_only_istios_fields() {
             for header in ["www-authenticate", "retry-after", "x-jwtgate-trace-id"] {
                 assert!(on_deny.contains(&header), "{header} reaches the client on a denial");
             }
+            // Every identity header is copied (so a client's copy of any is replaced).
+            let on_allow: Vec<&str> = h["headersToUpstreamOnAllow"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert!(on_allow.contains(&"x-jwt-*"), "{on_allow:?}");
         }
     }
 }

@@ -263,6 +263,21 @@ pub const AUTH_PATH: &str = "/auth";
 /// Paths the HTTP listener serves itself.
 const OWN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
+/// Headers the door reads, or jwtgate answers, for another purpose than a client's address or
+/// certificate: never one of those.
+const READ_FOR_ELSE: [&str; 10] = [
+    "authorization",
+    "cookie",
+    "dpop",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-jwtgate-trace-id",
+    "x-envoy-auth-headers-to-remove",
+];
+
 /// `none`, in `client_ip_header` and `client_cert_header`.
 const NONE: &str = "none";
 
@@ -403,6 +418,9 @@ impl Validator<'_> {
         let name = self.header_name(field, name)?;
         if name == "host" || ORIGINAL_REQUEST_HEADERS.contains(&name.as_str()) {
             return Err(self.err(field, format!("`{name}` names the original request")));
+        }
+        if READ_FOR_ELSE.contains(&name.as_str()) {
+            return Err(self.err(field, format!("`{name}` is read for something else")));
         }
         for p in providers {
             let source = p
@@ -600,7 +618,12 @@ mod tests {
             (
                 "http_auth: { client_cert_header: authorization }",
                 "http_auth.client_cert_header",
-                "`authorization` is a token source of provider corp",
+                "`authorization` is read for something else",
+            ),
+            (
+                "http_auth: { client_ip_header: x-forwarded-host }",
+                "http_auth.client_ip_header",
+                "`x-forwarded-host` is read for something else",
             ),
             (
                 "http_auth: { doors: [{ path: /a, original_request: nginx, client_cert_header: x-jwt-sub }] }",
