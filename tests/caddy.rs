@@ -190,19 +190,13 @@ struct World {
 
 impl World {
     async fn start() -> Self {
-        use base64::Engine;
         let issuer = rsa_issuer().await;
         let jose = Jose::new();
         let ca = certs::Ca::new("stolen-token CA");
         let dir = tempfile::tempdir().unwrap();
         ca.client("svc").write(dir.path(), "svc");
         let x5t = jose.x5t(&dir.path().join("svc.pem"));
-        let hash: String = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&x5t)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = common::jose::xfcc_hash(&x5t);
         let bound =
             jose.token(json!({ "iss": "https://mesh.test", "sub": "svc", "aud": "api", "cnf": { "x5t#S256": x5t } }));
         let yaml = format!(

@@ -512,7 +512,6 @@ async fn jwtgate_check_explains_a_proof_with_dpop_method_and_url() {
 
 #[tokio::test]
 async fn the_http_door_takes_the_scheme_and_the_xfcc_hash_from_trusted_proxies_only() {
-    use base64::Engine;
     let jose = Jose::new();
     let yaml = format!(
         "{}  - name: mesh
@@ -541,12 +540,7 @@ async fn the_http_door_takes_the_scheme_and_the_xfcc_hash_from_trusted_proxies_o
     let dir = tempfile::tempdir().unwrap();
     ca.client("svc").write(dir.path(), "svc");
     let x5t = jose.x5t(&dir.path().join("svc.pem"));
-    let hash: String = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&x5t)
-        .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = common::jose::xfcc_hash(&x5t);
     let bound =
         jose.token(json!({ "iss": "https://mesh.test", "sub": "svc", "aud": "api", "cnf": { "x5t#S256": x5t } }));
     let http = reqwest::Client::new();

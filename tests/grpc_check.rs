@@ -231,16 +231,7 @@ async fn a_host_that_is_not_one_is_refused_with_400_not_matched_loosely() {
     let mut client = gk.client().await;
     let asked = |host: &str| {
         let mut req = check_request("/x", &[]);
-        req.attributes
-            .as_mut()
-            .unwrap()
-            .request
-            .as_mut()
-            .unwrap()
-            .http
-            .as_mut()
-            .unwrap()
-            .host = host.into();
+        http_mut(&mut req).host = host.into();
         req
     };
     for host in [
@@ -348,16 +339,7 @@ async fn header_map_is_accepted_instead_of_headers() {
     let mut client = gk.client().await;
     let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
     let mut req = check_request("/api", &[]);
-    let http = req
-        .attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap();
+    let http = http_mut(&mut req);
     http.header_map = Some(HeaderMap {
         headers: vec![HeaderValue {
             key: "Authorization".into(),
@@ -378,16 +360,7 @@ async fn cookie_crumbs_in_a_header_map_rejoin_as_one_cookie_list() {
     let mut client = gk.client().await;
     let t = sign(&pem("rsa-a.pem"), Algorithm::RS256, Some("rsa"), claims(&issuer.url()));
     let mut req = check_request("/api", &[]);
-    let http = req
-        .attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap();
+    let http = http_mut(&mut req);
     let crumb = |v: String| HeaderValue {
         key: "cookie".into(),
         value: v,

@@ -381,16 +381,7 @@ async fn grpc_and_http_doors_answer_alike() {
         }
 
         let mut req = check_request(c.path, &headers);
-        let http = req
-            .attributes
-            .as_mut()
-            .unwrap()
-            .request
-            .as_mut()
-            .unwrap()
-            .http
-            .as_mut()
-            .unwrap();
+        let http = http_mut(&mut req);
         http.method = c.method.into();
         http.host = c.host.into();
         let a = check(&mut grpc, req).await.unwrap();

@@ -15,7 +15,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::repo;
+use common::{fields_within, repo};
 use serde_json::Value;
 
 /// ingress-nginx's external-auth annotations (`authreq`), and its client-certificate one.
@@ -89,19 +89,6 @@ fn documents(path: &str) -> Vec<Value> {
     text.split("\n---\n")
         .map(|doc| serde_saphyr::from_str(doc).unwrap())
         .collect()
-}
-
-fn fields_within(what: &str, v: &Value, allowed: &[&str]) {
-    for key in v
-        .as_object()
-        .unwrap_or_else(|| panic!("{what} is not a map: {v}"))
-        .keys()
-    {
-        assert!(
-            allowed.contains(&key.as_str()),
-            "{what}: `{key}` is not a field of the API"
-        );
-    }
 }
 
 fn strings(v: &Value) -> Vec<String> {

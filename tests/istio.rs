@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::repo;
+use common::{fields_within, repo};
 use serde_json::Value;
 
 /// `MeshConfig.ExtensionProvider.EnvoyExternalAuthorizationGrpcProvider`.
@@ -57,19 +57,6 @@ const OPERATION: &[&str] = &[
 
 fn yaml(path: &str) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(repo(path)).unwrap()).unwrap()
-}
-
-fn fields_within(what: &str, v: &Value, allowed: &[&str]) {
-    for key in v
-        .as_object()
-        .unwrap_or_else(|| panic!("{what} is not a map: {v}"))
-        .keys()
-    {
-        assert!(
-            allowed.contains(&key.as_str()),
-            "{what}: `{key}` is not a field of Istio's API"
-        );
-    }
 }
 
 #[test]

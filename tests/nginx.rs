@@ -729,15 +729,7 @@ async fn sender_constrained_tokens_through_nginx_with_client_certificates_and_dp
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let x5t_hex: String = {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&x5t)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let x5t_hex = common::jose::xfcc_hash(&x5t);
     let mut forged = bearer.clone();
     forged.push(format!("X-Client-Cert: {escaped}"));
     forged.push(format!("X-Forwarded-Client-Cert: Hash={x5t_hex}"));

@@ -87,14 +87,7 @@ impl Limited {
     }
 
     async fn send(&self, method: &str, mut req: CheckRequest) -> Answer {
-        if let Some(http) = req
-            .attributes
-            .as_mut()
-            .and_then(|a| a.request.as_mut())
-            .and_then(|r| r.http.as_mut())
-        {
-            http.method = method.into();
-        }
+        http_mut(&mut req).method = method.into();
         check(&mut self.gk.client().await, req).await.unwrap()
     }
 

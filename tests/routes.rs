@@ -120,16 +120,7 @@ impl World {
         }
         let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut req = check_request(path, &refs);
-        let http = req
-            .attributes
-            .as_mut()
-            .unwrap()
-            .request
-            .as_mut()
-            .unwrap()
-            .http
-            .as_mut()
-            .unwrap();
+        let http = http_mut(&mut req);
         http.method = method.into();
         http.host = host.into();
         check(&mut self.client, req).await.expect("a CheckResponse")

@@ -23,6 +23,18 @@ pub const BOUND_PROVIDERS: &str = "  - name: mesh
     dpop: { mode: required }
 ";
 
+/// A certificate's RFC 8705 `x5t#S256` (base64url) as Envoy's `X-Forwarded-Client-Cert` carries
+/// it in `Hash=`: lower-case hex.
+pub fn xfcc_hash(x5t: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(x5t)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One set of keys (the issuer's and the clients'), kept in a temporary directory.
 pub struct Jose {
     dir: tempfile::TempDir,

@@ -633,6 +633,31 @@ pub fn check_request(path: &str, headers: &[(&str, &str)]) -> CheckRequest {
     }
 }
 
+/// Fails unless every key of the map `v` (`what`, for the message) is in `allowed`: an example's
+/// fields held against the field list of the API it is written for (Istio's, Envoy Gateway's),
+/// where the API's own schema is not at hand.
+pub fn fields_within(what: &str, v: &Value, allowed: &[&str]) {
+    for key in v
+        .as_object()
+        .unwrap_or_else(|| panic!("{what} is not a map: {v}"))
+        .keys()
+    {
+        assert!(
+            allowed.contains(&key.as_str()),
+            "{what}: `{key}` is not a field of the API"
+        );
+    }
+}
+
+/// `attributes.request.http` of a request [`check_request`] made, to change a field of it.
+pub fn http_mut(req: &mut CheckRequest) -> &mut HttpRequest {
+    req.attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+        .expect("made by check_request")
+}
+
 pub fn bearer(token: &str) -> CheckRequest {
     check_request("/api", &[("authorization", &format!("Bearer {token}"))])
 }

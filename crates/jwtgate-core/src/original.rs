@@ -109,12 +109,11 @@ pub fn read(door: &Door, peer: SocketAddr, asked: Asked<'_>, req: &mut Request) 
     if !is_method(&method) {
         return Err(Rejection::OriginalRequestUnknown);
     }
-    let client_ip = if trusted {
-        client_ip(door, peer, headers)
+    let (client_ip, client_cert) = if trusted {
+        (client_ip(door, peer, headers), client_cert(door, headers))
     } else {
-        canonical_ip(peer.ip())
+        (canonical_ip(peer.ip()), None)
     };
-    let client_cert = if trusted { client_cert(door, headers) } else { None };
     req.request_id = headers.get("x-request-id").map(str::to_owned);
     if !door.context.is_empty() {
         req.context = door.context.iter().cloned().collect();
@@ -144,10 +143,7 @@ fn absolute_url(url: &str) -> Option<(&str, &str, String)> {
 
 /// Whether `method` is an HTTP method token (RFC 9110 §9.1, §5.6.2), as a proxy forwards one.
 fn is_method(method: &str) -> bool {
-    (1..=32).contains(&method.len())
-        && method
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    method.len() <= 32 && crate::config::valid_token(method)
 }
 
 /// The client's address, as the door's header says it (the peer is trusted).

@@ -154,6 +154,13 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
+/// Whether `path` is `prefix` or lies below it, by whole segments: `/public` holds `/public`
+/// and `/public/…`, never `/public-admin`; a prefix ending in `/` holds what starts with it.
+pub fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

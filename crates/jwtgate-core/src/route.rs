@@ -56,17 +56,11 @@ fn matches(m: &Match, req: &Request, host: &str, path: &str) -> bool {
     };
     match &m.path {
         None => true,
-        Some(PathMatch::Prefix(p)) => under(path, p),
+        Some(PathMatch::Prefix(p)) => crate::path::under(path, p),
         Some(PathMatch::StringPrefix(p)) => path.starts_with(p.as_str()),
         Some(PathMatch::Exact(p)) => path == p,
         Some(PathMatch::Regex(re)) => re.is_match(path),
     }
-}
-
-/// Whether `path` is `prefix` or lies below it, by whole segments.
-fn under(path: &str, prefix: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
 }
 
 #[cfg(test)]

@@ -236,10 +236,10 @@ impl HttpAuth {
         if let Some(d) = self.doors.iter().find(|d| d.family != Family::Envoy && d.path == path) {
             return Some((d, ""));
         }
-        self.doors.iter().find_map(|d| {
-            let rest = path.strip_prefix(d.path.as_str())?;
-            (d.family == Family::Envoy && (rest.is_empty() || rest.starts_with('/'))).then_some((d, rest))
-        })
+        self.doors
+            .iter()
+            .find(|d| d.family == Family::Envoy && crate::path::under(path, &d.path))
+            .map(|d| (d, path.get(d.path.len()..).unwrap_or_default()))
     }
 
     /// Every door, `/auth` first, then `envoy_prefix`'s, then `doors` in order.
@@ -378,13 +378,8 @@ impl Validator<'_> {
         let Some((last, others)) = doors.split_last() else {
             return Ok(());
         };
-        let under = |inner: &Door, outer: &Door| {
-            outer.family == Family::Envoy
-                && inner
-                    .path
-                    .strip_prefix(outer.path.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        };
+        let under =
+            |inner: &Door, outer: &Door| outer.family == Family::Envoy && crate::path::under(&inner.path, &outer.path);
         for other in others {
             if other.path == last.path || under(last, other) || under(other, last) {
                 return Err(self.err(

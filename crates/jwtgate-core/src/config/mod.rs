@@ -909,7 +909,8 @@ pub fn normalize_typ(typ: &str) -> String {
     lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
 }
 
-fn valid_token(s: &str) -> bool {
+/// Whether `s` is an RFC 9110 token (§5.6.2): what a header name, a cookie name or a method is.
+pub(crate) fn valid_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -238,8 +238,7 @@ impl Validator<'_> {
                 Ok(KeyPart::Claim(path.to_owned()))
             }
             Some(("header", name)) => {
-                let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-                if name.is_empty() || !name.bytes().all(token) {
+                if !super::valid_token(name) {
                     return Err(bad("needs a header name such as header:x-api-key"));
                 }
                 Ok(KeyPart::Header(name.to_ascii_lowercase()))
