@@ -755,3 +755,22 @@ http_auth: { envoy_prefix: /ext_authz }
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
 }
+
+#[tokio::test]
+async fn auth_itself_can_be_the_prefix_envoys_http_mode_asks_under() {
+    let w = World::start(
+        "routes:
+  - { name: public, match: { path_prefix: /public }, auth: public }
+  - { name: rest, match: { path_prefix: / } }
+http_auth: { original_request: envoy }
+",
+    )
+    .await;
+    assert_eq!(w.send("GET", "/auth/public/x", &[]).await.status, 200);
+    let r = w.send("DELETE", "/auth/admin", &[("x-original-uri", "/public")]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.reason()),
+        (400, "ambiguous original request (x-original-uri)")
+    );
+    assert_eq!(w.send("GET", "/auth/admin", &[]).await.status, 401);
+}

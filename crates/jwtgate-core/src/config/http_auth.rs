@@ -8,7 +8,8 @@
 //! door the config also names, explicitly, the header a proxy overwrites with the client's
 //! address and the one it overwrites with the client's certificate.
 //!
-//! - `/auth` reads `http_auth.original_request` (default `nginx`);
+//! - `/auth` reads `http_auth.original_request` (default `nginx`; `envoy` makes `/auth` a prefix
+//!   Envoy's HTTP mode asks under);
 //! - `http_auth.envoy_prefix` is a door of the `envoy` family (Envoy's HTTP mode);
 //! - `http_auth.doors` adds doors when several proxies share one jwtgate.
 
@@ -23,7 +24,7 @@ use super::{ConfigError, Provider, Validator};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttpAuth {
-    /// The family `/auth` reads. Default: `nginx`.
+    /// The family `/auth` reads (`envoy`: `/auth` is a prefix). Default: `nginx`.
     pub original_request: Option<Family>,
     /// Path prefix for Envoy HTTP mode. Default: none (off).
     pub envoy_prefix: Option<String>,
@@ -302,16 +303,8 @@ impl Validator<'_> {
                 ));
             }
         };
-        let family = match h.original_request {
-            None => Family::Nginx,
-            Some(Family::Envoy) => {
-                return Err(self.err(
-                    "http_auth.original_request",
-                    "`envoy` is a prefix, not /auth: set `envoy_prefix`, or add a door with `original_request: envoy`",
-                ));
-            }
-            Some(f) => f,
-        };
+        // `envoy`: `/auth` is itself a prefix Envoy's HTTP mode asks under (`path_prefix: /auth`).
+        let family = h.original_request.unwrap_or(Family::Nginx);
         let client_ip = |field: &str, family: Family| -> Result<ClientIpHeader, ConfigError> {
             match &h.client_ip_header {
                 Some(name) => self.client_ip_header(field, name, providers),
@@ -525,6 +518,18 @@ mod tests {
     }
 
     #[test]
+    fn auth_itself_can_be_envoys_prefix() {
+        let c = parse("http_auth: { original_request: envoy }\n").unwrap();
+        let (door, rest) = c.http_auth.door("/auth/admin/x").unwrap();
+        assert_eq!((door.family, rest), (Family::Envoy, "/admin/x"));
+        assert_eq!(door.client_ip, ClientIpHeader::ForwardedFor);
+        assert_eq!(c.http_auth.door("/auth").unwrap().1, "");
+        assert!(c.http_auth.door("/authx").is_none());
+        let e = err("http_auth: { original_request: envoy, envoy_prefix: /auth }\n");
+        assert_eq!(e.field, "http_auth.envoy_prefix", "{e}");
+    }
+
+    #[test]
     fn a_door_carries_the_context_its_config_gives() {
         let c = parse(
             "http_auth:
@@ -549,11 +554,6 @@ mod tests {
                 "http_auth: { original_request: traefik }",
                 "http_auth.original_request",
                 "unknown variant",
-            ),
-            (
-                "http_auth: { original_request: envoy }",
-                "http_auth.original_request",
-                "set `envoy_prefix`",
             ),
             (
                 "http_auth: { envoy_prefix: /auth }",
