@@ -56,6 +56,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $owned) -}}
 {{- end -}}
 
+{{/* Whether more than one pod may run: several replicas, or an HPA. */}}
+{{- define "jwtgate.multiplePods" -}}
+{{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether a PodDisruptionBudget can let a node drain: at least two pods to keep one of. */}}
+{{- define "jwtgate.pdbUseful" -}}
+{{- if .Values.autoscaling.enabled -}}
+{{- if gt (int .Values.autoscaling.minReplicas) 1 -}}true{{- end -}}
+{{- else if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Refuses several pods on the embedded revocation store: each pod has its own store on its own
+emptyDir, so a revocation made through one pod is enforced by that pod only.
+*/}}
+{{- define "jwtgate.checkRevocationStore" -}}
+{{- $store := toString (default "embedded" (default dict .Values.config.revocation).store) -}}
+{{- if and (include "jwtgate.multiplePods" .) (ne $store "redis") (not (default dict .Values.revocation).acknowledgeInconsistentReplicas) -}}
+{{- fail (printf "%s with the embedded revocation store (the default) is inconsistent: each pod keeps its own revocations, so a token revoked through one pod is still allowed by the others. Set config.revocation.store: redis (and redis.url), or replicaCount: 1 with autoscaling.enabled: false, or revocation.acknowledgeInconsistentReplicas: true to accept per-pod revocations." (ternary "autoscaling.enabled: true" (printf "replicaCount: %v" .Values.replicaCount) .Values.autoscaling.enabled)) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The HTTP listener's scheme: HTTPS when it serves the TLS Secret. */}}
 {{- define "jwtgate.httpScheme" -}}
 {{- if and .Values.tls.existingSecret (has "http" .Values.tls.listeners) -}}HTTPS{{- else -}}HTTP{{- end -}}
