@@ -4,8 +4,9 @@
 //! every option on (`helm/jwtgate/ci/all-on-values.yaml`), each output validated by
 //! `kubernetes-validate --strict` (PyPI; the Kubernetes 1.37 schemas; the ServiceMonitor CRD is
 //! not among them, so its fields are checked here), the rendered `jwtgate.yaml` accepted by
-//! `jwtgate validate-config`, the pod's hardening and probes, and wrong values refused by
-//! `values.schema.json` at template time.
+//! `jwtgate validate-config`, the pod's hardening and probes, wrong values refused by
+//! `values.schema.json` at template time, and several pods (replicas or an HPA) refused on the
+//! embedded revocation store unless acknowledged (issue #33).
 #![allow(clippy::unwrap_used)] // tests may panic
 
 mod common;
@@ -58,6 +59,14 @@ fn objects(rendered: &str) -> Vec<Value> {
         .filter(|doc| doc.lines().any(|l| l.starts_with("kind:")))
         .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap())
         .collect()
+}
+
+/// The rendered `jwtgate.yaml`.
+fn config_of(objects: &[Value]) -> Value {
+    let text = kind(objects, "ConfigMap").unwrap()["data"]["jwtgate.yaml"]
+        .as_str()
+        .unwrap();
+    serde_saphyr::from_str(text).unwrap()
 }
 
 fn kind<'a>(objects: &'a [Value], kind: &str) -> Option<&'a Value> {
@@ -201,13 +210,6 @@ fn the_pod_is_hardened_probed_and_outlives_its_drain() {
 
 #[test]
 fn the_tls_secret_serves_the_chosen_listeners_and_probes_follow_the_http_scheme() {
-    let config_of = |objects: &[Value]| -> Value {
-        let text = kind(objects, "ConfigMap").unwrap()["data"]["jwtgate.yaml"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        serde_saphyr::from_str(&text).unwrap()
-    };
     let container = |objects: &[Value]| -> Value {
         kind(objects, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0].clone()
     };
@@ -295,4 +297,126 @@ fn wrong_values_fail_at_template_time_with_their_path() {
         assert!(!out.status.success(), "{set} was accepted");
         assert!(stderr.contains(expected), "{set}: {stderr}");
     }
+}
+
+/// `helm template` with these extra arguments, expected to fail: its stderr.
+fn template_fails(extra: &[&str]) -> String {
+    let mut args = vec!["template", "jg", CHART, "--namespace", "auth"];
+    args.extend(extra);
+    let out = helm(&args);
+    assert!(!out.status.success(), "helm template {extra:?} rendered");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+const SEVERAL_PODS_REFUSED: &str = "with the embedded revocation store (the default) is inconsistent: each pod \
+     keeps its own revocations, so a token revoked through one pod is still allowed by the others. Set \
+     config.revocation.store: redis (and redis.url), or replicaCount: 1 with autoscaling.enabled: false, or \
+     revocation.acknowledgeInconsistentReplicas: true to accept per-pod revocations.";
+
+#[test]
+fn several_replicas_on_the_embedded_revocation_store_are_refused() {
+    let stderr = template_fails(&["--set", "replicaCount=2"]);
+    assert!(
+        stderr.contains(&format!("replicaCount: 2 {SEVERAL_PODS_REFUSED}")),
+        "{stderr}"
+    );
+    // Naming the embedded store explicitly changes nothing.
+    let stderr = template_fails(&["--set", "replicaCount=3", "--set", "config.revocation.store=embedded"]);
+    assert!(
+        stderr.contains(&format!("replicaCount: 3 {SEVERAL_PODS_REFUSED}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_hpa_on_the_embedded_revocation_store_is_refused() {
+    let stderr = template_fails(&["--set", "autoscaling.enabled=true"]);
+    assert!(
+        stderr.contains(&format!("autoscaling.enabled: true {SEVERAL_PODS_REFUSED}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn several_replicas_render_on_the_redis_revocation_store() {
+    let redis = [
+        "--set",
+        "config.revocation.store=redis",
+        "--set",
+        "redis.url=redis://redis:6379/0",
+    ];
+    let objects = objects(&template(&[&["--set", "replicaCount=2"][..], &redis[..]].concat()));
+    assert_eq!(kind(&objects, "Deployment").unwrap()["spec"]["replicas"], 2);
+    let config = config_of(&objects);
+    assert_eq!(config["revocation"]["store"], "redis", "{config}");
+    assert!(config["revocation"].get("path").is_none(), "{config}");
+    assert_eq!(config["redis"]["url"], "redis://redis:6379/0", "{config}");
+    assert_eq!(
+        kind(&objects, "PodDisruptionBudget").unwrap()["spec"]["minAvailable"],
+        1
+    );
+
+    // An HPA too; and the store set in a user-supplied `config:` block counts the same.
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "config:\n  providers: [{ name: corp, issuer: \"https://idp.example.com/\", \
+         jwks_uri: \"https://idp.example.com/jwks.json\", audiences: [api] }]\n  \
+         revocation: { store: redis, url: \"redis://redis:6379/1\" }\nautoscaling: { enabled: true }\n",
+    )
+    .unwrap();
+    let objects = self::objects(&template(&["-f", values.to_str().unwrap()]));
+    assert!(kind(&objects, "HorizontalPodAutoscaler").is_some());
+    assert_eq!(config_of(&objects)["revocation"]["store"], "redis");
+}
+
+#[test]
+fn several_replicas_on_the_embedded_store_render_when_acknowledged() {
+    let objects = objects(&template(&[
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "revocation.acknowledgeInconsistentReplicas=true",
+    ]));
+    assert_eq!(kind(&objects, "Deployment").unwrap()["spec"]["replicas"], 2);
+    assert_eq!(config_of(&objects)["revocation"]["path"], "/var/lib/jwtgate");
+    let objects = self::objects(&template(&[
+        "--set",
+        "autoscaling.enabled=true",
+        "--set",
+        "revocation.acknowledgeInconsistentReplicas=true",
+    ]));
+    assert!(kind(&objects, "HorizontalPodAutoscaler").is_some());
+    // The acknowledgement is a boolean.
+    let stderr = template_fails(&["--set", "revocation.acknowledgeInconsistentReplicas=yes"]);
+    assert!(
+        stderr.contains("/revocation/acknowledgeInconsistentReplicas"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_default_install_is_one_replica_without_a_pdb_that_blocks_drains() {
+    let objects = objects(&template(&[]));
+    assert_eq!(kind(&objects, "Deployment").unwrap()["spec"]["replicas"], 1);
+    assert!(kind(&objects, "HorizontalPodAutoscaler").is_none());
+    // minAvailable 1 on a single pod would block every node drain.
+    assert!(kind(&objects, "PodDisruptionBudget").is_none());
+    let config = config_of(&objects);
+    assert!(config["revocation"].get("store").is_none(), "embedded: {config}");
+    assert_eq!(config["revocation"]["path"], "/var/lib/jwtgate");
+    // An HPA that may scale down to one pod gets no PDB either.
+    let objects = self::objects(&template(&[
+        "--set",
+        "autoscaling.enabled=true",
+        "--set",
+        "autoscaling.minReplicas=1",
+        "--set",
+        "config.revocation.store=redis",
+        "--set",
+        "redis.url=redis://redis:6379/0",
+    ]));
+    assert!(kind(&objects, "HorizontalPodAutoscaler").is_some());
+    assert!(kind(&objects, "PodDisruptionBudget").is_none());
 }
