@@ -12,11 +12,11 @@
 //! next look.
 //!
 //! **Handshakes** run in a task per connection, bounded in time ([`HANDSHAKE_TIMEOUT`]) and in
-//! number ([`MAX_HANDSHAKES`] at once per listener), so a slow or silent client never holds up
+//! number (a connection in its handshake holds a place under the listener's
+//! `limits.max_connections`, see `server::accept`), so a slow or silent client never holds up
 //! the accept loop; finished connections are handed to the server in the order they finish.
 
 use std::fs;
-use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -24,31 +24,29 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use jwtgate_core::config::limits::Limits;
 use jwtgate_core::config::{Config, ConfigError, ListenTls};
 use jwtgate_core::metrics::Metrics;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::server::accept::{Conn, Slot};
 
 /// How often the watcher looks at the files.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest a client may take to finish its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes in progress at once on one listener; more connections wait to be accepted.
-pub const MAX_HANDSHAKES: usize = 1024;
 /// Largest PEM file read.
 const MAX_PEM_BYTES: u64 = jwtgate_core::file::MAX_FILE_BYTES;
 /// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 128;
-
-/// A listener's TLS and the metrics its handshakes count into; `None` serves plaintext.
-pub type ListenerTls = Option<(Arc<ServerTls>, Arc<Metrics>)>;
 
 /// What a listener speaks, offered in ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,50 +277,30 @@ fn build(tls: &ListenTls, protocols: Protocols) -> Result<ServerConfig, TlsError
     Ok(config)
 }
 
-/// Accepts connections on `listener` until `shutdown` and hands out each one whose TLS
-/// handshake finished; see the module docs.
-pub fn accept(
-    listener: TcpListener,
+/// Runs the TLS handshake of each connection `accepted` hands over, each in a task of its own
+/// and bounded in time, and hands out the ones that finished, in the order they finish; see the
+/// module docs.
+pub fn handshakes(
+    mut accepted: mpsc::Receiver<(TcpStream, SocketAddr, Slot)>,
     tls: Arc<ServerTls>,
     metrics: &Metrics,
-    shutdown: CancellationToken,
-) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+    limits: Limits,
+) -> mpsc::Receiver<(Conn<TlsStream<TcpStream>>, SocketAddr)> {
     let (ready, handed_out) = mpsc::channel(READY_QUEUE);
     let name = tls.listener();
     let [succeeded, failed, timed_out] =
         ["success", "failure", "timeout"].map(|outcome| metrics.tls_handshakes(name, outcome));
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
-        loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => return,
-                p = handshakes.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
-            let (stream, peer) = tokio::select! {
-                () = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
-                        tracing::warn!(listener = name, "accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
+        while let Some((stream, peer, slot)) = accepted.recv().await {
             let acceptor = tls.acceptor();
             let ready = ready.clone();
             let (succeeded, failed, timed_out) = (succeeded.clone(), failed.clone(), timed_out.clone());
+            let limits = limits.clone();
             tokio::spawn(async move {
-                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         succeeded.inc();
-                        let _ = ready.send((tls, peer)).await;
+                        let _ = ready.send((Conn::new(tls, slot, &limits), peer)).await;
                     }
                     Ok(Err(e)) => {
                         failed.inc();
@@ -337,45 +315,6 @@ pub fn accept(
         }
     });
     handed_out
-}
-
-/// An axum listener yielding the TLS connections [`accept`] hands out.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Serves `listener` with `tls`; see [`accept`].
-    pub fn new(
-        listener: TcpListener,
-        tls: Arc<ServerTls>,
-        metrics: &Metrics,
-        shutdown: CancellationToken,
-    ) -> io::Result<Self> {
-        let local = listener.local_addr()?;
-        Ok(Self {
-            ready: accept(listener, tls, metrics, shutdown),
-            local,
-        })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // Shut down: the server stops asking once its own shutdown signal fires.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! The doors here translate ([`grpc`], [`http`]) and [`render`] answers; the core's gate
 //! decides.
 
+pub mod accept;
 mod cork;
 pub mod grpc;
 pub mod http;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use jwtgate_core::config::limits::Listener;
 use jwtgate_core::config::rate_limits::LimitStore;
 use jwtgate_core::config::{Config, ListenTls};
 use jwtgate_core::dpop::replay::Replays;
@@ -194,7 +196,6 @@ pub async fn start_with_metrics(
     let draining = shutdown.child_token();
     let gate = live.gate().clone();
     let mut tasks = vec![tokio::spawn(store.clone().run(shutdown.clone()))];
-    let with_metrics = |tls: Option<Arc<tls::ServerTls>>| tls.map(|t| (t, metrics.clone()));
     for tls in [&grpc_tls, &http_tls, &admin_tls, &introspection_tls]
         .into_iter()
         .flatten()
@@ -212,17 +213,48 @@ pub async fn start_with_metrics(
         shutdown.clone(),
     )));
 
-    let grpc = tonic::transport::Server::builder()
+    let present: Vec<Listener> = [Listener::Grpc, Listener::Http, Listener::Admin]
+        .into_iter()
+        .chain(introspection.as_ref().map(|_| Listener::Introspection))
+        .collect();
+    let files = accept::raise_file_limit();
+    let (caps, over) = accept::caps(&config.limits, &present, files);
+    if over {
+        tracing::warn!(
+            files = files.unwrap_or_default(),
+            "limits.max_connections: the listeners' caps add up to more than the process's file limit allows (less {} kept for other files): a flood on one listener can still take the descriptors the others need",
+            accept::RESERVED_FILES
+        );
+    }
+    let listening = |listener: Listener, tls: Option<Arc<tls::ServerTls>>| {
+        let at = present.iter().position(|&l| l == listener).unwrap_or_default();
+        transport::Listening {
+            bounds: accept::Bounds::new(listener, &config.limits, caps[at]),
+            tls,
+            metrics: metrics.clone(),
+        }
+    };
+    let grpc = transport::grpc_server(&config.limits)
         .add_service(health_service)
         .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())));
-    let grpc = transport::serve_grpc(grpc, grpc_listener, with_metrics(grpc_tls), shutdown.clone());
+    let grpc = transport::serve_grpc(
+        grpc,
+        grpc_listener,
+        listening(Listener::Grpc, grpc_tls),
+        shutdown.clone(),
+    );
     tasks.push(serving("gRPC", grpc));
 
     let router = http::router(http::HttpState {
         gate: gate.clone(),
         draining: draining.clone(),
     });
-    let http = transport::serve_http(router, http_listener, with_metrics(http_tls), shutdown.clone());
+    let http = transport::serve_http(
+        router,
+        http_listener,
+        listening(Listener::Http, http_tls),
+        shutdown.clone(),
+    );
     tasks.push(serving("HTTP", http));
 
     let admin = AdminService::new(gate.clone(), store.clone(), &config.admin, &config.revocation);
@@ -230,9 +262,9 @@ pub async fn start_with_metrics(
         tracing::info!("no admin.token or admin.provider configured: the admin API refuses every call");
     }
     let admin = transport::serve_grpc(
-        admin::router(admin),
+        admin::router(transport::grpc_server(&config.limits), admin),
         admin_listener,
-        with_metrics(admin_tls),
+        listening(Listener::Admin, admin_tls),
         shutdown.clone(),
     );
     tasks.push(serving("admin", admin));
@@ -241,7 +273,12 @@ pub async fn start_with_metrics(
     if let Some((listener, addr)) = introspection {
         let router = introspection::router(gate.clone(), config.max_token_bytes);
         let mode = tls_on(&introspection_tls);
-        let served = transport::serve_http(router, listener, with_metrics(introspection_tls), shutdown.clone());
+        let served = transport::serve_http(
+            router,
+            listener,
+            listening(Listener::Introspection, introspection_tls),
+            shutdown.clone(),
+        );
         tasks.push(serving("introspection", served));
         tracing::info!(introspection = %addr, mode, path = introspection::PATH, "introspection endpoint listening");
     }
@@ -249,6 +286,20 @@ pub async fn start_with_metrics(
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     metrics.worker_threads(workers);
     tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), workers, "jwtgate listening");
+    let l = &config.limits;
+    let caps: Vec<String> = present
+        .iter()
+        .zip(&caps)
+        .map(|(l, n)| format!("{}={n}", l.name()))
+        .collect();
+    tracing::info!(
+        max_connections = %caps.join(" "),
+        files = files.unwrap_or_default(),
+        header_read_timeout = ?l.header_read_timeout,
+        idle_timeout = ?l.idle_timeout,
+        grpc_max_concurrent_streams = l.grpc_max_concurrent_streams,
+        "listener limits"
+    );
     for door in config.http_auth.doors() {
         let trusted: Vec<String> = door.trusted_proxies.iter().map(ToString::to_string).collect();
         tracing::info!(

@@ -540,6 +540,11 @@ impl ServeProcess {
         panic!("no log line {message:?} from jwtgate serve within 10s; seen: {seen:?}");
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends it a signal (`TERM`, `INT`, `HUP`).
     pub fn signal(&self, signal: &str) {
         kill(self.child.id(), signal);

@@ -1,4 +1,5 @@
-//! The no-op baseline: the same stack as jwtgate's listeners (tonic with the same builder, the
+//! The no-op baseline: the same stack as jwtgate's listeners (tonic with the same builder and the
+//! default `limits:`, the
 //! health service beside it, served through [`jwtgate::server::transport`] — `TCP_NODELAY` and
 //! corked writes on accepted connections; axum served the same way)
 //! answering OK to everything without looking at the request. What jwtgate costs beyond this is
@@ -12,7 +13,8 @@ use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpResponse, OkHttpResponse,
 };
 use envoy_types::pb::google::rpc;
-use jwtgate::server::transport;
+use jwtgate::server::transport::{self, Listening};
+use jwtgate_core::config::limits::{Limits, Listener};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -44,16 +46,27 @@ pub async fn serve(shutdown: CancellationToken) -> std::io::Result<(SocketAddr, 
     let addrs = (grpc_listener.local_addr()?, http_listener.local_addr()?);
 
     let (_reporter, health_service) = tonic_health::server::health_reporter();
-    let grpc = tonic::transport::Server::builder()
+    let limits = Limits::default();
+    let grpc = transport::grpc_server(&limits)
         .add_service(health_service)
         .add_service(AuthorizationServer::new(NoopAuthorization));
-    let grpc = transport::serve_grpc(grpc, grpc_listener, None, shutdown.clone());
+    let grpc = transport::serve_grpc(
+        grpc,
+        grpc_listener,
+        Listening::plaintext(Listener::Grpc, &limits),
+        shutdown.clone(),
+    );
     tokio::spawn(async move {
         if let Err(e) = grpc.await {
             eprintln!("noop gRPC server failed: {e}");
         }
     });
-    let http = transport::serve_http(router(), http_listener, None, shutdown);
+    let http = transport::serve_http(
+        router(),
+        http_listener,
+        Listening::plaintext(Listener::Http, &limits),
+        shutdown,
+    );
     tokio::spawn(async move {
         if let Err(e) = http.await {
             eprintln!("noop HTTP server failed: {e}");

@@ -150,6 +150,17 @@ struct ListenerOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerReasonLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -329,6 +340,8 @@ pub struct Metrics {
     rate_limit_store_errors: Counter,
     tls_reloads: Family<ListenerOutcomeLabels, Counter>,
     tls_handshakes: Family<ListenerOutcomeLabels, Counter>,
+    connections: Family<ListenerLabels, Gauge>,
+    connections_refused: Family<ListenerReasonLabels, Counter>,
     introspections: Family<IntrospectionLabels, Counter>,
     introspection_cache: Family<ProviderOutcomeLabels, Counter>,
     dpop_proofs: Family<ProviderOutcomeLabels, Counter>,
@@ -468,6 +481,18 @@ impl Metrics {
             "TLS handshakes on the listeners, by listener and outcome (success, failure, timeout)",
             tls_handshakes.clone(),
         );
+        let connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "jwtgate_connections",
+            "Open connections on each listener (TLS handshakes in progress included)",
+            connections.clone(),
+        );
+        let connections_refused = Family::<ListenerReasonLabels, Counter>::default();
+        registry.register(
+            "jwtgate_connections_refused",
+            "Connections a listener closed or could not take, by listener and reason (max_connections: closed at accept, the listener's cap was reached; out_of_files: accept failed for want of file descriptors or memory, retried after a pause; header_timeout: no request head in time; idle_timeout: nothing read or written in time)",
+            connections_refused.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -517,6 +542,8 @@ impl Metrics {
             rate_limit_store_errors,
             tls_reloads,
             tls_handshakes,
+            connections,
+            connections_refused,
             state,
         }
     }
@@ -538,6 +565,18 @@ impl Metrics {
     pub fn tls_handshakes(&self, listener: &'static str, outcome: &'static str) -> Counter {
         self.tls_handshakes
             .get_or_create(&ListenerOutcomeLabels { listener, outcome })
+            .clone()
+    }
+
+    /// The open-connections gauge of `listener` (`grpc`, `http`, `admin`, `introspection`).
+    pub fn connections(&self, listener: &'static str) -> Gauge {
+        self.connections.get_or_create(&ListenerLabels { listener }).clone()
+    }
+
+    /// The counter of connections `listener` closed or could not take, for `reason`.
+    pub fn connections_refused(&self, listener: &'static str, reason: &'static str) -> Counter {
+        self.connections_refused
+            .get_or_create(&ListenerReasonLabels { listener, reason })
             .clone()
     }
 

@@ -7,6 +7,7 @@ pub mod binding;
 pub mod duration;
 pub mod http_auth;
 pub mod introspection;
+pub mod limits;
 pub mod rate_limits;
 pub mod raw;
 pub mod revocation;
@@ -66,6 +67,8 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// Who may call the admin API.
     pub admin: AdminAuth,
+    /// What a connection may hold of a listener, and for how long.
+    pub limits: limits::Limits,
     /// The verified-token cache.
     pub cache: CacheConfig,
     /// Most denial log lines per second (the rest are counted and summarised); 0 logs none.
@@ -499,6 +502,7 @@ impl Validator<'_> {
         let http_auth = self.http_auth(raw.http_auth, &providers)?;
         let introspection = self.introspection(raw.introspection, listen.introspection.is_some(), &providers)?;
         Ok(Config {
+            limits: self.limits(raw.limits)?,
             introspection,
             key_cache,
             listen,

@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// `revocation:`.
     #[serde(default)]
     pub revocation: RawRevocation,
+    /// `limits:` (what a connection may hold of a listener, and for how long).
+    #[serde(default)]
+    pub limits: super::limits::RawLimits,
     /// `admin:` (who may call the admin API).
     #[serde(default)]
     pub admin: RawAdmin,
