@@ -311,3 +311,44 @@ async fn twenty_thousand_streams_on_one_connection_are_refused_past_the_cap_with
     })
     .await;
 }
+
+/// The process's CPU time so far, in clock ticks (user + system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn out_of_files_the_accept_loop_pauses_instead_of_spinning_and_warns_once() {
+    bounded(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hs.secret"), SECRET).unwrap();
+        let file = dir.path().join("jwtgate.yaml");
+        // Caps above what 256 files allow: accept itself runs out of descriptors.
+        let config = format!("{PROVIDERS}limits: {{ max_connections: {{ http: 1000 }} }}\n");
+        std::fs::write(&file, config_text(&config)).unwrap();
+        let served = ServeProcess::start_under(&["bash", "-c", "ulimit -n 256 && exec \"$0\" \"$@\""], &file, &[]);
+        served.wait_ready().await;
+        let warned = served.wait_for("limits.max_connections: the listeners' caps add up to more than the process's file limit allows (less 128 kept for other files): a flood on one listener can still take the descriptors the others need");
+        assert_eq!(warned["level"], "WARN");
+        let http: SocketAddr = served.addr("http").parse().unwrap();
+        let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(http).ok()).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pid = served.pid();
+        let before = cpu_ticks(pid);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let used = cpu_ticks(pid) - before;
+        // Spinning on EMFILE used 78-100 % of a core: about 160-200 ticks in 2 s.
+        assert!(used < 40, "{used} CPU ticks in 2 s while out of files");
+        let line = served.wait_for_prefix("accept failed: ");
+        assert_eq!(line["level"], "WARN");
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let m = scrape(&served.addr("http")).await;
+        assert!(m["jwtgate_connections_refused_total{listener=\"http\",reason=\"out_of_files\"}"] >= 1.0);
+    })
+    .await;
+}

@@ -520,8 +520,18 @@ impl ServeProcess {
     /// The next JSON log line whose message is `message` (bounded: 10 s; blocks the thread).
     /// Other lines read meanwhile are kept for later calls.
     pub fn wait_for(&self, message: &str) -> Value {
+        self.wait_until(message, |m| m == message)
+    }
+
+    /// [`ServeProcess::wait_for`] a message that starts with `prefix`.
+    pub fn wait_for_prefix(&self, prefix: &str) -> Value {
+        self.wait_until(prefix, |m| m.starts_with(prefix))
+    }
+
+    fn wait_until(&self, what: &str, wanted: impl Fn(&str) -> bool) -> Value {
+        let is_wanted = |v: &Value| v["fields"]["message"].as_str().is_some_and(&wanted);
         let mut backlog = self.backlog.borrow_mut();
-        if let Some(i) = backlog.iter().position(|v| v["fields"]["message"] == message) {
+        if let Some(i) = backlog.iter().position(is_wanted) {
             return backlog.remove(i).unwrap_or_default();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -530,14 +540,14 @@ impl ServeProcess {
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
         {
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["fields"]["message"] == message {
+                if is_wanted(&v) {
                     return v;
                 }
                 backlog.push_back(v);
             }
         }
         let seen: Vec<&Value> = backlog.iter().map(|v| &v["fields"]["message"]).collect();
-        panic!("no log line {message:?} from jwtgate serve within 10s; seen: {seen:?}");
+        panic!("no log line {what:?} from jwtgate serve within 10s; seen: {seen:?}");
     }
 
     /// Its process id.

@@ -70,9 +70,14 @@ pub enum Verdict {
     Limited(RateLimitExceeded),
 }
 
-/// The value a key part takes when the request lacks it: a request never escapes a limit by
-/// leaving a claim or header out; it is counted with every other request that lacks it.
-const ABSENT: &str = "-";
+/// What a key part hashes as when the request lacks it: a request never escapes a limit by
+/// leaving a claim or header out; it is counted with every other request that lacks it. (A
+/// present part hashes its 8-byte length first; this is 9 bytes, so the two never meet.)
+const ABSENT: [u8; 9] = [0xff; 9];
+
+/// Most bytes of one key part hashed (its length is hashed whole): two values longer than this
+/// share a counter only if they also agree in length and in their first 1 KiB.
+pub const MAX_PART_BYTES: usize = 1024;
 
 impl RateLimiter {
     /// The rules of `config`, counting in Redis when the config says so and `redis` is given,
@@ -181,38 +186,121 @@ fn exceeded(rule: &RateRule, retry_after: Duration) -> RateLimitExceeded {
     }
 }
 
-/// A rule's counter key: its name, then each part length-prefixed (so no two requests with
-/// different parts share a key), or `-` when the request lacks it.
+/// A rule's counter key: its name, `U+001F`, then the hex of a 128-bit SHA-256 digest of its
+/// parts, each length-prefixed (so no two requests with different parts share a key) and at
+/// most [`MAX_PART_BYTES`] of it hashed, or the absent marker when the request lacks it. A
+/// counter therefore costs the same whatever the caller sends — a 32 KiB `x-api-key` as much as
+/// a 16-byte one — and neither this process nor Redis keeps the values themselves (API keys,
+/// addresses, subjects). Unkeyed, so that every replica sharing Redis arrives at the same key;
+/// a collision would need two inputs with equal 128-bit SHA-256 prefixes.
 fn key(rule: &RateRule, s: &Subject<'_>) -> String {
-    let mut key = rule.name.clone();
+    use sha2::Digest;
+    use std::fmt::Write;
+    let mut digest = sha2::Sha256::new();
     for part in &rule.by {
-        let value: Option<String> = match part {
+        let value: Option<std::borrow::Cow<'_, str>> = match part {
             KeyPart::Claim(path) => s
                 .claims
                 .and_then(|c| claims::claim_path(c, path))
                 .and_then(|v| match v {
-                    Value::String(s) => Some(s.clone()),
+                    Value::String(s) => Some(s.as_str().into()),
                     Value::Null => None,
-                    other => Some(other.to_string()),
+                    other => Some(other.to_string().into()),
                 }),
-            KeyPart::Header(name) => s.req.header(name).map(str::to_owned),
-            KeyPart::ClientIp => s.req.client_ip.map(|ip| ip.to_string()),
-            KeyPart::Route => s.route.map(str::to_owned),
-            KeyPart::Provider => s.provider.map(str::to_owned),
+            KeyPart::Header(name) => s.req.header(name).map(Into::into),
+            KeyPart::ClientIp => s.req.client_ip.map(|ip| ip.to_string().into()),
+            KeyPart::Route => s.route.map(Into::into),
+            KeyPart::Provider => s.provider.map(Into::into),
         };
-        key.push('\u{1f}');
         match value {
             Some(v) => {
-                key.push_str(&v.len().to_string());
-                key.push(':');
-                key.push_str(&v);
+                let bytes = v.as_bytes();
+                digest.update((bytes.len() as u64).to_be_bytes());
+                digest.update(&bytes[..bytes.len().min(MAX_PART_BYTES)]);
             }
-            None => key.push_str(ABSENT),
+            None => digest.update(ABSENT),
         }
+    }
+    let digest = digest.finalize();
+    let mut key = String::with_capacity(rule.name.len() + 1 + 32);
+    key.push_str(&rule.name);
+    key.push('\u{1f}');
+    for b in &digest[..16] {
+        let _ = write!(key, "{b:02x}");
     }
     key
 }
 
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule() -> RateRule {
+        RateRule {
+            name: "per-key".into(),
+            by: vec![KeyPart::Header("x-api-key".into()), KeyPart::Route],
+            limit: 10,
+            per: Duration::from_secs(1),
+            burst: 10,
+            cost: 1,
+            routes: vec![],
+            methods: vec![],
+        }
+    }
+
+    fn key_for(api_key: Option<&str>, route: Option<&str>) -> String {
+        let mut req = Request::default();
+        if let Some(v) = api_key {
+            req.headers = [("x-api-key".to_owned(), v.to_owned())].into_iter().collect();
+        }
+        let subject = Subject {
+            req: &req,
+            route,
+            provider: None,
+            claims: None,
+        };
+        key(&rule(), &subject)
+    }
+
+    #[test]
+    fn a_key_costs_the_same_whatever_the_caller_sends() {
+        let short = key_for(Some("k"), Some("api"));
+        let long = key_for(Some(&"k".repeat(32 * 1024)), Some("api"));
+        assert_eq!(short.len(), "per-key".len() + 1 + 32);
+        assert_eq!(long.len(), short.len());
+        assert_ne!(short, long);
+        assert!(!long.contains("kkkk"), "the value itself is not kept: {long}");
+    }
+
+    #[test]
+    fn different_parts_never_share_a_key_and_absent_is_its_own_value() {
+        let keys = [
+            key_for(Some("ab"), Some("c")),
+            key_for(Some("a"), Some("bc")),
+            key_for(None, Some("c")),
+            key_for(Some("-"), Some("c")),
+            key_for(Some(""), Some("c")),
+            key_for(None, None),
+        ];
+        let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+        assert_eq!(key_for(None, Some("c")), key_for(None, Some("c")));
+    }
+
+    #[test]
+    fn only_the_first_kib_of_a_part_is_hashed_beside_its_whole_length() {
+        let base = "x".repeat(MAX_PART_BYTES);
+        assert_eq!(
+            key_for(Some(&format!("{base}AAAA")), None),
+            key_for(Some(&format!("{base}BBBB")), None)
+        );
+        assert_ne!(
+            key_for(Some(&format!("{base}AAAA")), None),
+            key_for(Some(&format!("{base}AAAAA")), None)
+        );
+    }
 }
