@@ -193,3 +193,86 @@ async fn a_changed_file_is_picked_up_by_the_watcher() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_file_written_in_two_steps_is_never_in_force_half_written() {
+    bounded(Duration::from_secs(60), async {
+        let issuer = Issuer::start(vec![jwk("rsa-a.pem", Algorithm::RS256, "a")]).await;
+        let provider = jwks_provider("corp", &issuer.url(), &issuer.jwks_uri(), "");
+        let admin = "routes:\n  - name: admin\n    match: { path_prefix: /admin }\n";
+        let config = |rest: &str| {
+            config_text(&format!(
+                "{provider}{admin}    require: {{ scopes: [admin.v1] }}\n  - name: rest\n    match: {{ path_prefix: / }}\n{rest}"
+            ))
+        };
+        let (old, new) = (config("    require: { scopes: [api.read] }\n"), config(""));
+        // Cut after the admin route's `match:`: valid, and the admin route then only needs a
+        // valid token.
+        let half = config_text(&format!("{provider}{admin}"));
+        let dir = tempfile::tempdir().unwrap();
+        let gk = Gatekeeper::start_text(dir, &old, &[]).await;
+        gk.wait_ready().await;
+        let path = gk.dir().join("jwtgate.yaml");
+        std::fs::write(&path, &old).unwrap();
+        tokio::spawn(gk.live().clone().watch(path.clone()));
+        let user = token(&issuer, "user");
+        let on = |p: &str| check_request(p, &[("authorization", &format!("Bearer {user}"))]);
+        let mut client = gk.client().await;
+        assert_eq!(check(&mut client, on("/admin")).await.unwrap().http_status, Some(403));
+        assert_eq!(check(&mut client, on("/x")).await.unwrap().http_status, Some(403));
+
+        let stop = tokio_util::sync::CancellationToken::new();
+        let load = {
+            let (mut client, stop, ask) = (gk.client().await, stop.clone(), on("/admin"));
+            tokio::spawn(async move {
+                let (mut checks, mut allowed) = (0u32, 0u32);
+                while !stop.is_cancelled() {
+                    checks += 1;
+                    if check(&mut client, ask.clone()).await.unwrap().grpc_code == 0 {
+                        allowed += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (checks, allowed)
+            })
+        };
+        // Three times: truncate and write half, pause 0.9 s (less than two polls), finish.
+        for _ in 0..3 {
+            std::fs::write(&path, &half).unwrap();
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            std::fs::write(&path, &new).unwrap();
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+        }
+        stop.cancel();
+        let (checks, allowed) = load.await.unwrap();
+        assert_eq!(allowed, 0, "{allowed} of {checks} checks allowed a non-admin on /admin: a half-written config was in force");
+        // The whole new config is in force.
+        assert_eq!(check(&mut client, on("/x")).await.unwrap().grpc_code, 0);
+        assert_eq!(check(&mut client, on("/admin")).await.unwrap().http_status, Some(403));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_secret_file_others_may_read_is_warned_about_at_start_and_at_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    const WARNING: &str = "secret file readable by other users: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode)";
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hs.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = dir.path().join("jwtgate.yaml");
+    std::fs::write(
+        &file,
+        config_text("  - { name: legacy, issuer: legacy, hmac_secret: { file: hs.secret } }\n"),
+    )
+    .unwrap();
+    let served = ServeProcess::start(&file, &[]);
+    let warned = served.wait_for(WARNING);
+    assert_eq!(warned["level"], "WARN");
+    assert_eq!(warned["fields"]["field"], "providers[0].hmac_secret.file");
+    assert_eq!(warned["fields"]["mode"], "0644");
+    served.signal("HUP");
+    served.wait_for("SIGHUP: reloading the config");
+    assert_eq!(served.wait_for(WARNING)["fields"]["mode"], "0644");
+}

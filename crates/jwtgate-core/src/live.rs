@@ -41,6 +41,7 @@ type RunningStore = (Arc<KeyStore>, CancellationToken);
 impl Live {
     /// Builds the first gate and starts every provider's key refresh.
     pub fn start(config: &Config, client: reqwest::Client, shared: Shared, shutdown: CancellationToken) -> Arc<Self> {
+        crate::config::LooseSecret::warn(config);
         let mut stores = Vec::new();
         let verifier = key_stores(config, &client, &shared, &shutdown, &[], &mut stores);
         let gate = Gate::with_verifier(config, verifier, &client, shared);
@@ -65,6 +66,7 @@ impl Live {
     /// Swaps in a validated config: unchanged providers keep their key stores; new or changed
     /// ones get fresh stores; removed ones stop refreshing.
     pub fn apply(&self, config: &Config) {
+        crate::config::LooseSecret::warn(config);
         if (config.listen.grpc, config.listen.http, config.listen.admin) != self.listen {
             tracing::warn!("listen addresses changed: that takes a restart; the rest of the config is applied");
         }
@@ -117,21 +119,54 @@ impl Live {
         }
     }
 
-    /// Reloads whenever the file's contents change, until shutdown.
+    /// Reloads whenever the file's contents change and have settled, until shutdown: a new
+    /// version is applied once two looks a poll apart saw the same bytes, so a file being
+    /// written in steps (truncated, then written piece by piece) is never put in force half
+    /// written. Writing a new file and renaming it over the old is atomic; `SIGHUP` reloads at
+    /// once.
     pub async fn watch(self: Arc<Self>, path: PathBuf) {
         let read = |path: &PathBuf| crate::file::read(path, crate::file::MAX_FILE_BYTES).ok();
-        let mut seen = read(&path);
+        let mut settling = Settling::new(read(&path));
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(CONFIG_POLL) => {}
             }
-            let now = read(&path);
-            if now.is_some() && now != seen {
-                seen = now;
+            if settling.settled(read(&path)) {
                 let _ = self.reload(&path);
             }
         }
+    }
+}
+
+/// Which version of the config file to apply, look by look: a version is new when its bytes
+/// differ from the one last applied, and settled when the previous look saw the same bytes.
+#[derive(Debug)]
+struct Settling {
+    applied: Option<Vec<u8>>,
+    last: Option<Vec<u8>>,
+}
+
+impl Settling {
+    fn new(in_force: Option<Vec<u8>>) -> Self {
+        Self {
+            applied: in_force.clone(),
+            last: in_force,
+        }
+    }
+
+    /// Whether this look's bytes are a new, settled version (which then counts as applied). A
+    /// file that cannot be read is no version.
+    fn settled(&mut self, now: Option<Vec<u8>>) -> bool {
+        let previous = std::mem::replace(&mut self.last, now);
+        let Some(now) = &self.last else {
+            return false;
+        };
+        if self.applied.as_ref() == Some(now) || previous.as_ref() != Some(now) {
+            return false;
+        }
+        self.applied = Some(now.clone());
+        true
     }
 }
 
@@ -166,5 +201,39 @@ fn trace_pipeline(config: &Config) -> crate::config::TracingConfig {
     crate::config::TracingConfig {
         record_subject: false,
         ..config.tracing.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settling;
+
+    fn v(s: &str) -> Option<Vec<u8>> {
+        Some(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_version_is_applied_once_two_looks_in_a_row_saw_it() {
+        let mut s = Settling::new(v("old"));
+        assert!(!s.settled(v("old")));
+        // Truncated, then half written: each seen once, never settled.
+        assert!(!s.settled(v("")));
+        assert!(!s.settled(v("new, half")));
+        assert!(!s.settled(v("new, whole")));
+        assert!(s.settled(v("new, whole")));
+        // Applied once only.
+        assert!(!s.settled(v("new, whole")));
+        // Gone for a look, then back unchanged: nothing to apply.
+        assert!(!s.settled(None));
+        assert!(!s.settled(v("new, whole")));
+        assert!(!s.settled(v("new, whole")));
+    }
+
+    #[test]
+    fn going_back_to_the_version_in_force_applies_nothing() {
+        let mut s = Settling::new(v("a"));
+        assert!(!s.settled(v("b")));
+        assert!(!s.settled(v("a")));
+        assert!(!s.settled(v("a")));
     }
 }

@@ -17,6 +17,7 @@ pub mod telemetry;
 pub use revocation::{AdminAuth, RedisConnection, RevocationConfig, StoreConfig};
 pub use telemetry::{OtlpExport, OtlpProtocol, TracingConfig};
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ pub struct Config {
     pub admin: AdminAuth,
     /// What a connection may hold of a listener, and for how long.
     pub limits: limits::Limits,
+    /// Secret files other users may read (warned about, not refused).
+    pub loose_secrets: Vec<LooseSecret>,
     /// The verified-token cache.
     pub cache: CacheConfig,
     /// Most denial log lines per second (the rest are counted and summarised); 0 logs none.
@@ -364,13 +367,57 @@ impl Config {
             },
             reason: e.to_string().trim().into(),
         })?;
-        Validator { file, base }.config(raw)
+        Validator {
+            file,
+            base,
+            loose: RefCell::default(),
+        }
+        .config(raw)
     }
 }
 
 struct Validator<'a> {
     file: &'a str,
     base: &'a Path,
+    /// Secret files read so far that others may read.
+    loose: RefCell<Vec<LooseSecret>>,
+}
+
+/// A secret file that users other than jwtgate's may read: its mode lets anyone read it, or a
+/// group jwtgate does not run as. Warned about at start and at each reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LooseSecret {
+    /// The field naming it, e.g. `providers[0].hmac_secret.file`.
+    pub field: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+}
+
+impl LooseSecret {
+    /// `Some` when the file at `path` may be read by others, or by its group while that is not
+    /// the group jwtgate runs as (a Kubernetes Secret mounted with `fsGroup` is group-readable
+    /// by the pod's own group, which is fine).
+    fn of(field: &str, path: &Path) -> Option<Self> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(path).ok()?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let own_group = std::fs::metadata("/proc/self").ok().map(|m| m.gid());
+        let loose = mode & 0o004 != 0 || (mode & 0o040 != 0 && own_group != Some(meta.gid()));
+        loose.then(|| Self {
+            field: field.to_owned(),
+            path: path.to_owned(),
+            mode,
+        })
+    }
+
+    /// Logs one warning per loose secret file of `config`.
+    pub fn warn(config: &Config) {
+        for s in &config.loose_secrets {
+            tracing::warn!(field = %s.field, path = %s.path.display(), mode = %format!("{:04o}", s.mode), "secret file readable by other users: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode)");
+        }
+    }
 }
 
 impl Validator<'_> {
@@ -399,6 +446,7 @@ impl Validator<'_> {
         let path = self.base.join(path);
         let mut bytes = crate::file::read(&path, crate::file::MAX_FILE_BYTES)
             .map_err(|e| self.err(field, format!("cannot read {}: {e}", path.display())))?;
+        self.loose.borrow_mut().extend(LooseSecret::of(field, &path));
         if bytes.ends_with(b"\n") {
             bytes.pop();
             if bytes.ends_with(b"\r") {
@@ -521,6 +569,7 @@ impl Validator<'_> {
             tracing: self.tracing(raw.telemetry.tracing, &|name| std::env::var(name).ok())?,
             rate_limits,
             dpop_replay,
+            loose_secrets: self.loose.take(),
         })
     }
 
@@ -564,10 +613,14 @@ impl Validator<'_> {
             Some(_) => Err(self.err(format!("{field}.{name}"), "is empty")),
             None => Err(self.err(format!("{field}.{name}"), "is required")),
         };
+        let key = path("key", raw.key)?;
+        self.loose
+            .borrow_mut()
+            .extend(LooseSecret::of(&format!("{field}.key"), &key));
         Ok(Some(ListenTls {
             field,
             cert: path("cert", raw.cert)?,
-            key: path("key", raw.key)?,
+            key,
             client_ca: raw.client_ca.map(|p| path("client_ca", Some(p))).transpose()?,
         }))
     }

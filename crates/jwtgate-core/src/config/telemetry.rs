@@ -244,6 +244,7 @@ mod tests {
         Validator {
             file: "t.yaml",
             base: Path::new("."),
+            loose: std::cell::RefCell::default(),
         }
         .tracing(raw, &|k| env.get(k).cloned())
     }
