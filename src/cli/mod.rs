@@ -53,6 +53,14 @@ pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
 pub fn validate_config(file: &Path) -> ExitCode {
     match load_config(file) {
         Ok(c) => {
+            for s in &c.loose_secrets {
+                eprintln!(
+                    "jwtgate: warning: {}: {} (mode {:04o}) is readable by other users; chmod 0600",
+                    s.field,
+                    s.path.display(),
+                    s.mode
+                );
+            }
             println!("{}: ok ({} provider(s))", file.display(), c.providers.len());
             ExitCode::SUCCESS
         }
