@@ -435,3 +435,31 @@ fn bad_tls_files_are_refused_at_start_with_file_field_and_reason() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_tls_session_that_sends_nothing_after_its_handshake_is_closed_within_header_read_timeout() {
+    bounded(Duration::from_secs(30), async {
+        let limits = "limits: { header_read_timeout: 1s, idle_timeout: 3s, http2_keepalive_interval: 1s, http2_keepalive_timeout: 1s }\n";
+        let (dir, _, _issuer, served) = serving(&format!("  grpc_tls: {{ cert: server.pem, key: server.key }}\n{limits}")).await;
+        let tcp = TcpStream::connect(served.addr("grpc")).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(rustls_client(dir.path(), "ca.pem"))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut buf = vec![0u8; 4096];
+        // The server's SETTINGS may come first; then the close.
+        loop {
+            use tokio::io::AsyncReadExt;
+            match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await {
+                Err(_) => panic!("a silent TLS session was still open after 5 s"),
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => {}
+            }
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(4), "closed after {took:?}");
+    })
+    .await;
+}
