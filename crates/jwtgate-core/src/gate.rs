@@ -20,7 +20,7 @@ use crate::cache::TokenCache;
 use crate::clock;
 use crate::config::binding::{DpopMode, is_dpop_source};
 use crate::config::http_auth::HttpAuth;
-use crate::config::introspection::Introspection;
+use crate::config::introspection::{Introspection, IntrospectionClient};
 use crate::config::rate_limits::KeyPart;
 use crate::config::routes::{Auth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
@@ -1129,8 +1129,8 @@ pub struct Refusal {
     pub identity: Option<Identity>,
 }
 
-/// The top-level claims any requirement reads (the routes' and the admin API's: scopes, roles,
-/// claim tests). Everything else the gate needs of a token is extracted into [`Verified`]'s own
+/// The top-level claims any requirement reads (the routes', the admin API's and the introspection
+/// token clients': scopes, roles, claim tests). Everything else the gate needs of a token is extracted into [`Verified`]'s own
 /// fields.
 fn policy_claims(config: &Config) -> BTreeSet<String> {
     let head = |path: &str| path.split('.').next().unwrap_or(path).to_owned();
@@ -1139,8 +1139,16 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
         Auth::Required(r) => Some(r),
         Auth::Public | Auth::Optional => None,
     });
+    // Token clients of the introspection endpoint are checked through the same cache: their
+    // role is read from a kept copy on every call after the first.
+    let clients: Vec<Requirements> = config
+        .introspection
+        .clients
+        .iter()
+        .filter_map(IntrospectionClient::requirement)
+        .collect();
     let mut names = BTreeSet::new();
-    for r in routes.chain(admin.as_ref()) {
+    for r in routes.chain(admin.as_ref()).chain(&clients) {
         if !r.scopes.is_empty() {
             names.extend(["scope".to_owned(), "scp".to_owned()]);
         }
@@ -1207,6 +1215,21 @@ fn trace_id(req: &Request) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_token_keeps_the_roles_claim_an_introspection_client_is_checked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.secret"), "billing-secret-0123456789").unwrap();
+        let text = |clients: &str| {
+            format!(
+                "providers:\n  - {{ name: corp, issuer: https://i/, jwks_uri: https://i/k, roles_claim: realm_access.roles }}\n\
+                 introspection:\n  enabled: true\n  clients: [{clients}]\n"
+            )
+        };
+        let kept = |clients: &str| policy_claims(&Config::parse(&text(clients), "t", dir.path()).unwrap());
+        assert!(kept("{ provider: corp, role: introspect }").contains("realm_access"));
+        assert!(!kept("{ id: b, secret_file: b.secret }").contains("realm_access"));
+    }
 
     #[test]
     fn trace_ids_are_the_spans_else_the_traceparents_else_new_and_always_w3c() {
