@@ -418,8 +418,13 @@ async fn expiry_claim_cases() {
         .await;
     let mut c = w.claims();
     c["exp"] = json!("EXP");
-    let spelt = c.to_string().replace("\"EXP\"", "1.9e9");
-    assert!(spelt.contains("\"exp\":1.9e9"), "{spelt}");
+    // An exponent (e.g. 1.797e9), ten minutes ahead: a lifetime within subject_retention.
+    let exponent = format!("{:e}", (n + 600) as f64);
+    let spelt = c.to_string().replace("\"EXP\"", &exponent);
+    assert!(
+        spelt.contains(&format!("\"exp\":{exponent}")) && exponent.contains('e'),
+        "{spelt}"
+    );
     w.allowed(&signed_as_written(&spelt)).await;
     let in_the_past = c.to_string().replace("\"EXP\"", "1.7e9");
     w.denied(&signed_as_written(&in_the_past), "token expired").await;

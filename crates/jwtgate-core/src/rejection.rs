@@ -128,6 +128,11 @@ pub enum Rejection {
     /// The shared DPoP replay cache (Redis) could not say in time whether a proof is new.
     #[error("DPoP replay check unavailable")]
     ReplayCheckUnavailable,
+    /// At a provider without `max_lifetime`, `exp - iat` (or `exp - now` without `iat`) is longer
+    /// than `revocation.subject_retention`: a subject cut-off would be forgotten while the token
+    /// it cut off still lives.
+    #[error("token lives longer than revocations are kept")]
+    LifetimeExceedsRetention,
 }
 
 /// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
@@ -302,12 +307,13 @@ impl Rejection {
             Self::ReplayCheckUnavailable => 35,
             Self::AmbiguousOriginalRequest(_) => 36,
             Self::BadHost(_) => 37,
+            Self::LifetimeExceedsRetention => 38,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 38] = [
+pub const LABELS: [&str; 39] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -346,6 +352,7 @@ pub const LABELS: [&str; 38] = [
     "replay_check_unavailable",
     "ambiguous_original_request",
     "bad_host",
+    "lifetime_exceeds_retention",
 ];
 
 #[cfg(test)]
@@ -402,6 +409,15 @@ mod tests {
             "ambiguous original request (x-original-uri)"
         );
         assert_eq!(Rejection::BadHost(crate::host::HostError::Port).label(), "bad_host");
+    }
+
+    #[test]
+    fn a_token_outliving_revocations_is_401_invalid_token_with_its_own_reason_and_label() {
+        let r = Rejection::LifetimeExceedsRetention;
+        assert_eq!(r.class(), Class::Unauthenticated);
+        assert_eq!(r.oauth_error(), Some("invalid_token"));
+        assert_eq!(r.reason(), "token lives longer than revocations are kept");
+        assert_eq!(r.label(), "lifetime_exceeds_retention");
     }
 
     #[test]

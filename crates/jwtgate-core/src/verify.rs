@@ -292,6 +292,16 @@ pub fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Resu
             return Err(Rejection::LifetimeTooLong);
         }
     }
+    // A subject cut-off is kept `subject_retention` + skew past its time, and a token is valid
+    // until `exp` + skew: one issued before the cut-off (`iat` < it) and living at most
+    // `subject_retention` is refused until it has expired. No skew is added here: `exp` and
+    // `iat` come from the same clock.
+    if let (Some(keep), Some(exp)) = (p.subject_retention, exp) {
+        let start = iat.unwrap_or(now);
+        if exp - start > keep.as_secs_f64() {
+            return Err(Rejection::LifetimeExceedsRetention);
+        }
+    }
     if !p.audiences.is_empty() {
         let accepted = |a: &Value| a.as_str().is_some_and(|a| p.audiences.iter().any(|x| x == a));
         let ok = match claims.get("aud") {
@@ -461,6 +471,61 @@ mod tests {
             check_claims(&p, &claims(json!({"exp":NOW + 60})), NOW),
             Err(Rejection::WrongAudience)
         );
+    }
+
+    /// `provider`, its `subject_retention` set as `Config` sets it.
+    fn provider_in(extra: &str, top: &str) -> Provider {
+        let text = format!(
+            "providers:\n  - name: p\n    issuer: https://i/\n    jwks_uri: https://i/k\n    audiences: [api]\n{extra}{top}"
+        );
+        crate::config::Config::parse(&text, "t", Path::new("."))
+            .unwrap()
+            .providers
+            .remove(0)
+    }
+
+    #[test]
+    fn without_max_lifetime_a_token_may_live_no_longer_than_a_subject_cut_off_is_kept() {
+        let p = provider_in("", "revocation: { subject_retention: 1h }\n");
+        assert_eq!(p.subject_retention, Some(std::time::Duration::from_secs(3600)));
+        let c = |iat: Option<u64>, exp: u64| {
+            let mut c = claims(json!({"aud":"api","exp":exp}));
+            if let Some(iat) = iat {
+                c.insert("iat".into(), json!(iat));
+            }
+            c
+        };
+        assert_eq!(check_claims(&p, &c(Some(NOW), NOW + 3600), NOW), Ok(()));
+        assert_eq!(
+            check_claims(&p, &c(Some(NOW), NOW + 3601), NOW),
+            Err(Rejection::LifetimeExceedsRetention),
+            "no skew: exp and iat come from one clock"
+        );
+        assert_eq!(
+            check_claims(&p, &c(Some(NOW - 7000), NOW + 10), NOW),
+            Err(Rejection::LifetimeExceedsRetention),
+            "issued long ago: the cut-off may be gone before it expires"
+        );
+        // Without iat, measured from now.
+        assert_eq!(check_claims(&p, &c(None, NOW + 3600), NOW), Ok(()));
+        assert_eq!(
+            check_claims(&p, &c(None, NOW + 3601), NOW),
+            Err(Rejection::LifetimeExceedsRetention)
+        );
+        // The default retention is 24h.
+        assert_eq!(
+            provider("").subject_retention,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        // max_lifetime bounds the tokens (and the cut-offs) instead.
+        let bounded = provider_in("    max_lifetime: 48h\n", "revocation: { subject_retention: 1h }\n");
+        assert_eq!(bounded.subject_retention, None);
+        assert_eq!(check_claims(&bounded, &c(Some(NOW), NOW + 7200), NOW), Ok(()));
+        // Tokens that may never expire: revocations are kept for good instead (admin API).
+        let lax = provider_in("    require_exp: false\n", "revocation: { subject_retention: 1h }\n");
+        assert_eq!(lax.subject_retention, None);
+        assert_eq!(check_claims(&lax, &c(Some(NOW), NOW + 7200), NOW), Ok(()));
+        assert_eq!(check_claims(&lax, &claims(json!({"aud":"api"})), NOW), Ok(()));
     }
 
     #[test]

@@ -180,6 +180,12 @@ pub struct Provider {
     pub dpop: Option<binding::Dpop>,
     /// Whether tokens must be bound to the client certificate (RFC 8705, `mtls_binding`).
     pub mtls_binding: bool,
+    /// The longest a token may live (`exp - iat`, or `exp - now` without `iat`) so that a
+    /// subject cut-off outlives it: `revocation.subject_retention`, for a provider without
+    /// `max_lifetime` whose tokens must expire (`require_exp`). `None` otherwise: `max_lifetime`
+    /// bounds its tokens (and how long its cut-offs are kept), or, with `require_exp: false`,
+    /// its tokens may never expire and its revocations are kept for good.
+    pub subject_retention: Option<Duration>,
 }
 
 impl fmt::Debug for Provider {
@@ -470,6 +476,11 @@ impl Validator<'_> {
             None => None,
         };
         let revocation = self.revocation(raw.revocation, redis.as_ref())?;
+        for p in &mut providers {
+            if p.max_lifetime.is_none() && p.require_exp {
+                p.subject_retention = Some(revocation.subject_retention);
+            }
+        }
         let shared = redis.or_else(|| match &revocation.store {
             StoreConfig::Redis { connection, .. } => Some(connection.clone()),
             StoreConfig::Embedded { .. } => None,
@@ -676,6 +687,8 @@ impl Validator<'_> {
             introspection,
             dpop,
             mtls_binding,
+            // Set once `revocation:` is read (see `config`).
+            subject_retention: None,
         })
     }
 
