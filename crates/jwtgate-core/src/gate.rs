@@ -1023,6 +1023,8 @@ impl Gate {
             {
                 return Err(Rejection::UnknownIssuer);
             }
+            let mut claims = (*claims).clone();
+            crate::verify::canonical_ids(&p.config, &mut claims);
             crate::verify::check_claims(&p.config, &claims, clock::unix())?;
             trace.step(
                 || {
@@ -1036,9 +1038,9 @@ impl Gate {
             );
             let payload = p.config.payload_header.as_ref().map(|_| {
                 use base64::Engine;
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object((*claims).clone()).to_string())
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
             });
-            let verified = Verified::of(p, (*claims).clone(), None, None, payload);
+            let verified = Verified::of(p, claims, None, None, payload);
             return Ok((Arc::new(verified), p));
         }
         Err(if unavailable {

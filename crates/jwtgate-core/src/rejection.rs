@@ -133,6 +133,10 @@ pub enum Rejection {
     /// it cut off still lives.
     #[error("token lives longer than revocations are kept")]
     LifetimeExceedsRetention,
+    /// `sub` or `jti` (named) present but not a string (RFC 7519 §4.1.2, §4.1.7): no revocation
+    /// could match it.
+    #[error("{0} must be a string")]
+    ClaimNotString(&'static str),
 }
 
 /// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
@@ -308,12 +312,13 @@ impl Rejection {
             Self::AmbiguousOriginalRequest(_) => 36,
             Self::BadHost(_) => 37,
             Self::LifetimeExceedsRetention => 38,
+            Self::ClaimNotString(_) => 39,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 39] = [
+pub const LABELS: [&str; 40] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -353,6 +358,7 @@ pub const LABELS: [&str; 39] = [
     "ambiguous_original_request",
     "bad_host",
     "lifetime_exceeds_retention",
+    "claim_not_string",
 ];
 
 #[cfg(test)]

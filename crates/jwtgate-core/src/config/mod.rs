@@ -180,12 +180,25 @@ pub struct Provider {
     pub dpop: Option<binding::Dpop>,
     /// Whether tokens must be bound to the client certificate (RFC 8705, `mtls_binding`).
     pub mtls_binding: bool,
+    /// What an integer `sub` or `jti` is (`numeric_ids`): refused, or its decimal text.
+    pub numeric_ids: NumericIds,
     /// The longest a token may live (`exp - iat`, or `exp - now` without `iat`) so that a
     /// subject cut-off outlives it: `revocation.subject_retention`, for a provider without
     /// `max_lifetime` whose tokens must expire (`require_exp`). `None` otherwise: `max_lifetime`
     /// bounds its tokens (and how long its cut-offs are kept), or, with `require_exp: false`,
     /// its tokens may never expire and its revocations are kept for good.
     pub subject_retention: Option<Duration>,
+}
+
+/// `providers[].numeric_ids`: what an integer `sub` or `jti` is (RFC 7519 says a string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NumericIds {
+    /// Refused: `sub must be a string`, `jti must be a string`.
+    #[default]
+    Refuse,
+    /// Its decimal text (`42` is `"42"`) for every use: identity headers, revocation, rate
+    /// limits, audit. Numbers with a fraction or an exponent are still refused.
+    Decimal,
 }
 
 impl fmt::Debug for Provider {
@@ -666,6 +679,16 @@ impl Validator<'_> {
         {
             return Err(self.err(format!("{field}.max_lifetime"), "must be more than 0s"));
         }
+        let numeric_ids = match p.numeric_ids.as_deref() {
+            None | Some("refuse") => NumericIds::Refuse,
+            Some("decimal") => NumericIds::Decimal,
+            Some(other) => {
+                return Err(self.err(
+                    format!("{field}.numeric_ids"),
+                    format!("`{other}` is not `refuse` or `decimal`"),
+                ));
+            }
+        };
         Ok(Provider {
             name,
             issuer,
@@ -687,6 +710,7 @@ impl Validator<'_> {
             introspection,
             dpop,
             mtls_binding,
+            numeric_ids,
             // Set once `revocation:` is read (see `config`).
             subject_retention: None,
         })

@@ -495,6 +495,8 @@ pub struct RawProvider {
     pub dpop: Option<RawDpop>,
     /// `mtls_binding:` (RFC 8705 certificate-bound tokens).
     pub mtls_binding: Option<RawMtlsBinding>,
+    /// `refuse` (the default) or `decimal`: what an integer `sub` or `jti` is.
+    pub numeric_ids: Option<String>,
 }
 
 /// `providers[].dpop`.

@@ -508,3 +508,20 @@ fn bad_dpop_and_mtls_binding_settings_are_refused_with_field_and_reason() {
     .unwrap();
     assert!(ok.dpop_replay.is_some());
 }
+
+#[test]
+fn numeric_ids_default_to_refuse_and_take_refuse_or_decimal_only() {
+    assert_eq!(parse(MINIMAL).unwrap().providers[0].numeric_ids, NumericIds::Refuse);
+    let with = |extra: &str| format!("{MINIMAL}{extra}");
+    let c = parse(&with("    numeric_ids: decimal\n")).unwrap();
+    assert_eq!(c.providers[0].numeric_ids, NumericIds::Decimal);
+    let e = err(&with("    numeric_ids: Decimal\n"));
+    assert_eq!(
+        (e.file.as_str(), e.field.as_str(), e.reason.as_str()),
+        (
+            "test.yaml",
+            "providers[0].numeric_ids",
+            "`Decimal` is not `refuse` or `decimal`"
+        )
+    );
+}
