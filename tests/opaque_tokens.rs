@@ -475,6 +475,57 @@ fn active(issuer: &str, extra: Value) -> Value {
     answer
 }
 
+/// A refresh token is no access token: Ory Hydra says so with `token_use`, Keycloak with
+/// `typ`, RFC 7662 with `token_type`. Refused by default (case-insensitively); a provider may
+/// list other types to refuse, or none.
+#[tokio::test]
+async fn an_introspected_refresh_token_is_refused_in_each_idps_spelling() {
+    let issuer = "https://opaque.example";
+    for (idp, extra) in [
+        ("hydra", serde_json::json!({"token_use": "refresh_token"})),
+        ("keycloak", serde_json::json!({"typ": "Refresh"})),
+        ("keycloak offline", serde_json::json!({"typ": "Offline"})),
+        ("rfc 7662", serde_json::json!({"token_type": "refresh_token"})),
+        (
+            "rfc 7662, upper case",
+            serde_json::json!({"token_type": "REFRESH_TOKEN"}),
+        ),
+    ] {
+        let endpoint = fixed_endpoint(active(issuer, extra)).await;
+        let (_gk, mut client) = behind_fixed_endpoint_with(issuer, &endpoint, "", "").await;
+        let a = at(&mut client, "/api", "opaque-refresh").await.unwrap();
+        assert_eq!(
+            (a.grpc_code, a.http_status, a.reason().as_str()),
+            (16, Some(401), "token is a refresh token"),
+            "{idp}: {a:?}"
+        );
+    }
+    for (idp, extra) in [
+        ("hydra", serde_json::json!({"token_use": "access_token"})),
+        ("keycloak", serde_json::json!({"typ": "Bearer"})),
+        ("rfc 7662", serde_json::json!({"token_type": "Bearer"})),
+        ("none said", serde_json::json!({})),
+    ] {
+        let endpoint = fixed_endpoint(active(issuer, extra)).await;
+        let (_gk, mut client) = behind_fixed_endpoint_with(issuer, &endpoint, "", "").await;
+        let a = at(&mut client, "/api", "opaque-access").await.unwrap();
+        assert_eq!(a.grpc_code, 0, "{idp}: {a:?}");
+    }
+    // Opted out: refresh tokens accepted; or another type refused.
+    let endpoint = fixed_endpoint(active(issuer, serde_json::json!({"token_use": "refresh_token"}))).await;
+    let (_gk, mut client) = behind_fixed_endpoint_with(issuer, &endpoint, "", ", refuse_token_types: []").await;
+    assert_eq!(at(&mut client, "/api", "opaque-r").await.unwrap().grpc_code, 0);
+    let endpoint = fixed_endpoint(active(issuer, serde_json::json!({"typ": "ID"}))).await;
+    let (_gk, mut client) =
+        behind_fixed_endpoint_with(issuer, &endpoint, "", ", refuse_token_types: [refresh_token, id]").await;
+    let a = at(&mut client, "/api", "opaque-id").await.unwrap();
+    assert_eq!(
+        (a.grpc_code, a.reason().as_str()),
+        (16, "token is not an access token (type id)"),
+        "{a:?}"
+    );
+}
+
 /// RFC 7662 §2.2 takes `sub` and `jti` from RFC 7519, where both are strings: an answer with a
 /// number is refused, unless the provider reads integers as their decimal text.
 #[tokio::test]

@@ -1026,6 +1026,14 @@ impl Gate {
             let mut claims = (*claims).clone();
             crate::verify::canonical_ids(&p.config, &mut claims);
             crate::verify::check_claims(&p.config, &claims, clock::unix())?;
+            if let Some(kind) = p
+                .config
+                .introspection
+                .as_ref()
+                .and_then(|settings| crate::opaque::refused_type(&settings.refuse_token_types, &claims))
+            {
+                return Err(Rejection::NotAccessToken(kind));
+            }
             trace.step(
                 || {
                     format!(

@@ -137,6 +137,19 @@ pub enum Rejection {
     /// could match it.
     #[error("{0} must be a string")]
     ClaimNotString(&'static str),
+    /// An introspection answer says the token is of a type its provider refuses
+    /// (`refuse_token_types`; refresh tokens by default): the type, normalised.
+    #[error("{}", not_access_token(.0))]
+    NotAccessToken(String),
+}
+
+/// How [`Rejection::NotAccessToken`] reads: refresh tokens (Keycloak's offline tokens are
+/// refresh tokens too) by name, any other type it names.
+fn not_access_token(kind: &str) -> String {
+    match kind {
+        "refresh" | "offline" => "token is a refresh token".to_owned(),
+        other => format!("token is not an access token (type {other})"),
+    }
 }
 
 /// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
@@ -313,12 +326,13 @@ impl Rejection {
             Self::BadHost(_) => 37,
             Self::LifetimeExceedsRetention => 38,
             Self::ClaimNotString(_) => 39,
+            Self::NotAccessToken(_) => 40,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 40] = [
+pub const LABELS: [&str; 41] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -359,6 +373,7 @@ pub const LABELS: [&str; 40] = [
     "bad_host",
     "lifetime_exceeds_retention",
     "claim_not_string",
+    "not_access_token",
 ];
 
 #[cfg(test)]

@@ -589,4 +589,7 @@ pub struct RawProviderIntrospection {
     /// Default: 500ms.
     #[serde(default, deserialize_with = "serde_text::option")]
     pub timeout: Option<Duration>,
+    /// Default: `[refresh_token, offline]`. Token types (an answer's `token_use`, `typ` or
+    /// `token_type`) refused as not being access tokens.
+    pub refuse_token_types: Option<Vec<String>>,
 }

@@ -525,3 +525,41 @@ fn numeric_ids_default_to_refuse_and_take_refuse_or_decimal_only() {
         )
     );
 }
+
+#[test]
+fn refuse_token_types_default_to_refresh_tokens_and_never_list_access_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), "secret").unwrap();
+    let text = |extra: &str| {
+        format!(
+            "providers:\n  - name: o\n    issuer: https://o/\n    introspection: {{ endpoint: https://o/i, client_id: j, client_secret_file: s{extra} }}\n"
+        )
+    };
+    let types = |extra: &str| {
+        Config::parse(&text(extra), "test.yaml", dir.path()).map(|c| {
+            c.providers[0]
+                .introspection
+                .as_ref()
+                .unwrap()
+                .refuse_token_types
+                .clone()
+        })
+    };
+    assert_eq!(types("").unwrap(), ["refresh", "offline"]);
+    assert_eq!(types(", refuse_token_types: []").unwrap(), Vec::<String>::new());
+    assert_eq!(
+        types(", refuse_token_types: [REFRESH_TOKEN, Refresh, ID]").unwrap(),
+        ["refresh", "id"]
+    );
+    for (bad, why) in [
+        ("access_token", "every token would be refused"),
+        ("Bearer", "every token would be refused"),
+        ("DPoP", "every token would be refused"),
+        ("\"\"", "is not a token type"),
+        ("\"a b\"", "is not a token type"),
+    ] {
+        let e = types(&format!(", refuse_token_types: [{bad}]")).unwrap_err();
+        assert_eq!(e.field, "providers[0].introspection.refuse_token_types", "{bad}");
+        assert!(e.reason.contains(why), "{bad}: {e}");
+    }
+}
