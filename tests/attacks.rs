@@ -592,3 +592,23 @@ async fn numeric_ids_decimal_reads_integer_sub_and_jti_as_their_decimal_text() {
     w.denied(&other_jti, "token revoked").await;
     w.allowed(&w.rs256(json!({"sub": 43, "jti": 9}))).await;
 }
+
+/// RFC 9449 §7.1 and RFC 8705 §3: a sender-constrained token is not a bearer token. A provider
+/// that checks no binding (no `dpop`, no `mtls_binding`) refuses one rather than accept it
+/// without its proof, unless it opts in with `accept_bound_tokens_as_bearer: true`.
+#[tokio::test]
+async fn bound_tokens_are_refused_by_a_provider_that_checks_no_binding() {
+    let mut w = World::start("").await;
+    let jkt = w.rs256(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
+    let x5t = w.rs256(json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}));
+    w.denied(&jkt, "token is sender-constrained (cnf.jkt)").await;
+    w.denied(&x5t, "token is sender-constrained (cnf x5t#S256)").await;
+    // A `cnf` that binds nothing (no member jwtgate knows, or not strings) is no binding.
+    w.allowed(&w.rs256(json!({"cnf": {"kid": "k"}}))).await;
+
+    let mut lax = World::start("    accept_bound_tokens_as_bearer: true\n").await;
+    let jkt = lax.rs256(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
+    let x5t = lax.rs256(json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}));
+    lax.allowed(&jkt).await;
+    lax.allowed(&x5t).await;
+}

@@ -192,6 +192,14 @@ async fn every_refused_token_is_exactly_active_false_and_a_check_refuses_it_too(
         ("revoked by jti", revoked, "revoked"),
         ("cut off by subject", cut_off, "revoked"),
         ("not a token", "not-a-jwt".to_owned(), "malformed"),
+        (
+            "DPoP-bound, and corp checks no DPoP",
+            token(
+                &iss,
+                json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+            ),
+            "sender_constrained",
+        ),
         ("a numeric sub", token(&iss, json!({"sub": 42})), "claim_not_string"),
     ];
     for (what, t, _) in &cases {

@@ -546,3 +546,18 @@ async fn an_introspected_numeric_sub_or_jti_is_refused_unless_read_as_decimal() 
     assert_eq!(a.grpc_code, 0, "{a:?}");
     assert_eq!(a.headers.get("x-jwt-sub").map(String::as_str), Some("42"));
 }
+
+/// An answer whose `cnf` binds the token to a key or a certificate, from a provider that
+/// checks neither, is refused as a bound JWT is.
+#[tokio::test]
+async fn an_introspected_sender_constrained_token_is_refused_by_a_provider_without_binding() {
+    let issuer = "https://opaque.example";
+    let endpoint = fixed_endpoint(active(issuer, serde_json::json!({"cnf": {"jkt": "abc"}}))).await;
+    let (_gk, mut client) = behind_fixed_endpoint_with(issuer, &endpoint, "", "").await;
+    let a = at(&mut client, "/api", "opaque-b").await.unwrap();
+    assert_eq!(
+        (a.grpc_code, a.reason().as_str()),
+        (16, "token is sender-constrained (cnf.jkt)"),
+        "{a:?}"
+    );
+}

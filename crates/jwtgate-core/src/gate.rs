@@ -343,7 +343,11 @@ impl Gate {
     pub async fn introspect(&self, token: &str) -> Introspected {
         let outcome = self.authenticate(token, None, &mut Trace(None)).await;
         let answer = Introspected::new(match &outcome {
-            Ok((v, p)) => Ok((&**v, p.config.name.as_str())),
+            Ok((v, p)) => match unchecked_binding(v.cnf.as_deref(), &p.config) {
+                // A binding its provider does not check: no check accepts it, proof or not.
+                Some(member) => Err((Rejection::SenderConstrained(member), Some(p.config.name.as_str()))),
+                None => Ok((&**v, p.config.name.as_str())),
+            },
             Err(r) => Err((
                 r.rejection.clone(),
                 r.verified.as_ref().map(|(_, p)| p.config.name.as_str()),
@@ -771,6 +775,14 @@ impl Gate {
     ) -> Result<(), Rejection> {
         let p = &provider.config;
         let cnf = verified.cnf.as_deref();
+        if let Some(member) = unchecked_binding(cnf, p) {
+            let r = Rejection::SenderConstrained(member);
+            trace.step(
+                || format!("token not bound in a way provider {} does not check", p.name),
+                Err(&r),
+            );
+            return Err(r);
+        }
         if let Some(settings) = &p.dpop {
             let result = if is_dpop_source(source) {
                 self.dpop_proof(req, token, cnf.and_then(|c| c.jkt.as_deref()), provider, settings)
@@ -1182,6 +1194,9 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
 /// the gate there): a token its provider binds to a sender is refused, as a bound token sent as
 /// `Bearer` to a route is.
 fn bearer_only(v: &Verified, p: &Provider) -> Result<(), Rejection> {
+    if let Some(member) = unchecked_binding(v.cnf.as_deref(), p) {
+        return Err(Rejection::SenderConstrained(member));
+    }
     if let Some(dpop) = &p.dpop {
         if v.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
             return Err(Rejection::Unbound(BindingError::BoundSentAsBearer));
@@ -1194,6 +1209,24 @@ fn bearer_only(v: &Verified, p: &Provider) -> Result<(), Rejection> {
         return Err(Rejection::Unbound(BindingError::NoClientCertificate));
     }
     Ok(())
+}
+
+/// The `cnf` member binding the token in a way `p` does not check — `jkt` without `dpop`,
+/// `x5t#S256` without `mtls_binding` — unless `p` accepts such tokens as bearer tokens
+/// (`accept_bound_tokens_as_bearer`). A resource server must not take a sender-constrained
+/// token for a bearer token (RFC 9449 §7.1, RFC 8705 §3).
+fn unchecked_binding(cnf: Option<&binding::Confirmation>, p: &Provider) -> Option<&'static str> {
+    let cnf = cnf?;
+    if p.accept_bound_tokens_as_bearer {
+        return None;
+    }
+    if cnf.jkt.is_some() && p.dpop.is_none() {
+        return Some("cnf.jkt");
+    }
+    if cnf.x5t_s256.is_some() && !p.mtls_binding {
+        return Some("cnf x5t#S256");
+    }
+    None
 }
 
 /// An introspected token's identifying members, for `jwtgate check` (no secret among them).

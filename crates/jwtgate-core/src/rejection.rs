@@ -141,6 +141,11 @@ pub enum Rejection {
     /// (`refuse_token_types`; refresh tokens by default): the type, normalised.
     #[error("{}", not_access_token(.0))]
     NotAccessToken(String),
+    /// A sender-constrained token (its `cnf` member, named) at a provider that does not check
+    /// that binding (RFC 9449 §7.1, RFC 8705 §3): never accepted as a bearer token unless the
+    /// provider says so (`accept_bound_tokens_as_bearer`).
+    #[error("token is sender-constrained ({0})")]
+    SenderConstrained(&'static str),
 }
 
 /// How [`Rejection::NotAccessToken`] reads: refresh tokens (Keycloak's offline tokens are
@@ -327,12 +332,13 @@ impl Rejection {
             Self::LifetimeExceedsRetention => 38,
             Self::ClaimNotString(_) => 39,
             Self::NotAccessToken(_) => 40,
+            Self::SenderConstrained(_) => 41,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 41] = [
+pub const LABELS: [&str; 42] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -374,6 +380,7 @@ pub const LABELS: [&str; 41] = [
     "lifetime_exceeds_retention",
     "claim_not_string",
     "not_access_token",
+    "sender_constrained",
 ];
 
 #[cfg(test)]
@@ -433,12 +440,50 @@ mod tests {
     }
 
     #[test]
-    fn a_token_outliving_revocations_is_401_invalid_token_with_its_own_reason_and_label() {
-        let r = Rejection::LifetimeExceedsRetention;
-        assert_eq!(r.class(), Class::Unauthenticated);
-        assert_eq!(r.oauth_error(), Some("invalid_token"));
-        assert_eq!(r.reason(), "token lives longer than revocations are kept");
-        assert_eq!(r.label(), "lifetime_exceeds_retention");
+    fn issue_33_refusals_are_401_invalid_token_with_their_own_reasons_and_labels() {
+        for (r, reason, label) in [
+            (
+                Rejection::LifetimeExceedsRetention,
+                "token lives longer than revocations are kept",
+                "lifetime_exceeds_retention",
+            ),
+            (
+                Rejection::ClaimNotString("sub"),
+                "sub must be a string",
+                "claim_not_string",
+            ),
+            (
+                Rejection::ClaimNotString("jti"),
+                "jti must be a string",
+                "claim_not_string",
+            ),
+            (
+                Rejection::NotAccessToken("refresh".into()),
+                "token is a refresh token",
+                "not_access_token",
+            ),
+            (
+                Rejection::NotAccessToken("offline".into()),
+                "token is a refresh token",
+                "not_access_token",
+            ),
+            (
+                Rejection::NotAccessToken("id".into()),
+                "token is not an access token (type id)",
+                "not_access_token",
+            ),
+            (
+                Rejection::SenderConstrained("cnf.jkt"),
+                "token is sender-constrained (cnf.jkt)",
+                "sender_constrained",
+            ),
+        ] {
+            assert_eq!(r.class(), Class::Unauthenticated, "{r}");
+            assert_eq!(r.oauth_error(), Some("invalid_token"), "{r}");
+            assert_eq!(r.body_error(), "invalid_token", "{r}");
+            assert!(!r.is_dpop(), "{r}");
+            assert_eq!((r.reason().as_ref(), r.label()), (reason, label));
+        }
     }
 
     #[test]

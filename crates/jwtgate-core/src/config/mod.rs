@@ -182,6 +182,9 @@ pub struct Provider {
     pub mtls_binding: bool,
     /// What an integer `sub` or `jti` is (`numeric_ids`): refused, or its decimal text.
     pub numeric_ids: NumericIds,
+    /// Whether a token bound in a way this provider does not check (`cnf.jkt` without `dpop`,
+    /// `cnf["x5t#S256"]` without `mtls_binding`) is accepted as a bearer token.
+    pub accept_bound_tokens_as_bearer: bool,
     /// The longest a token may live (`exp - iat`, or `exp - now` without `iat`) so that a
     /// subject cut-off outlives it: `revocation.subject_retention`, for a provider without
     /// `max_lifetime` whose tokens must expire (`require_exp`). `None` otherwise: `max_lifetime`
@@ -689,6 +692,13 @@ impl Validator<'_> {
                 ));
             }
         };
+        let accept_bound_tokens_as_bearer = p.accept_bound_tokens_as_bearer.unwrap_or(false);
+        if accept_bound_tokens_as_bearer && dpop.is_some() && mtls_binding {
+            return Err(self.err(
+                format!("{field}.accept_bound_tokens_as_bearer"),
+                "has no effect: with both `dpop` and `mtls_binding` every binding is checked",
+            ));
+        }
         Ok(Provider {
             name,
             issuer,
@@ -711,6 +721,7 @@ impl Validator<'_> {
             dpop,
             mtls_binding,
             numeric_ids,
+            accept_bound_tokens_as_bearer,
             // Set once `revocation:` is read (see `config`).
             subject_retention: None,
         })

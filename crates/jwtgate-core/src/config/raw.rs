@@ -497,6 +497,9 @@ pub struct RawProvider {
     pub mtls_binding: Option<RawMtlsBinding>,
     /// `refuse` (the default) or `decimal`: what an integer `sub` or `jti` is.
     pub numeric_ids: Option<String>,
+    /// Default: false. Accept tokens bound in a way this provider does not check (`cnf.jkt`
+    /// without `dpop`, `cnf["x5t#S256"]` without `mtls_binding`) as bearer tokens.
+    pub accept_bound_tokens_as_bearer: Option<bool>,
 }
 
 /// `providers[].dpop`.

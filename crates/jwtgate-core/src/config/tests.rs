@@ -527,6 +527,24 @@ fn numeric_ids_default_to_refuse_and_take_refuse_or_decimal_only() {
 }
 
 #[test]
+fn accept_bound_tokens_as_bearer_is_off_by_default_and_refused_where_it_means_nothing() {
+    assert!(!parse(MINIMAL).unwrap().providers[0].accept_bound_tokens_as_bearer);
+    let with = |extra: &str| format!("{MINIMAL}{extra}");
+    let c = parse(&with("    accept_bound_tokens_as_bearer: true\n")).unwrap();
+    assert!(c.providers[0].accept_bound_tokens_as_bearer);
+    let e = err(&with(
+        "    dpop: { mode: optional }\n    mtls_binding: { mode: required }\n    accept_bound_tokens_as_bearer: true\nhttp_auth: { client_cert_header: none }\n",
+    ));
+    assert_eq!(
+        (e.file.as_str(), e.field.as_str()),
+        ("test.yaml", "providers[0].accept_bound_tokens_as_bearer")
+    );
+    assert!(e.reason.contains("has no effect"), "{e}");
+    let e = err(&with("    accept_bound_tokens_as_bearer: maybe\n"));
+    assert_eq!(e.field, "providers[0].accept_bound_tokens_as_bearer");
+}
+
+#[test]
 fn refuse_token_types_default_to_refresh_tokens_and_never_list_access_tokens() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s"), "secret").unwrap();
