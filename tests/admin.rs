@@ -996,3 +996,80 @@ async fn the_cli_revokes_tokens_and_subjects_and_lists_them() {
     })
     .await
 }
+
+/// Issue #33: without `max_lifetime`, a subject cut-off is kept for `subject_retention`. A token
+/// living longer than that, issued before the cut-off, would be accepted again once the cut-off
+/// is purged; so such tokens are refused from the start, and across the purge.
+#[tokio::test]
+async fn a_token_that_would_outlive_a_subject_cut_off_is_refused_across_its_purge() {
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
+        let provider = jwks_provider("corp", &iss.url(), &iss.jwks_uri(), "    clock_skew: 0s\n");
+        let gk = Gatekeeper::start(
+            &format!(
+                "{provider}admin: {{ token: {{ file: admin-token.txt }} }}\nrevocation: {{ subject_retention: 2s, purge_interval: 100ms }}\n"
+            ),
+            ADMIN_FILES,
+        )
+        .await;
+        gk.wait_ready().await;
+        let mut admin = gk.admin().await;
+        // Lives ten minutes: far longer than the 2 s a cut-off is kept.
+        let long = token(&iss, json!({"iat": now(), "exp": now() + 600}));
+        // Lives 2 s: no longer than a cut-off is kept.
+        let short = token(&iss, json!({"sub": "bob", "iat": now(), "exp": now() + 2}));
+        assert_allowed(&gk, &short).await;
+        revoke_subject(&mut admin, &iss.url(), "alice", 0).await.unwrap();
+        let refused = check(&mut gk.client().await, bearer(&long)).await.unwrap();
+        assert_eq!(refused.http_status, Some(401), "{refused:?}");
+        eventually("the cut-off is purged", Duration::from_secs(10), async || {
+            listed(&mut admin).await.is_empty()
+        })
+        .await;
+        let a = check(&mut gk.client().await, bearer(&long)).await.unwrap();
+        assert_eq!(
+            (a.http_status, a.reason().as_str()),
+            (Some(401), "token lives longer than revocations are kept"),
+            "after the purge: {a:?}"
+        );
+        let m = scrape(gk.http_addr).await;
+        assert!(
+            m.keys()
+                .any(|k| k.starts_with("jwtgate_decisions_total") && k.contains("reason=\"lifetime_exceeds_retention\"")),
+            "{m:?}"
+        );
+    })
+    .await
+}
+
+/// With `require_exp: false` (and no `max_lifetime`), a token may never expire: a cut-off of
+/// that provider's subject, and a `jti` revoked without `expires_at`, are then kept for good.
+#[tokio::test]
+async fn a_provider_whose_tokens_may_never_expire_keeps_its_revocations_for_good() {
+    bounded(BOUND, async {
+        let iss = rsa_issuer().await;
+        let provider = jwks_provider("corp", &iss.url(), &iss.jwks_uri(), "    require_exp: false\n");
+        let gk = Gatekeeper::start(
+            &format!("{provider}admin: {{ token: {{ file: admin-token.txt }} }}\n"),
+            ADMIN_FILES,
+        )
+        .await;
+        gk.wait_ready().await;
+        let mut admin = gk.admin().await;
+        // A day-long token is fine here: no cut-off of this provider is ever forgotten.
+        assert_allowed(&gk, &token(&iss, json!({"iat": now(), "exp": now() + 86_400 * 30}))).await;
+        let r = revoke_subject(&mut admin, &iss.url(), "alice", 0)
+            .await
+            .unwrap()
+            .revocation
+            .unwrap();
+        assert_eq!(r.expires_at, jwtgate_core::verify::MAX_NUMERIC_DATE);
+        let r = revoke(&mut admin, by_id(&iss.url(), "j-1", 0))
+            .await
+            .unwrap()
+            .revocation
+            .unwrap();
+        assert_eq!(r.expires_at, jwtgate_core::verify::MAX_NUMERIC_DATE);
+    })
+    .await
+}

@@ -418,8 +418,13 @@ async fn expiry_claim_cases() {
         .await;
     let mut c = w.claims();
     c["exp"] = json!("EXP");
-    let spelt = c.to_string().replace("\"EXP\"", "1.9e9");
-    assert!(spelt.contains("\"exp\":1.9e9"), "{spelt}");
+    // An exponent (e.g. 1.797e9), ten minutes ahead: a lifetime within subject_retention.
+    let exponent = format!("{:e}", (n + 600) as f64);
+    let spelt = c.to_string().replace("\"EXP\"", &exponent);
+    assert!(
+        spelt.contains(&format!("\"exp\":{exponent}")) && exponent.contains('e'),
+        "{spelt}"
+    );
     w.allowed(&signed_as_written(&spelt)).await;
     let in_the_past = c.to_string().replace("\"EXP\"", "1.7e9");
     w.denied(&signed_as_written(&in_the_past), "token expired").await;
@@ -520,9 +525,90 @@ async fn typ_confusion_is_refused_when_access_tokens_are_required() {
 #[tokio::test]
 async fn unexpected_claim_types_are_treated_as_absent() {
     let mut w = World::start("").await;
-    for sub in [json!(42), json!({"id": "admin"})] {
-        let a = w.allowed(&w.rs256(json!({"sub": sub, "scope": {"x": 1}}))).await;
-        let md = a.metadata.unwrap();
-        assert!(md["jwtgate"].get("sub").is_none(), "non-string sub is absent: {md}");
+    let a = w.allowed(&w.rs256(json!({"scope": {"x": 1}, "roles": 7}))).await;
+    assert_eq!(a.headers.get("x-jwt-sub").map(String::as_str), Some("alice"));
+    // `sub: null` and `jti: null` are absent, as a required claim's null is.
+    let a = w.allowed(&w.rs256(json!({"sub": null, "jti": null}))).await;
+    let md = a.metadata.unwrap();
+    assert!(md["jwtgate"].get("sub").is_none(), "null sub is absent: {md}");
+}
+
+/// RFC 7519 §4.1.2 and §4.1.7: `sub` and `jti` are strings. A number would be forwarded as
+/// `x-jwt-sub: 42` while no subject cut-off or `jti` revocation could ever match it.
+#[tokio::test]
+async fn a_sub_or_jti_that_is_not_a_string_is_refused() {
+    let mut w = World::start("").await;
+    for sub in [
+        json!(42),
+        json!(4.2e1),
+        json!({"id": "admin"}),
+        json!(["alice"]),
+        json!(true),
+    ] {
+        w.denied(&w.rs256(json!({"sub": sub})), "sub must be a string").await;
     }
+    for jti in [json!(7), json!({"id": "7"}), json!(false)] {
+        w.denied(&w.rs256(json!({"jti": jti})), "jti must be a string").await;
+    }
+}
+
+/// A legacy issuer's integer subjects and ids, opted in with `numeric_ids: decimal`: read as
+/// their decimal text everywhere (identity headers, metadata), so a subject cut-off of `"42"`
+/// and a revocation of `jti` `"7"` match them.
+#[tokio::test]
+async fn numeric_ids_decimal_reads_integer_sub_and_jti_as_their_decimal_text() {
+    let mut w = World::start("    numeric_ids: decimal\n").await;
+    let t = w.rs256(json!({"sub": 42, "jti": 7}));
+    let a = w.allowed(&t).await;
+    assert_eq!(a.headers.get("x-jwt-sub").map(String::as_str), Some("42"));
+    assert_eq!(a.metadata.unwrap()["jwtgate"]["sub"], "42");
+    // Only integers: a fraction has no one decimal spelling an IdP would revoke by.
+    w.denied(&w.rs256(json!({"sub": 4.2})), "sub must be a string").await;
+    w.denied(&w.rs256(json!({"sub": {"id": 42}})), "sub must be a string")
+        .await;
+
+    use jwtgate_core::revocation::{Revocation, Target};
+    let revocations = w.gk.live().gate().load_full().shared().revocations.clone();
+    let revoke = |target| {
+        revocations.insert(Revocation {
+            target,
+            expires_at: now() + 3600,
+            created_at: now(),
+            reason: String::new(),
+        })
+    };
+    revoke(Target::Token {
+        issuer: w.iss(),
+        jti: "7".into(),
+    });
+    w.denied(&t, "token revoked").await;
+    let other_jti = w.rs256(json!({"sub": 42, "jti": 8}));
+    w.allowed(&other_jti).await;
+    revoke(Target::Subject {
+        issuer: w.iss(),
+        subject: "42".into(),
+        issued_before: now() + 1,
+    });
+    w.denied(&other_jti, "token revoked").await;
+    w.allowed(&w.rs256(json!({"sub": 43, "jti": 9}))).await;
+}
+
+/// RFC 9449 §7.1 and RFC 8705 §3: a sender-constrained token is not a bearer token. A provider
+/// that checks no binding (no `dpop`, no `mtls_binding`) refuses one rather than accept it
+/// without its proof, unless it opts in with `accept_bound_tokens_as_bearer: true`.
+#[tokio::test]
+async fn bound_tokens_are_refused_by_a_provider_that_checks_no_binding() {
+    let mut w = World::start("").await;
+    let jkt = w.rs256(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
+    let x5t = w.rs256(json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}));
+    w.denied(&jkt, "token is sender-constrained (cnf.jkt)").await;
+    w.denied(&x5t, "token is sender-constrained (cnf x5t#S256)").await;
+    // A `cnf` that binds nothing (no member jwtgate knows, or not strings) is no binding.
+    w.allowed(&w.rs256(json!({"cnf": {"kid": "k"}}))).await;
+
+    let mut lax = World::start("    accept_bound_tokens_as_bearer: true\n").await;
+    let jkt = lax.rs256(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
+    let x5t = lax.rs256(json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}));
+    lax.allowed(&jkt).await;
+    lax.allowed(&x5t).await;
 }

@@ -412,6 +412,36 @@ async fn required_mode_refuses_plain_bearer_tokens_and_optional_mode_accepts_the
     assert_refused(&a, "token is not DPoP-bound (no cnf.jkt)", "unbound in the DPoP scheme");
 }
 
+/// A provider with `dpop` but not `mtls_binding` cannot check a certificate binding: a token
+/// bound only by `cnf["x5t#S256"]` is refused in either scheme, never taken as bearer (RFC 8705
+/// §3).
+#[tokio::test]
+async fn a_dpop_provider_refuses_a_token_bound_only_to_a_certificate() {
+    let jose = Jose::new();
+    let gk = start(&jose, "", "").await;
+    let mut c = claims(LENIENT);
+    c["cnf"] = json!({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" });
+    let cert_bound = jose.token(c);
+    let a = decide(
+        &gk,
+        request(
+            "GET",
+            "https",
+            "api.example.com",
+            "/orders",
+            &[("authorization", &format!("Bearer {cert_bound}"))],
+        ),
+    )
+    .await;
+    assert_refused(&a, "token is sender-constrained (cnf x5t#S256)", "x5t only, as Bearer");
+    let m = scrape(gk.http_addr).await;
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("jwtgate_decisions_total") && k.contains("reason=\"sender_constrained\"")),
+        "{m:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_proof_used_at_one_replica_is_refused_at_another_through_redis() {
     let redis = RedisServer::start().await;
@@ -569,6 +599,21 @@ async fn the_http_door_takes_the_scheme_and_the_xfcc_hash_from_trusted_proxies_o
     assert_eq!(status, 200, "{body}");
     let (status, body) = forward_auth(&trusting, &[("authorization", format!("Bearer {bound}"))]).await;
     assert_eq!((status, body.contains("no client certificate")), (401, true), "{body}");
+    // Bound to a DPoP key as well, which this provider (no `dpop`) cannot check: refused
+    // (RFC 9449 §7.1), the right certificate notwithstanding.
+    let both = jose.token(
+        json!({ "iss": "https://mesh.test", "sub": "svc", "aud": "api", "cnf": { "x5t#S256": x5t, "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" } }),
+    );
+    let (status, body) = forward_auth(
+        &trusting,
+        &[
+            ("authorization", format!("Bearer {both}")),
+            ("x-forwarded-client-cert", xfcc.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("token is sender-constrained (cnf.jkt)"), "{body}");
     // Envoy HTTP mode from a peer outside trusted_proxies: its XFCC is not believed.
     let resp = http
         .get(format!("http://{}/ext_authz/orders", distrusting.http_addr))

@@ -192,6 +192,15 @@ async fn every_refused_token_is_exactly_active_false_and_a_check_refuses_it_too(
         ("revoked by jti", revoked, "revoked"),
         ("cut off by subject", cut_off, "revoked"),
         ("not a token", "not-a-jwt".to_owned(), "malformed"),
+        (
+            "DPoP-bound, and corp checks no DPoP",
+            token(
+                &iss,
+                json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+            ),
+            "sender_constrained",
+        ),
+        ("a numeric sub", token(&iss, json!({"sub": 42})), "claim_not_string"),
     ];
     for (what, t, _) in &cases {
         let (status, headers, body) = post(
@@ -502,4 +511,24 @@ async fn the_endpoint_serves_mutual_tls_like_the_other_listeners() {
     assert_eq!(answer["active"], true, "over mutual TLS");
     let out = tokio::task::spawn_blocking(move || ask3(false)).await.unwrap();
     assert!(!out.status.success(), "without a client certificate: no answer");
+}
+
+/// Issue #33: a token client (`{provider, role}`) with no route reading roles. Its token is
+/// kept in the verified-token cache after the first call; the kept copy must still hold the
+/// roles claim, or every later call within `cache.max_ttl` is 401.
+#[tokio::test]
+async fn a_token_client_is_answered_on_every_call_not_only_the_first() {
+    let iss = issuer().await;
+    let gk = start(&iss).await;
+    let t = token(&iss, json!({"jti": "asked-about"}));
+    let caller = token(&iss, json!({"sub": "worker", "roles": [ROLE]}));
+    for call in 1..=3 {
+        let (status, _, body) = post(&gk, Some(&format!("Bearer {caller}")), &format!("token={t}")).await;
+        assert_eq!(status, 200, "call {call}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["active"],
+            json!(true),
+            "call {call}"
+        );
+    }
 }

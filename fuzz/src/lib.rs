@@ -49,6 +49,7 @@ providers:
     hmac_secret: { file: secret }
     algorithms: [HS256]
     audiences: [api]
+    max_lifetime: 1200d   # the checked-in seed tokens live until 2030 (else refused: they would outlive a subject cut-off)
     sources: [{ header: authorization, prefix: "Bearer " }, { cookie: at }, { query: access_token }]
     claims_to_headers: { sub: x-jwt-sub, tenant: x-jwt-tenant }
     forward_token: false

@@ -101,13 +101,21 @@ impl AdminService {
         }
     }
 
-    /// How long a token of `p` can live: its `max_lifetime`, else `subject_retention`; plus skew.
-    fn longest_life(&self, p: &ProviderKeys) -> u64 {
+    /// Until when a revocation of tokens of `p` valid at `from` must be kept: `from` plus how
+    /// long such a token can live — its `max_lifetime`, else `subject_retention` (the longer of
+    /// the one in force and the one at start: tokens accepted before a reload shortened it may
+    /// still live) — plus skew. A provider whose tokens may never expire (`require_exp: false`
+    /// without `max_lifetime`): for good, the year 9999.
+    fn kept_until(&self, p: &ProviderKeys, from: u64) -> u64 {
         let c = &p.config;
-        c.max_lifetime
-            .unwrap_or(self.subject_retention)
-            .as_secs()
+        let life = match (c.max_lifetime, c.subject_retention) {
+            (Some(max), _) => max,
+            (None, Some(retention)) => retention.max(self.subject_retention),
+            (None, None) => return MAX_NUMERIC_DATE,
+        };
+        from.saturating_add(life.as_secs())
             .saturating_add(c.clock_skew.as_secs())
+            .min(MAX_NUMERIC_DATE)
     }
 
     async fn revoke_token_now(&self, req: pb::RevokeTokenRequest) -> Done<pb::RevokeResponse> {
@@ -121,7 +129,7 @@ impl AdminService {
                 check_field("jti", &id.jti, false)?;
                 let p = provider(&gate, &id.issuer)?;
                 let expires_at = match id.expires_at {
-                    0 => now.saturating_add(self.longest_life(p)),
+                    0 => self.kept_until(p, now),
                     t if t > MAX_NUMERIC_DATE => return Err(invalid("expires_at is beyond the year 9999")),
                     t => t,
                 };
@@ -137,7 +145,7 @@ impl AdminService {
                     check_field("jti", jti, false)?;
                     let expires_at = match v.exp {
                         Some(exp) => exp.saturating_add(p.config.clock_skew.as_secs()),
-                        None => now.saturating_add(self.longest_life(p)),
+                        None => self.kept_until(p, now),
                     };
                     (v.issuer.to_string(), jti.to_owned(), expires_at)
                 }
@@ -182,7 +190,7 @@ impl AdminService {
             }
             t => t,
         };
-        let expires_at = issued_before.saturating_add(self.longest_life(p));
+        let expires_at = self.kept_until(p, issued_before);
         if expires_at <= now {
             return Ok(nothing(
                 "every token issued before issued_before has already expired: nothing to revoke",

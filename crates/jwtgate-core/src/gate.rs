@@ -20,7 +20,7 @@ use crate::cache::TokenCache;
 use crate::clock;
 use crate::config::binding::{DpopMode, is_dpop_source};
 use crate::config::http_auth::HttpAuth;
-use crate::config::introspection::Introspection;
+use crate::config::introspection::{Introspection, IntrospectionClient};
 use crate::config::rate_limits::KeyPart;
 use crate::config::routes::{Auth, Mode, Requirements, Route, Unmatched};
 use crate::config::{Config, Provider, Source};
@@ -343,7 +343,11 @@ impl Gate {
     pub async fn introspect(&self, token: &str) -> Introspected {
         let outcome = self.authenticate(token, None, &mut Trace(None)).await;
         let answer = Introspected::new(match &outcome {
-            Ok((v, p)) => Ok((&**v, p.config.name.as_str())),
+            Ok((v, p)) => match unchecked_binding(v.cnf.as_deref(), &p.config) {
+                // A binding its provider does not check: no check accepts it, proof or not.
+                Some(member) => Err((Rejection::SenderConstrained(member), Some(p.config.name.as_str()))),
+                None => Ok((&**v, p.config.name.as_str())),
+            },
             Err(r) => Err((
                 r.rejection.clone(),
                 r.verified.as_ref().map(|(_, p)| p.config.name.as_str()),
@@ -771,6 +775,14 @@ impl Gate {
     ) -> Result<(), Rejection> {
         let p = &provider.config;
         let cnf = verified.cnf.as_deref();
+        if let Some(member) = unchecked_binding(cnf, p) {
+            let r = Rejection::SenderConstrained(member);
+            trace.step(
+                || format!("token not bound in a way provider {} does not check", p.name),
+                Err(&r),
+            );
+            return Err(r);
+        }
         if let Some(settings) = &p.dpop {
             let result = if is_dpop_source(source) {
                 self.dpop_proof(req, token, cnf.and_then(|c| c.jkt.as_deref()), provider, settings)
@@ -1023,7 +1035,17 @@ impl Gate {
             {
                 return Err(Rejection::UnknownIssuer);
             }
+            let mut claims = (*claims).clone();
+            crate::verify::canonical_ids(&p.config, &mut claims);
             crate::verify::check_claims(&p.config, &claims, clock::unix())?;
+            if let Some(kind) = p
+                .config
+                .introspection
+                .as_ref()
+                .and_then(|settings| crate::opaque::refused_type(&settings.refuse_token_types, &claims))
+            {
+                return Err(Rejection::NotAccessToken(kind));
+            }
             trace.step(
                 || {
                     format!(
@@ -1036,9 +1058,9 @@ impl Gate {
             );
             let payload = p.config.payload_header.as_ref().map(|_| {
                 use base64::Engine;
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object((*claims).clone()).to_string())
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
             });
-            let verified = Verified::of(p, (*claims).clone(), None, None, payload);
+            let verified = Verified::of(p, claims, None, None, payload);
             return Ok((Arc::new(verified), p));
         }
         Err(if unavailable {
@@ -1129,8 +1151,8 @@ pub struct Refusal {
     pub identity: Option<Identity>,
 }
 
-/// The top-level claims any requirement reads (the routes' and the admin API's: scopes, roles,
-/// claim tests). Everything else the gate needs of a token is extracted into [`Verified`]'s own
+/// The top-level claims any requirement reads (the routes', the admin API's and the introspection
+/// token clients': scopes, roles, claim tests). Everything else the gate needs of a token is extracted into [`Verified`]'s own
 /// fields.
 fn policy_claims(config: &Config) -> BTreeSet<String> {
     let head = |path: &str| path.split('.').next().unwrap_or(path).to_owned();
@@ -1139,8 +1161,16 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
         Auth::Required(r) => Some(r),
         Auth::Public | Auth::Optional => None,
     });
+    // Token clients of the introspection endpoint are checked through the same cache: their
+    // role is read from a kept copy on every call after the first.
+    let clients: Vec<Requirements> = config
+        .introspection
+        .clients
+        .iter()
+        .filter_map(IntrospectionClient::requirement)
+        .collect();
     let mut names = BTreeSet::new();
-    for r in routes.chain(admin.as_ref()) {
+    for r in routes.chain(admin.as_ref()).chain(&clients) {
         if !r.scopes.is_empty() {
             names.extend(["scope".to_owned(), "scp".to_owned()]);
         }
@@ -1164,6 +1194,9 @@ fn policy_claims(config: &Config) -> BTreeSet<String> {
 /// the gate there): a token its provider binds to a sender is refused, as a bound token sent as
 /// `Bearer` to a route is.
 fn bearer_only(v: &Verified, p: &Provider) -> Result<(), Rejection> {
+    if let Some(member) = unchecked_binding(v.cnf.as_deref(), p) {
+        return Err(Rejection::SenderConstrained(member));
+    }
     if let Some(dpop) = &p.dpop {
         if v.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
             return Err(Rejection::Unbound(BindingError::BoundSentAsBearer));
@@ -1176,6 +1209,24 @@ fn bearer_only(v: &Verified, p: &Provider) -> Result<(), Rejection> {
         return Err(Rejection::Unbound(BindingError::NoClientCertificate));
     }
     Ok(())
+}
+
+/// The `cnf` member binding the token in a way `p` does not check — `jkt` without `dpop`,
+/// `x5t#S256` without `mtls_binding` — unless `p` accepts such tokens as bearer tokens
+/// (`accept_bound_tokens_as_bearer`). A resource server must not take a sender-constrained
+/// token for a bearer token (RFC 9449 §7.1, RFC 8705 §3).
+fn unchecked_binding(cnf: Option<&binding::Confirmation>, p: &Provider) -> Option<&'static str> {
+    let cnf = cnf?;
+    if p.accept_bound_tokens_as_bearer {
+        return None;
+    }
+    if cnf.jkt.is_some() && p.dpop.is_none() {
+        return Some("cnf.jkt");
+    }
+    if cnf.x5t_s256.is_some() && !p.mtls_binding {
+        return Some("cnf x5t#S256");
+    }
+    None
 }
 
 /// An introspected token's identifying members, for `jwtgate check` (no secret among them).
@@ -1207,6 +1258,21 @@ fn trace_id(req: &Request) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_token_keeps_the_roles_claim_an_introspection_client_is_checked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.secret"), "billing-secret-0123456789").unwrap();
+        let text = |clients: &str| {
+            format!(
+                "providers:\n  - {{ name: corp, issuer: https://i/, jwks_uri: https://i/k, roles_claim: realm_access.roles }}\n\
+                 introspection:\n  enabled: true\n  clients: [{clients}]\n"
+            )
+        };
+        let kept = |clients: &str| policy_claims(&Config::parse(&text(clients), "t", dir.path()).unwrap());
+        assert!(kept("{ provider: corp, role: introspect }").contains("realm_access"));
+        assert!(!kept("{ id: b, secret_file: b.secret }").contains("realm_access"));
+    }
 
     #[test]
     fn trace_ids_are_the_spans_else_the_traceparents_else_new_and_always_w3c() {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, watch};
 
 use crate::cache::{TokenHash, TokenHasher};
-use crate::config::introspection::ProviderIntrospection;
+use crate::config::introspection::{ProviderIntrospection, token_type};
 use crate::keys::fetch;
 use crate::metrics::{IntrospectionCounters, Metrics};
 use crate::verify::ProviderKeys;
@@ -276,6 +276,17 @@ pub fn parse(body: &[u8]) -> Result<Answer, Failure> {
     }
 }
 
+/// The answer's token type, when `refuse` lists it: `token_use` (Ory Hydra), `typ` (Keycloak)
+/// or `token_type` (RFC 7662), compared normalised ([`token_type`]: case-insensitive, with or
+/// without `_token`).
+pub fn refused_type(refuse: &[String], claims: &Map<String, Value>) -> Option<String> {
+    ["token_use", "typ", "token_type"]
+        .iter()
+        .filter_map(|member| claims.get(*member)?.as_str())
+        .map(token_type)
+        .find(|t| refuse.contains(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +314,30 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn refresh_tokens_are_told_by_hydras_keycloaks_or_rfc_7662s_member_in_any_case() {
+        let refuse = vec!["refresh".to_owned(), "offline".to_owned()];
+        let answer = |v: Value| v.as_object().unwrap().clone();
+        for refresh in [
+            serde_json::json!({"token_use": "refresh_token"}),
+            serde_json::json!({"typ": "Refresh"}),
+            serde_json::json!({"typ": "Offline"}),
+            serde_json::json!({"token_type": "refresh_token"}),
+            serde_json::json!({"token_type": "REFRESH_TOKEN", "typ": "Bearer"}),
+        ] {
+            assert!(refused_type(&refuse, &answer(refresh.clone())).is_some(), "{refresh}");
+        }
+        for access in [
+            serde_json::json!({"token_use": "access_token"}),
+            serde_json::json!({"typ": "Bearer"}),
+            serde_json::json!({"token_type": "DPoP"}),
+            serde_json::json!({"token_type": 7}),
+            serde_json::json!({}),
+        ] {
+            assert_eq!(refused_type(&refuse, &answer(access.clone())), None, "{access}");
+        }
+        assert_eq!(refused_type(&[], &answer(serde_json::json!({"typ": "Refresh"}))), None);
     }
 }

@@ -128,6 +128,33 @@ pub enum Rejection {
     /// The shared DPoP replay cache (Redis) could not say in time whether a proof is new.
     #[error("DPoP replay check unavailable")]
     ReplayCheckUnavailable,
+    /// At a provider without `max_lifetime`, `exp - iat` (or `exp - now` without `iat`) is longer
+    /// than `revocation.subject_retention`: a subject cut-off would be forgotten while the token
+    /// it cut off still lives.
+    #[error("token lives longer than revocations are kept")]
+    LifetimeExceedsRetention,
+    /// `sub` or `jti` (named) present but not a string (RFC 7519 §4.1.2, §4.1.7): no revocation
+    /// could match it.
+    #[error("{0} must be a string")]
+    ClaimNotString(&'static str),
+    /// An introspection answer says the token is of a type its provider refuses
+    /// (`refuse_token_types`; refresh tokens by default): the type, normalised.
+    #[error("{}", not_access_token(.0))]
+    NotAccessToken(String),
+    /// A sender-constrained token (its `cnf` member, named) at a provider that does not check
+    /// that binding (RFC 9449 §7.1, RFC 8705 §3): never accepted as a bearer token unless the
+    /// provider says so (`accept_bound_tokens_as_bearer`).
+    #[error("token is sender-constrained ({0})")]
+    SenderConstrained(&'static str),
+}
+
+/// How [`Rejection::NotAccessToken`] reads: refresh tokens (Keycloak's offline tokens are
+/// refresh tokens too) by name, any other type it names.
+fn not_access_token(kind: &str) -> String {
+    match kind {
+        "refresh" | "offline" => "token is a refresh token".to_owned(),
+        other => format!("token is not an access token (type {other})"),
+    }
 }
 
 /// Which rule refused, and when to try again: what `Retry-After`, `RateLimit-Policy` and
@@ -302,12 +329,16 @@ impl Rejection {
             Self::ReplayCheckUnavailable => 35,
             Self::AmbiguousOriginalRequest(_) => 36,
             Self::BadHost(_) => 37,
+            Self::LifetimeExceedsRetention => 38,
+            Self::ClaimNotString(_) => 39,
+            Self::NotAccessToken(_) => 40,
+            Self::SenderConstrained(_) => 41,
         }
     }
 }
 
 /// Every refusal's metrics label, by [`Rejection::index`]: the fixed set of `reason` label values.
-pub const LABELS: [&str; 38] = [
+pub const LABELS: [&str; 42] = [
     "missing_token",
     "too_large",
     "malformed",
@@ -346,6 +377,10 @@ pub const LABELS: [&str; 38] = [
     "replay_check_unavailable",
     "ambiguous_original_request",
     "bad_host",
+    "lifetime_exceeds_retention",
+    "claim_not_string",
+    "not_access_token",
+    "sender_constrained",
 ];
 
 #[cfg(test)]
@@ -402,6 +437,53 @@ mod tests {
             "ambiguous original request (x-original-uri)"
         );
         assert_eq!(Rejection::BadHost(crate::host::HostError::Port).label(), "bad_host");
+    }
+
+    #[test]
+    fn issue_33_refusals_are_401_invalid_token_with_their_own_reasons_and_labels() {
+        for (r, reason, label) in [
+            (
+                Rejection::LifetimeExceedsRetention,
+                "token lives longer than revocations are kept",
+                "lifetime_exceeds_retention",
+            ),
+            (
+                Rejection::ClaimNotString("sub"),
+                "sub must be a string",
+                "claim_not_string",
+            ),
+            (
+                Rejection::ClaimNotString("jti"),
+                "jti must be a string",
+                "claim_not_string",
+            ),
+            (
+                Rejection::NotAccessToken("refresh".into()),
+                "token is a refresh token",
+                "not_access_token",
+            ),
+            (
+                Rejection::NotAccessToken("offline".into()),
+                "token is a refresh token",
+                "not_access_token",
+            ),
+            (
+                Rejection::NotAccessToken("id".into()),
+                "token is not an access token (type id)",
+                "not_access_token",
+            ),
+            (
+                Rejection::SenderConstrained("cnf.jkt"),
+                "token is sender-constrained (cnf.jkt)",
+                "sender_constrained",
+            ),
+        ] {
+            assert_eq!(r.class(), Class::Unauthenticated, "{r}");
+            assert_eq!(r.oauth_error(), Some("invalid_token"), "{r}");
+            assert_eq!(r.body_error(), "invalid_token", "{r}");
+            assert!(!r.is_dpop(), "{r}");
+            assert_eq!((r.reason().as_ref(), r.label()), (reason, label));
+        }
     }
 
     #[test]

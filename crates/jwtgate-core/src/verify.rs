@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::claims::{claim_path, header_value};
 use crate::clock;
-use crate::config::{Config, KeySource, Provider, normalize_typ};
+use crate::config::{Config, KeySource, NumericIds, Provider, normalize_typ};
 use crate::jws;
 use crate::keys::KeyStore;
 use crate::keys::jwks::Key;
@@ -220,10 +220,12 @@ impl Verifier {
             .find(|key| key.verifies(alg, jws.signing_input.as_bytes(), jws.signature_b64))
             .ok_or(Rejection::BadSignature)?
             .clone();
-        check_claims(p, &jws.claims, clock::unix())?;
+        let mut claims = jws.claims;
+        canonical_ids(p, &mut claims);
+        check_claims(p, &claims, clock::unix())?;
         let payload_b64 = p.payload_header.as_ref().map(|_| jws.payload_b64.to_owned());
         Ok((
-            Verified::of(provider, jws.claims, Some(alg), Some(key), payload_b64),
+            Verified::of(provider, claims, Some(alg), Some(key), payload_b64),
             provider,
         ))
     }
@@ -266,8 +268,29 @@ impl Verified {
     }
 }
 
-/// Time, lifetime, audience and required-claim checks, all after the signature. NumericDates
-/// may have a fraction (RFC 7519 §2) and are compared as numbers.
+/// The claims that must be strings (RFC 7519 §4.1.2, §4.1.7) and that revocations match:
+/// present as anything else (`null` counts as absent) they are refused, or with `numeric_ids:
+/// decimal` an integer is rewritten as its decimal text ([`canonical_ids`]).
+pub const STRING_IDS: [&str; 2] = ["sub", "jti"];
+
+/// With `numeric_ids: decimal`, an integer `sub` or `jti` becomes its decimal text, before
+/// anything reads the claims (identity headers, revocation, rate limits, audit, policies).
+pub fn canonical_ids(p: &Provider, claims: &mut Map<String, Value>) {
+    if p.numeric_ids != NumericIds::Decimal {
+        return;
+    }
+    for name in STRING_IDS {
+        if let Some(v) = claims.get_mut(name)
+            && let Value::Number(n) = v
+            && (n.is_i64() || n.is_u64())
+        {
+            *v = Value::String(n.to_string());
+        }
+    }
+}
+
+/// Time, lifetime, audience and required-claim checks, all after the signature, and the types of
+/// `sub` and `jti`. NumericDates may have a fraction (RFC 7519 §2) and are compared as numbers.
 pub fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Result<(), Rejection> {
     let skew = p.clock_skew.as_secs_f64();
     // Both below 2^53, so exact as f64.
@@ -290,6 +313,24 @@ pub fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Resu
         let start = iat.unwrap_or(now);
         if exp - start > max.as_secs_f64() + skew {
             return Err(Rejection::LifetimeTooLong);
+        }
+    }
+    // A subject cut-off is kept `subject_retention` + skew past its time, and a token is valid
+    // until `exp` + skew: one issued before the cut-off (`iat` < it) and living at most
+    // `subject_retention` is refused until it has expired. No skew is added here: `exp` and
+    // `iat` come from the same clock.
+    if let (Some(keep), Some(exp)) = (p.subject_retention, exp) {
+        let start = iat.unwrap_or(now);
+        if exp - start > keep.as_secs_f64() {
+            return Err(Rejection::LifetimeExceedsRetention);
+        }
+    }
+    for name in STRING_IDS {
+        if claims
+            .get(name)
+            .is_some_and(|v| !matches!(v, Value::String(_) | Value::Null))
+        {
+            return Err(Rejection::ClaimNotString(name));
         }
     }
     if !p.audiences.is_empty() {
@@ -461,6 +502,106 @@ mod tests {
             check_claims(&p, &claims(json!({"exp":NOW + 60})), NOW),
             Err(Rejection::WrongAudience)
         );
+    }
+
+    /// `provider`, its `subject_retention` set as `Config` sets it.
+    fn provider_in(extra: &str, top: &str) -> Provider {
+        let text = format!(
+            "providers:\n  - name: p\n    issuer: https://i/\n    jwks_uri: https://i/k\n    audiences: [api]\n{extra}{top}"
+        );
+        crate::config::Config::parse(&text, "t", Path::new("."))
+            .unwrap()
+            .providers
+            .remove(0)
+    }
+
+    #[test]
+    fn without_max_lifetime_a_token_may_live_no_longer_than_a_subject_cut_off_is_kept() {
+        let p = provider_in("", "revocation: { subject_retention: 1h }\n");
+        assert_eq!(p.subject_retention, Some(std::time::Duration::from_secs(3600)));
+        let c = |iat: Option<u64>, exp: u64| {
+            let mut c = claims(json!({"aud":"api","exp":exp}));
+            if let Some(iat) = iat {
+                c.insert("iat".into(), json!(iat));
+            }
+            c
+        };
+        assert_eq!(check_claims(&p, &c(Some(NOW), NOW + 3600), NOW), Ok(()));
+        assert_eq!(
+            check_claims(&p, &c(Some(NOW), NOW + 3601), NOW),
+            Err(Rejection::LifetimeExceedsRetention),
+            "no skew: exp and iat come from one clock"
+        );
+        assert_eq!(
+            check_claims(&p, &c(Some(NOW - 7000), NOW + 10), NOW),
+            Err(Rejection::LifetimeExceedsRetention),
+            "issued long ago: the cut-off may be gone before it expires"
+        );
+        // Without iat, measured from now.
+        assert_eq!(check_claims(&p, &c(None, NOW + 3600), NOW), Ok(()));
+        assert_eq!(
+            check_claims(&p, &c(None, NOW + 3601), NOW),
+            Err(Rejection::LifetimeExceedsRetention)
+        );
+        // The default retention is 24h.
+        assert_eq!(
+            provider("").subject_retention,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        // max_lifetime bounds the tokens (and the cut-offs) instead.
+        let bounded = provider_in("    max_lifetime: 48h\n", "revocation: { subject_retention: 1h }\n");
+        assert_eq!(bounded.subject_retention, None);
+        assert_eq!(check_claims(&bounded, &c(Some(NOW), NOW + 7200), NOW), Ok(()));
+        // Tokens that may never expire: revocations are kept for good instead (admin API).
+        let lax = provider_in("    require_exp: false\n", "revocation: { subject_retention: 1h }\n");
+        assert_eq!(lax.subject_retention, None);
+        assert_eq!(check_claims(&lax, &c(Some(NOW), NOW + 7200), NOW), Ok(()));
+        assert_eq!(check_claims(&lax, &claims(json!({"aud":"api"})), NOW), Ok(()));
+    }
+
+    #[test]
+    fn sub_and_jti_are_strings_or_with_numeric_ids_decimal_integers_read_as_text() {
+        let p = provider("");
+        let ok = |extra: Value| {
+            let mut c = claims(json!({"aud":"api","exp":NOW + 60}));
+            c.extend(claims(extra));
+            c
+        };
+        assert_eq!(check_claims(&p, &ok(json!({"sub":"a","jti":"b"})), NOW), Ok(()));
+        assert_eq!(check_claims(&p, &ok(json!({"sub":null,"jti":null})), NOW), Ok(()));
+        for bad in [json!(42), json!(4.2), json!(true), json!(["a"]), json!({"a":1})] {
+            assert_eq!(
+                check_claims(&p, &ok(json!({"sub": bad.clone()})), NOW),
+                Err(Rejection::ClaimNotString("sub"))
+            );
+            assert_eq!(
+                check_claims(&p, &ok(json!({"jti": bad})), NOW),
+                Err(Rejection::ClaimNotString("jti"))
+            );
+        }
+        let mut c = ok(json!({"sub": 42, "jti": 7}));
+        canonical_ids(&p, &mut c);
+        assert_eq!(c["sub"], json!(42), "refuse (the default) rewrites nothing");
+        let decimal = provider("    numeric_ids: decimal\n");
+        for (v, text) in [
+            (json!(42), Some("42")),
+            (json!(-7), Some("-7")),
+            (json!(u64::MAX), Some("18446744073709551615")),
+            (json!(4.2), None),
+            (json!(42.0), None),
+            (json!("x"), Some("x")),
+        ] {
+            let mut c = ok(json!({"sub": v.clone(), "jti": v.clone()}));
+            canonical_ids(&decimal, &mut c);
+            assert_eq!(c["sub"].as_str(), text, "{v}");
+            assert_eq!(c["jti"].as_str(), text, "{v}");
+            let want = if text.is_some() {
+                Ok(())
+            } else {
+                Err(Rejection::ClaimNotString("sub"))
+            };
+            assert_eq!(check_claims(&decimal, &c, NOW), want, "{v}");
+        }
     }
 
     #[test]

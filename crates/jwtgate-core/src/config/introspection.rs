@@ -73,7 +73,24 @@ pub struct ProviderIntrospection {
     pub negative_cache_ttl: Duration,
     /// Longest wait for the endpoint's answer.
     pub timeout: Duration,
+    /// Token types refused as not being access tokens, normalised ([`token_type`]): an
+    /// answer's `token_use` (Ory Hydra), `typ` (Keycloak) or `token_type` (RFC 7662) naming one
+    /// is refused. Default: refresh tokens (`refresh_token`; Keycloak's `Refresh`, `Offline`).
+    pub refuse_token_types: Vec<String>,
 }
+
+/// A token type as compared: lower case, without a `_token` suffix (`refresh_token`,
+/// `Refresh` and `REFRESH_TOKEN` are all `refresh`).
+pub fn token_type(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    match lower.strip_suffix("_token") {
+        Some(stem) if !stem.is_empty() => stem.to_owned(),
+        _ => lower,
+    }
+}
+
+/// Types that access tokens are: refusing one would refuse them all.
+const ACCESS_TOKEN_TYPES: [&str; 4] = ["access", "bearer", "dpop", "n_a"];
 
 impl Validator<'_> {
     /// `providers[i].introspection`; `discovery` says whether the provider has `discovery:
@@ -121,7 +138,33 @@ impl Validator<'_> {
         if timeout.is_zero() || timeout > Duration::from_secs(10) {
             return Err(self.err(format!("{field}.timeout"), "must be between 1ms and 10s"));
         }
+        let refuse_token_types = match raw.refuse_token_types {
+            None => vec!["refresh".to_owned(), "offline".to_owned()],
+            Some(names) => {
+                let mut out: Vec<String> = Vec::with_capacity(names.len());
+                for name in names {
+                    let t = token_type(&name);
+                    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.+".contains(&b)) {
+                        return Err(self.err(
+                            format!("{field}.refuse_token_types"),
+                            format!("`{name}` is not a token type (letters, digits, `_`, `-`, `.`, `+`)"),
+                        ));
+                    }
+                    if ACCESS_TOKEN_TYPES.contains(&t.as_str()) {
+                        return Err(self.err(
+                            format!("{field}.refuse_token_types"),
+                            format!("`{name}` is what access tokens are: every token would be refused"),
+                        ));
+                    }
+                    if !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+                out
+            }
+        };
         Ok(ProviderIntrospection {
+            refuse_token_types,
             endpoint,
             client_id,
             client_secret: Secret(secret),

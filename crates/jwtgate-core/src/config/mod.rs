@@ -186,6 +186,28 @@ pub struct Provider {
     pub dpop: Option<binding::Dpop>,
     /// Whether tokens must be bound to the client certificate (RFC 8705, `mtls_binding`).
     pub mtls_binding: bool,
+    /// What an integer `sub` or `jti` is (`numeric_ids`): refused, or its decimal text.
+    pub numeric_ids: NumericIds,
+    /// Whether a token bound in a way this provider does not check (`cnf.jkt` without `dpop`,
+    /// `cnf["x5t#S256"]` without `mtls_binding`) is accepted as a bearer token.
+    pub accept_bound_tokens_as_bearer: bool,
+    /// The longest a token may live (`exp - iat`, or `exp - now` without `iat`) so that a
+    /// subject cut-off outlives it: `revocation.subject_retention`, for a provider without
+    /// `max_lifetime` whose tokens must expire (`require_exp`). `None` otherwise: `max_lifetime`
+    /// bounds its tokens (and how long its cut-offs are kept), or, with `require_exp: false`,
+    /// its tokens may never expire and its revocations are kept for good.
+    pub subject_retention: Option<Duration>,
+}
+
+/// `providers[].numeric_ids`: what an integer `sub` or `jti` is (RFC 7519 says a string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NumericIds {
+    /// Refused: `sub must be a string`, `jti must be a string`.
+    #[default]
+    Refuse,
+    /// Its decimal text (`42` is `"42"`) for every use: identity headers, revocation, rate
+    /// limits, audit. Numbers with a fraction or an exponent are still refused.
+    Decimal,
 }
 
 impl fmt::Debug for Provider {
@@ -521,6 +543,11 @@ impl Validator<'_> {
             None => None,
         };
         let revocation = self.revocation(raw.revocation, redis.as_ref())?;
+        for p in &mut providers {
+            if p.max_lifetime.is_none() && p.require_exp {
+                p.subject_retention = Some(revocation.subject_retention);
+            }
+        }
         let shared = redis.or_else(|| match &revocation.store {
             StoreConfig::Redis { connection, .. } => Some(connection.clone()),
             StoreConfig::Embedded { .. } => None,
@@ -712,6 +739,23 @@ impl Validator<'_> {
         {
             return Err(self.err(format!("{field}.max_lifetime"), "must be more than 0s"));
         }
+        let numeric_ids = match p.numeric_ids.as_deref() {
+            None | Some("refuse") => NumericIds::Refuse,
+            Some("decimal") => NumericIds::Decimal,
+            Some(other) => {
+                return Err(self.err(
+                    format!("{field}.numeric_ids"),
+                    format!("`{other}` is not `refuse` or `decimal`"),
+                ));
+            }
+        };
+        let accept_bound_tokens_as_bearer = p.accept_bound_tokens_as_bearer.unwrap_or(false);
+        if accept_bound_tokens_as_bearer && dpop.is_some() && mtls_binding {
+            return Err(self.err(
+                format!("{field}.accept_bound_tokens_as_bearer"),
+                "has no effect: with both `dpop` and `mtls_binding` every binding is checked",
+            ));
+        }
         Ok(Provider {
             name,
             issuer,
@@ -733,6 +777,10 @@ impl Validator<'_> {
             introspection,
             dpop,
             mtls_binding,
+            numeric_ids,
+            accept_bound_tokens_as_bearer,
+            // Set once `revocation:` is read (see `config`).
+            subject_retention: None,
         })
     }
 

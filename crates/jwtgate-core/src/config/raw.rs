@@ -498,6 +498,11 @@ pub struct RawProvider {
     pub dpop: Option<RawDpop>,
     /// `mtls_binding:` (RFC 8705 certificate-bound tokens).
     pub mtls_binding: Option<RawMtlsBinding>,
+    /// `refuse` (the default) or `decimal`: what an integer `sub` or `jti` is.
+    pub numeric_ids: Option<String>,
+    /// Default: false. Accept tokens bound in a way this provider does not check (`cnf.jkt`
+    /// without `dpop`, `cnf["x5t#S256"]` without `mtls_binding`) as bearer tokens.
+    pub accept_bound_tokens_as_bearer: Option<bool>,
 }
 
 /// `providers[].dpop`.
@@ -590,4 +595,7 @@ pub struct RawProviderIntrospection {
     /// Default: 500ms.
     #[serde(default, deserialize_with = "serde_text::option")]
     pub timeout: Option<Duration>,
+    /// Default: `[refresh_token, offline]`. Token types (an answer's `token_use`, `typ` or
+    /// `token_type`) refused as not being access tokens.
+    pub refuse_token_types: Option<Vec<String>>,
 }

@@ -527,3 +527,76 @@ fn secret_files_others_may_read_are_listed_and_private_ones_are_not() {
     assert_eq!(fields, ["providers[0].hmac_secret.file", "admin.token.file"]);
     assert_eq!(c.loose_secrets[0].mode, 0o644);
 }
+
+#[test]
+fn numeric_ids_default_to_refuse_and_take_refuse_or_decimal_only() {
+    assert_eq!(parse(MINIMAL).unwrap().providers[0].numeric_ids, NumericIds::Refuse);
+    let with = |extra: &str| format!("{MINIMAL}{extra}");
+    let c = parse(&with("    numeric_ids: decimal\n")).unwrap();
+    assert_eq!(c.providers[0].numeric_ids, NumericIds::Decimal);
+    let e = err(&with("    numeric_ids: Decimal\n"));
+    assert_eq!(
+        (e.file.as_str(), e.field.as_str(), e.reason.as_str()),
+        (
+            "test.yaml",
+            "providers[0].numeric_ids",
+            "`Decimal` is not `refuse` or `decimal`"
+        )
+    );
+}
+
+#[test]
+fn accept_bound_tokens_as_bearer_is_off_by_default_and_refused_where_it_means_nothing() {
+    assert!(!parse(MINIMAL).unwrap().providers[0].accept_bound_tokens_as_bearer);
+    let with = |extra: &str| format!("{MINIMAL}{extra}");
+    let c = parse(&with("    accept_bound_tokens_as_bearer: true\n")).unwrap();
+    assert!(c.providers[0].accept_bound_tokens_as_bearer);
+    let e = err(&with(
+        "    dpop: { mode: optional }\n    mtls_binding: { mode: required }\n    accept_bound_tokens_as_bearer: true\nhttp_auth: { client_cert_header: none }\n",
+    ));
+    assert_eq!(
+        (e.file.as_str(), e.field.as_str()),
+        ("test.yaml", "providers[0].accept_bound_tokens_as_bearer")
+    );
+    assert!(e.reason.contains("has no effect"), "{e}");
+    let e = err(&with("    accept_bound_tokens_as_bearer: maybe\n"));
+    assert_eq!(e.field, "providers[0].accept_bound_tokens_as_bearer");
+}
+
+#[test]
+fn refuse_token_types_default_to_refresh_tokens_and_never_list_access_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), "secret").unwrap();
+    let text = |extra: &str| {
+        format!(
+            "providers:\n  - name: o\n    issuer: https://o/\n    introspection: {{ endpoint: https://o/i, client_id: j, client_secret_file: s{extra} }}\n"
+        )
+    };
+    let types = |extra: &str| {
+        Config::parse(&text(extra), "test.yaml", dir.path()).map(|c| {
+            c.providers[0]
+                .introspection
+                .as_ref()
+                .unwrap()
+                .refuse_token_types
+                .clone()
+        })
+    };
+    assert_eq!(types("").unwrap(), ["refresh", "offline"]);
+    assert_eq!(types(", refuse_token_types: []").unwrap(), Vec::<String>::new());
+    assert_eq!(
+        types(", refuse_token_types: [REFRESH_TOKEN, Refresh, ID]").unwrap(),
+        ["refresh", "id"]
+    );
+    for (bad, why) in [
+        ("access_token", "every token would be refused"),
+        ("Bearer", "every token would be refused"),
+        ("DPoP", "every token would be refused"),
+        ("\"\"", "is not a token type"),
+        ("\"a b\"", "is not a token type"),
+    ] {
+        let e = types(&format!(", refuse_token_types: [{bad}]")).unwrap_err();
+        assert_eq!(e.field, "providers[0].introspection.refuse_token_types", "{bad}");
+        assert!(e.reason.contains(why), "{bad}: {e}");
+    }
+}
