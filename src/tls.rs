@@ -11,33 +11,26 @@
 //! written a moment after its certificate fails once (they do not match) and succeeds at the
 //! next look.
 //!
-//! **Handshakes** run in a task per connection, bounded in time ([`HANDSHAKE_TIMEOUT`]) and in
-//! number (a connection in its handshake holds a place under the listener's
-//! `limits.max_connections`, see `server::accept`), so a slow or silent client never holds up
-//! the accept loop; finished connections are handed to the server in the order they finish.
+//! **Handshakes** (run by `server::transport`) take a task per connection, bounded in time
+//! ([`HANDSHAKE_TIMEOUT`]) and in number (a connection in its handshake holds a place under the
+//! listener's `limits.max_connections`), so a slow or silent client never holds up the accept
+//! loop; finished connections are handed to the server in the order they finish.
 
 use std::fs;
-use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use jwtgate_core::config::limits::Limits;
 use jwtgate_core::config::{Config, ConfigError, ListenTls};
 use jwtgate_core::metrics::Metrics;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
-
-use crate::server::accept::{Conn, Slot};
 
 /// How often the watcher looks at the files.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -45,8 +38,6 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest PEM file read.
 const MAX_PEM_BYTES: u64 = jwtgate_core::file::MAX_FILE_BYTES;
-/// Finished handshakes waiting for the server to take them.
-const READY_QUEUE: usize = 128;
 
 /// What a listener speaks, offered in ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +135,8 @@ impl ServerTls {
         listener_name(self.files.field)
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
+    /// An acceptor for a new connection, with the certificates in force now.
+    pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current.load_full())
     }
 
@@ -275,46 +267,6 @@ fn build(tls: &ListenTls, protocols: Protocols) -> Result<ServerConfig, TlsError
     })?;
     config.alpn_protocols = protocols.alpn();
     Ok(config)
-}
-
-/// Runs the TLS handshake of each connection `accepted` hands over, each in a task of its own
-/// and bounded in time, and hands out the ones that finished, in the order they finish; see the
-/// module docs.
-pub fn handshakes(
-    mut accepted: mpsc::Receiver<(TcpStream, SocketAddr, Slot)>,
-    tls: Arc<ServerTls>,
-    metrics: &Metrics,
-    limits: Limits,
-) -> mpsc::Receiver<(Conn<TlsStream<TcpStream>>, SocketAddr)> {
-    let (ready, handed_out) = mpsc::channel(READY_QUEUE);
-    let name = tls.listener();
-    let [succeeded, failed, timed_out] =
-        ["success", "failure", "timeout"].map(|outcome| metrics.tls_handshakes(name, outcome));
-    tokio::spawn(async move {
-        while let Some((stream, peer, slot)) = accepted.recv().await {
-            let acceptor = tls.acceptor();
-            let ready = ready.clone();
-            let (succeeded, failed, timed_out) = (succeeded.clone(), failed.clone(), timed_out.clone());
-            let limits = limits.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        succeeded.inc();
-                        let _ = ready.send((Conn::new(tls, slot, &limits), peer)).await;
-                    }
-                    Ok(Err(e)) => {
-                        failed.inc();
-                        tracing::debug!(listener = name, %peer, "TLS handshake failed: {e}");
-                    }
-                    Err(_) => {
-                        timed_out.inc();
-                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                    }
-                }
-            });
-        }
-    });
-    handed_out
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! configured timeout on every listener, one listener's full cap leaving the gRPC door
 //! answering under a low file limit, and HTTP/2 streams past the cap refused with the server's
 //! memory bounded.
+#![allow(clippy::unwrap_used)] // tests may panic
 
 mod common;
 

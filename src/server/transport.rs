@@ -18,13 +18,14 @@ use hyper_util::service::TowerToHyperService;
 use jwtgate_core::config::limits::Limits;
 use jwtgate_core::metrics::Metrics;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::accept::{self, Bounds, Conn};
+use super::accept::{self, Bounds, Conn, Slot};
 use super::cork::Corked;
 use crate::tls::{self, ServerTls};
 
@@ -85,7 +86,7 @@ pub async fn serve_grpc(
                 .await
         }
         Some(tls) => {
-            let ready = tls::handshakes(accepted, tls, &listening.metrics, limits);
+            let ready = tls_handshakes(accepted, tls, &listening.metrics, limits);
             let incoming = ReceiverStream::new(ready).map(|(s, _)| Ok::<_, std::io::Error>(Corked::new(s)));
             router
                 .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
@@ -122,7 +123,7 @@ pub async fn serve_http(
             serve_http_conns(router, builder, conns, header_timeouts, shutdown).await
         }
         Some(tls) => {
-            let ready = tls::handshakes(accepted, tls, &listening.metrics, limits);
+            let ready = tls_handshakes(accepted, tls, &listening.metrics, limits);
             serve_http_conns(router, builder, ready, header_timeouts, shutdown).await
         }
     }
@@ -189,4 +190,47 @@ where
     drop(conns);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Finished handshakes waiting for the server to take them.
+const HANDSHAKEN_QUEUE: usize = 128;
+
+/// Runs the TLS handshake of each connection `accepted` hands over, each in a task of its own
+/// bounded by [`tls::HANDSHAKE_TIMEOUT`], and hands out the ones that finished, in the order
+/// they finish.
+fn tls_handshakes(
+    mut accepted: mpsc::Receiver<(TcpStream, SocketAddr, Slot)>,
+    tls: Arc<ServerTls>,
+    metrics: &Metrics,
+    limits: Limits,
+) -> mpsc::Receiver<(Conn<TlsStream<TcpStream>>, SocketAddr)> {
+    let (ready, handed_out) = mpsc::channel(HANDSHAKEN_QUEUE);
+    let name = tls.listener();
+    let [succeeded, failed, timed_out] =
+        ["success", "failure", "timeout"].map(|outcome| metrics.tls_handshakes(name, outcome));
+    tokio::spawn(async move {
+        while let Some((stream, peer, slot)) = accepted.recv().await {
+            let acceptor = tls.acceptor();
+            let ready = ready.clone();
+            let (succeeded, failed, timed_out) = (succeeded.clone(), failed.clone(), timed_out.clone());
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        succeeded.inc();
+                        let _ = ready.send((Conn::new(tls, slot, &limits), peer)).await;
+                    }
+                    Ok(Err(e)) => {
+                        failed.inc();
+                        tracing::debug!(listener = name, %peer, "TLS handshake failed: {e}");
+                    }
+                    Err(_) => {
+                        timed_out.inc();
+                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+    handed_out
 }
