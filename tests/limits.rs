@@ -356,3 +356,173 @@ async fn out_of_files_the_accept_loop_pauses_instead_of_spinning_and_warns_once(
     })
     .await;
 }
+
+/// What a raw HTTP/2 client saw from the server: a GOAWAY, `HEADERS` frames, and when the
+/// connection closed (within `limit`, or `None`).
+#[derive(Debug, Default)]
+struct Seen {
+    goaway: bool,
+    headers: u32,
+    closed_after: Option<Duration>,
+}
+
+/// Connects to `addr`, sends the preface and `settings` (id, value pairs), then `after_settings`
+/// frames, and from then on only answers the server's PINGs and SETTINGS, for at most `limit`.
+fn h2_answering_pings(addr: SocketAddr, settings: &[(u16, u32)], after_settings: &[Vec<u8>], limit: Duration) -> Seen {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut payload = Vec::new();
+    for (id, value) in settings {
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(&value.to_be_bytes());
+    }
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    s.write_all(&frame(4, 0, 0, &payload)).unwrap();
+    for f in after_settings {
+        s.write_all(f).unwrap();
+    }
+    let start = Instant::now();
+    let mut seen = Seen::default();
+    let mut head = [0u8; 9];
+    loop {
+        let Some(left) = limit.checked_sub(start.elapsed()) else {
+            return seen;
+        };
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+        if s.read_exact(&mut head).is_err() {
+            if start.elapsed() < limit {
+                seen.closed_after = Some(start.elapsed());
+            }
+            return seen;
+        }
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut body = vec![0u8; len];
+        if s.read_exact(&mut body).is_err() {
+            seen.closed_after = Some(start.elapsed());
+            return seen;
+        }
+        match (head[3], head[4] & 1) {
+            (1, _) => seen.headers += 1,
+            (4, 0) => {
+                let _ = s.write_all(&frame(4, 1, 0, &[]));
+            }
+            (6, 0) => {
+                let _ = s.write_all(&frame(6, 1, 0, &body));
+            }
+            (7, _) => seen.goaway = true,
+            _ => {}
+        }
+    }
+}
+
+const SHORT_LIMITS: &str = "limits: { header_read_timeout: 1s, idle_timeout: 3s, http2_keepalive_interval: 1s, http2_keepalive_timeout: 1s, request_timeout: 2s }\n";
+
+#[tokio::test]
+async fn an_http2_connection_that_answers_pings_but_asks_nothing_is_closed_as_idle() {
+    bounded(Duration::from_secs(30), async {
+        let gate = Gatekeeper::start(
+            &format!("{PROVIDERS}{SHORT_LIMITS}"),
+            &[("hs.secret", SECRET.as_bytes())],
+        )
+        .await;
+        let addrs = [gate.grpc_addr, gate.admin_addr, gate.http_addr];
+        let seen: Vec<Seen> = futures_join(addrs.map(|addr| {
+            tokio::task::spawn_blocking(move || h2_answering_pings(addr, &[], &[], Duration::from_secs(10)))
+        }))
+        .await;
+        for (addr, seen) in addrs.iter().zip(&seen) {
+            let took = seen
+                .closed_after
+                .unwrap_or_else(|| panic!("{addr}: a ping-answering idle connection stayed 10 s: {seen:?}"));
+            assert!(seen.goaway, "{addr}: closed without GOAWAY: {seen:?}");
+            assert!(
+                took >= Duration::from_secs(2) && took < Duration::from_secs(7),
+                "{addr}: closed after {took:?}"
+            );
+        }
+        let m = scrape(gate.http_addr).await;
+        assert!(m["jwtgate_connections_refused_total{listener=\"grpc\",reason=\"idle_timeout\"}"] >= 1.0);
+    })
+    .await;
+}
+
+async fn futures_join<T: Send + 'static>(tasks: [tokio::task::JoinHandle<T>; 3]) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// A gRPC `Check` with an empty `CheckRequest`: HEADERS, then one DATA frame ending the stream.
+fn empty_check(stream: u32) -> Vec<Vec<u8>> {
+    vec![
+        frame(1, 0x4, stream, &check_headers_block()),
+        frame(0, 0x1, stream, &[0, 0, 0, 0, 0]),
+    ]
+}
+
+#[tokio::test]
+async fn streams_whose_answers_are_never_read_do_not_keep_a_connection() {
+    bounded(Duration::from_secs(40), async {
+        let gate = Gatekeeper::start(
+            &format!("{PROVIDERS}{SHORT_LIMITS}"),
+            &[("hs.secret", SECRET.as_bytes())],
+        )
+        .await;
+        let addr = gate.grpc_addr;
+        let checks: Vec<Vec<u8>> = (0..50u32).flat_map(|i| empty_check(2 * i + 1)).collect();
+        // SETTINGS_INITIAL_WINDOW_SIZE (4) = 0: no answer's DATA can ever be sent.
+        let seen =
+            tokio::task::spawn_blocking(move || h2_answering_pings(addr, &[(4, 0)], &checks, Duration::from_secs(25)))
+                .await
+                .unwrap();
+        assert!(seen.headers >= 1, "no answer started: {seen:?}");
+        let took = seen
+            .closed_after
+            .unwrap_or_else(|| panic!("a connection holding unread answers stayed 25 s: {seen:?}"));
+        // idle_timeout (3 s), then GOAWAY and 10 s for the streams to finish.
+        assert!(took < Duration::from_secs(20), "closed after {took:?}");
+        assert!(seen.goaway, "{seen:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_body_dripped_a_byte_at_a_time_is_cut_at_request_timeout() {
+    bounded(Duration::from_secs(30), async {
+        let text = format!(
+            "listen: {{ grpc: \"127.0.0.1:0\", http: \"127.0.0.1:0\", admin: \"127.0.0.1:0\", introspection: \"127.0.0.1:0\" }}\nproviders:\n{PROVIDERS}introspection:\n  enabled: true\n  clients: [{{ id: rs, secret_file: hs.secret }}]\n{SHORT_LIMITS}"
+        );
+        let gate = Gatekeeper::start_text(tempfile::tempdir().unwrap(), &text, &[("hs.secret", SECRET.as_bytes())]).await;
+        let addr = gate.introspection_addr.unwrap();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"POST /introspect HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 20000\r\n\r\n").unwrap();
+            s.set_nonblocking(true).unwrap();
+            let start = Instant::now();
+            let mut got = Vec::new();
+            while start.elapsed() < Duration::from_secs(10) {
+                let _ = s.write_all(b"t");
+                let mut buf = [0u8; 1024];
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+                if !got.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            (start.elapsed(), String::from_utf8_lossy(&got).into_owned())
+        })
+        .await
+        .unwrap();
+        let (took, text) = answer;
+        assert!(text.starts_with("HTTP/1.1 408"), "after {took:?}: {text:?}");
+        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+        let m = scrape(gate.http_addr).await;
+        assert!(m["jwtgate_connections_refused_total{listener=\"introspection\",reason=\"request_timeout\"}"] >= 1.0);
+    })
+    .await;
+}

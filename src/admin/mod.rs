@@ -15,9 +15,8 @@ pub mod pb {
     tonic::include_proto!("jwtgate.admin.v1");
 }
 
-/// The admin API as a gRPC router on `server` (built with the listener limits), for the admin
-/// listener to serve (`server::start` serves it the way it serves the ext_authz listener, TLS
-/// included).
-pub fn router(mut server: tonic::transport::Server, service: AdminService) -> tonic::transport::server::Router {
-    server.add_service(pb::admin_server::AdminServer::new(service))
+/// The admin API's gRPC routes, for the admin listener to serve (`server::start` serves it the
+/// way it serves the ext_authz listener, limits and TLS included).
+pub fn routes(service: AdminService) -> tonic::service::Routes {
+    tonic::service::Routes::new(pb::admin_server::AdminServer::new(service))
 }

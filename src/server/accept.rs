@@ -244,11 +244,6 @@ impl<S> Conn<S> {
         }
     }
 
-    /// The connection inside.
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
-
     fn deadline(&self) -> Instant {
         if self.read < FIRST_BYTES {
             self.opened + self.header_read_timeout
@@ -353,14 +348,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Conn<S> {
-    type ConnectInfo = S::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
     }
 }
 

@@ -4,6 +4,7 @@
 //! decides.
 
 pub mod accept;
+pub mod connection;
 mod cork;
 pub mod grpc;
 pub mod http;
@@ -234,8 +235,7 @@ pub async fn start_with_metrics(
             metrics: metrics.clone(),
         }
     };
-    let grpc = transport::grpc_server(&config.limits)
-        .add_service(health_service)
+    let grpc = tonic::service::Routes::new(health_service)
         .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())));
     let grpc = transport::serve_grpc(
         grpc,
@@ -262,7 +262,7 @@ pub async fn start_with_metrics(
         tracing::info!("no admin.token or admin.provider configured: the admin API refuses every call");
     }
     let admin = transport::serve_grpc(
-        admin::router(transport::grpc_server(&config.limits), admin),
+        admin::routes(admin),
         admin_listener,
         listening(Listener::Admin, admin_tls),
         shutdown.clone(),

@@ -11,21 +11,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
+use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use jwtgate_core::config::limits::Limits;
 use jwtgate_core::metrics::Metrics;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::accept::{self, Bounds, Conn, Slot};
+use super::connection::{self, Activity, Served, Tracked};
 use super::cork::Corked;
 use crate::tls::{self, ServerTls};
 
@@ -53,50 +54,36 @@ impl Listening {
     }
 }
 
-/// A gRPC server builder with `limits` in force: the HTTP/2 stream cap, keep-alive pings, and
-/// the per-connection concurrency limit when set. Add services to it and serve it with
-/// [`serve_grpc`].
-pub fn grpc_server(limits: &Limits) -> tonic::transport::Server {
-    let server = tonic::transport::Server::builder()
-        .max_concurrent_streams(limits.grpc_max_concurrent_streams)
-        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
-    match limits.grpc_concurrency_per_connection {
-        Some(n) => server.concurrency_limit_per_connection(n),
-        None => server,
-    }
-}
-
-/// Serves the gRPC services of `router` on `listener` until `shutdown`, then lets in-flight
-/// calls finish.
+/// Serves the gRPC services of `routes` on `listener` over HTTP/2 until `shutdown`, then lets
+/// in-flight calls finish.
 pub async fn serve_grpc(
-    router: tonic::transport::server::Router,
+    routes: tonic::service::Routes,
     listener: TcpListener,
     listening: Listening,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let accepted = accept::accept(listener, &listening.bounds, &listening.metrics, shutdown.clone());
-    let limits = listening.bounds.limits;
-    match listening.tls {
-        None => {
-            let incoming = ReceiverStream::new(accepted)
-                .map(move |(s, _, slot)| Ok::<_, std::io::Error>(Corked::new(Conn::new(s, slot, &limits))));
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                .await
-        }
-        Some(tls) => {
-            let ready = tls_handshakes(accepted, tls, &listening.metrics, limits);
-            let incoming = ReceiverStream::new(ready).map(|(s, _)| Ok::<_, std::io::Error>(Corked::new(s)));
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                .await
-        }
-    }
+    let served = served(&listening, shutdown);
+    let limits = served.limits.clone();
+    let builder = grpc_builder(&limits);
+    let each = move |io: Io, _peer, served: &Served| {
+        let activity = Activity::new(limits.grpc_concurrency_per_connection);
+        let service = Tracked {
+            inner: routes.clone(),
+            activity: activity.clone(),
+            timeout: limits.request_timeout,
+            timed_out: || tonic::Status::deadline_exceeded("limits.request_timeout").into_http(),
+            counter: served.request_timeouts.clone(),
+        };
+        let conn = builder.serve_connection(TokioIo::new(Corked::new(io)), TowerToHyperService::new(service));
+        connection::spawn(conn, activity, served);
+    };
+    serve_each(connections(accepted, &listening, &served.limits), &served, each).await;
+    Ok(())
 }
 
-/// Serves `router` on `listener` (handlers may read the peer's address as axum's
-/// `ConnectInfo<SocketAddr>`) until `shutdown`, then lets in-flight requests finish.
+/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2; handlers may read the peer's address as
+/// axum's `ConnectInfo<SocketAddr>`) until `shutdown`, then lets in-flight requests finish.
 pub async fn serve_http(
     router: axum::Router,
     listener: TcpListener,
@@ -104,29 +91,117 @@ pub async fn serve_http(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let accepted = accept::accept(listener, &listening.bounds, &listening.metrics, shutdown.clone());
-    let limits = listening.bounds.limits.clone();
-    let header_timeouts = listening
-        .metrics
-        .connections_refused(listening.bounds.listener.name(), "header_timeout");
+    let served = served(&listening, shutdown);
+    let limits = served.limits.clone();
     let builder = http_builder(&limits);
-    match listening.tls {
+    let each = move |io: Io, peer: SocketAddr, served: &Served| {
+        let activity = Activity::new(None);
+        let with_peer = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        );
+        let service = Tracked {
+            inner: with_peer,
+            activity: activity.clone(),
+            timeout: limits.request_timeout,
+            timed_out: || (axum::http::StatusCode::REQUEST_TIMEOUT, "request timeout\n").into_response(),
+            counter: served.request_timeouts.clone(),
+        };
+        let conn = builder
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        connection::spawn(conn, activity, served);
+    };
+    serve_each(connections(accepted, &listening, &served.limits), &served, each).await;
+    Ok(())
+}
+
+/// What the connections of `listening` share.
+fn served(listening: &Listening, shutdown: CancellationToken) -> Served {
+    let name = listening.bounds.listener.name();
+    let counter = |reason| listening.metrics.connections_refused(name, reason);
+    Served {
+        limits: listening.bounds.limits.clone(),
+        header_timeouts: counter("header_timeout"),
+        idle_closed: counter("idle_timeout"),
+        request_timeouts: counter("request_timeout"),
+        shutdown,
+        tracker: TaskTracker::new(),
+    }
+}
+
+/// A served connection: plaintext or TLS, closing itself when silent.
+type Io = Either<Conn<TcpStream>, Conn<TlsStream<TcpStream>>>;
+
+/// The accepted connections ready to serve: wrapped, after their TLS handshake when the
+/// listener has TLS.
+fn connections(
+    mut accepted: mpsc::Receiver<(TcpStream, SocketAddr, Slot)>,
+    listening: &Listening,
+    limits: &Limits,
+) -> mpsc::Receiver<(Io, SocketAddr)> {
+    let (conns, taken) = mpsc::channel(1);
+    let limits = limits.clone();
+    match listening.tls.clone() {
         None => {
-            let (plain, conns) = mpsc::channel(1);
             tokio::spawn(async move {
-                let mut accepted = accepted;
                 while let Some((s, peer, slot)) = accepted.recv().await {
-                    if plain.send((Conn::new(s, slot, &limits), peer)).await.is_err() {
+                    if conns
+                        .send((Either::Left(Conn::new(s, slot, &limits)), peer))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
             });
-            serve_http_conns(router, builder, conns, header_timeouts, shutdown).await
         }
         Some(tls) => {
-            let ready = tls_handshakes(accepted, tls, &listening.metrics, limits);
-            serve_http_conns(router, builder, ready, header_timeouts, shutdown).await
+            let mut ready = tls_handshakes(accepted, tls, &listening.metrics, limits);
+            tokio::spawn(async move {
+                while let Some((s, peer)) = ready.recv().await {
+                    if conns.send((Either::Right(s), peer)).await.is_err() {
+                        return;
+                    }
+                }
+            });
         }
     }
+    taken
+}
+
+/// Hands each connection to `each` until shutdown, then waits for the connections to finish.
+async fn serve_each(
+    mut conns: mpsc::Receiver<(Io, SocketAddr)>,
+    served: &Served,
+    mut each: impl FnMut(Io, SocketAddr, &Served),
+) {
+    loop {
+        tokio::select! {
+            () = served.shutdown.cancelled() => break,
+            conn = conns.recv() => match conn {
+                Some((io, peer)) => each(io, peer, served),
+                None => break,
+            },
+        }
+    }
+    drop(conns);
+    served.tracker.close();
+    served.tracker.wait().await;
+}
+
+/// hyper's HTTP/2 server for gRPC with `limits`: the stream cap and keep-alive pings.
+fn grpc_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.grpc_max_concurrent_streams)
+        .keep_alive_interval(limits.http2_keepalive_interval)
+        .keep_alive_timeout(limits.http2_keepalive_timeout);
+    builder
 }
 
 /// hyper's HTTP/1 and HTTP/2 server with `limits`: HTTP/1's header-read timeout (which also
@@ -146,50 +221,6 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(limits.http2_keepalive_interval)
         .keep_alive_timeout(limits.http2_keepalive_timeout);
     builder
-}
-
-async fn serve_http_conns<I>(
-    router: axum::Router,
-    builder: auto::Builder<TokioExecutor>,
-    mut conns: mpsc::Receiver<(I, SocketAddr)>,
-    header_timeouts: prometheus_client::metrics::counter::Counter,
-    shutdown: CancellationToken,
-) -> std::io::Result<()>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (io, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            conn = conns.recv() => match conn {
-                Some(conn) => conn,
-                None => break,
-            },
-        };
-        let router = router.clone();
-        let service =
-            tower::ServiceExt::map_request(router, move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let served = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
-            .into_owned();
-        let served = graceful.watch(served);
-        let header_timeouts = header_timeouts.clone();
-        tokio::spawn(async move {
-            if let Err(e) = served.await {
-                if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
-                    header_timeouts.inc();
-                }
-                tracing::debug!(%peer, "HTTP connection ended: {e}");
-            }
-        });
-    }
-    drop(conns);
-    graceful.shutdown().await;
-    Ok(())
 }
 
 /// Finished handshakes waiting for the server to take them.

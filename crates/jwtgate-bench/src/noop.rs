@@ -1,5 +1,5 @@
-//! The no-op baseline: the same stack as jwtgate's listeners (tonic with the same builder and the
-//! default `limits:`, the
+//! The no-op baseline: the same stack as jwtgate's listeners (tonic routes served the same way,
+//! with the default `limits:`, the
 //! health service beside it, served through [`jwtgate::server::transport`] — `TCP_NODELAY` and
 //! corked writes on accepted connections; axum served the same way)
 //! answering OK to everything without looking at the request. What jwtgate costs beyond this is
@@ -47,9 +47,7 @@ pub async fn serve(shutdown: CancellationToken) -> std::io::Result<(SocketAddr, 
 
     let (_reporter, health_service) = tonic_health::server::health_reporter();
     let limits = Limits::default();
-    let grpc = transport::grpc_server(&limits)
-        .add_service(health_service)
-        .add_service(AuthorizationServer::new(NoopAuthorization));
+    let grpc = tonic::service::Routes::new(health_service).add_service(AuthorizationServer::new(NoopAuthorization));
     let grpc = transport::serve_grpc(
         grpc,
         grpc_listener,

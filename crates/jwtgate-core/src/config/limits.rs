@@ -29,6 +29,9 @@ pub struct RawLimits {
     /// Default: 5m.
     #[serde(default, deserialize_with = "serde_text::option")]
     pub idle_timeout: Option<Duration>,
+    /// Default: 30s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub request_timeout: Option<Duration>,
     /// Default: 60s.
     #[serde(default, deserialize_with = "serde_text::option")]
     pub http2_keepalive_interval: Option<Duration>,
@@ -102,8 +105,12 @@ pub struct Limits {
     /// or a kept-alive one between requests) to the head's end. Every connection: longest to its
     /// first bytes (after the TLS handshake, which has its own 10 s).
     pub header_read_timeout: Duration,
-    /// A connection on which nothing was read or written for this long is closed.
+    /// A connection with no request in flight for this long is closed (HTTP/2: `GOAWAY`, its
+    /// streams dropped 10 s later); so is one on which nothing was read or written for as long.
     pub idle_timeout: Duration,
+    /// Longest a request may take, its body included; then it is answered 408 (HTTP) or
+    /// `DEADLINE_EXCEEDED` (gRPC).
+    pub request_timeout: Duration,
     /// HTTP/2 connections are pinged this often; a peer that does not answer within
     /// `http2_keepalive_timeout` is dropped. A live peer's answers keep the connection out of
     /// `idle_timeout`.
@@ -130,6 +137,7 @@ impl Default for Limits {
         Self {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
             http2_keepalive_interval: Duration::from_secs(60),
             http2_keepalive_timeout: Duration::from_secs(20),
             grpc_max_concurrent_streams: 1024,
@@ -151,6 +159,7 @@ impl Validator<'_> {
         };
         let header_read_timeout = positive("header_read_timeout", raw.header_read_timeout, d.header_read_timeout)?;
         let idle_timeout = positive("idle_timeout", raw.idle_timeout, d.idle_timeout)?;
+        let request_timeout = positive("request_timeout", raw.request_timeout, d.request_timeout)?;
         let http2_keepalive_interval = positive(
             "http2_keepalive_interval",
             raw.http2_keepalive_interval,
@@ -195,6 +204,7 @@ impl Validator<'_> {
         Ok(Limits {
             header_read_timeout,
             idle_timeout,
+            request_timeout,
             http2_keepalive_interval,
             http2_keepalive_timeout,
             grpc_max_concurrent_streams,
