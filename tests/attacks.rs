@@ -603,8 +603,33 @@ async fn bound_tokens_are_refused_by_a_provider_that_checks_no_binding() {
     let x5t = w.rs256(json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}));
     w.denied(&jkt, "token is sender-constrained (cnf.jkt)").await;
     w.denied(&x5t, "token is sender-constrained (cnf x5t#S256)").await;
-    // A `cnf` that binds nothing (no member jwtgate knows, or not strings) is no binding.
-    w.allowed(&w.rs256(json!({"cnf": {"kid": "k"}}))).await;
+    // Bindings jwtgate never checks are bindings all the same (attack review: each was taken as
+    // a bearer token).
+    for (cnf, shown) in [
+        (json!({"kid": "k"}), "another confirmation method"),
+        (json!({"jwk": {"kty": "EC"}}), "another confirmation method"),
+        (json!({"jku": "https://x/"}), "another confirmation method"),
+        (json!({"jkt": null}), "cnf.jkt (not a string)"),
+        (json!({"x5t#S256": 5}), "cnf x5t#S256 (not a string)"),
+        (json!("jkt"), "cnf (not an object)"),
+        (json!(["jkt"]), "cnf (not an object)"),
+    ] {
+        let token = w.rs256(json!({ "cnf": cnf }));
+        w.denied(
+            &token,
+            &format!(
+                "token is sender-constrained ({})",
+                if shown.starts_with("cnf") {
+                    shown.to_owned()
+                } else {
+                    format!("cnf ({shown})")
+                }
+            ),
+        )
+        .await;
+    }
+    // An empty `cnf` binds nothing.
+    w.allowed(&w.rs256(json!({"cnf": {}}))).await;
 
     let mut lax = World::start("    accept_bound_tokens_as_bearer: true\n").await;
     let jkt = lax.rs256(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));

@@ -31,19 +31,36 @@ pub struct Confirmation {
     pub jkt: Option<String>,
     /// `cnf["x5t#S256"]`: base64url SHA-256 of the client certificate's DER (RFC 8705 §3.1).
     pub x5t_s256: Option<String>,
+    /// A binding jwtgate cannot check, named for the refusal: a `cnf` that is not an object, a
+    /// `jkt` or `x5t#S256` that is not a string, or another confirmation method (RFC 7800's
+    /// `jwk`, `jwe`, `jku`, `kid`, …). Such a token is sender-constrained all the same.
+    pub unsupported: Option<&'static str>,
 }
 
 impl Confirmation {
-    /// The confirmation members of `claims` (string members only; anything else binds nothing
-    /// and so is refused wherever a binding is required).
+    /// The confirmation of `claims`, when its `cnf` holds any member (or is not an object).
     pub fn of(claims: &Map<String, Value>) -> Option<Box<Self>> {
-        let cnf = claims.get("cnf")?.as_object()?;
-        let member = |name: &str| cnf.get(name).and_then(Value::as_str).map(str::to_owned);
-        let c = Self {
-            jkt: member("jkt"),
-            x5t_s256: member("x5t#S256"),
+        let cnf = match claims.get("cnf")? {
+            Value::Null => return None,
+            Value::Object(cnf) => cnf,
+            _ => {
+                return Some(Box::new(Self {
+                    unsupported: Some("cnf (not an object)"),
+                    ..Self::default()
+                }));
+            }
         };
-        (c.jkt.is_some() || c.x5t_s256.is_some()).then(|| Box::new(c))
+        let mut c = Self::default();
+        for (name, value) in cnf {
+            match (name.as_str(), value.as_str()) {
+                ("jkt", Some(v)) => c.jkt = Some(v.to_owned()),
+                ("x5t#S256", Some(v)) => c.x5t_s256 = Some(v.to_owned()),
+                ("jkt", None) => c.unsupported = Some("cnf.jkt (not a string)"),
+                ("x5t#S256", None) => c.unsupported = Some("cnf x5t#S256 (not a string)"),
+                _ => c.unsupported = c.unsupported.or(Some("cnf (another confirmation method)")),
+            }
+        }
+        (c.jkt.is_some() || c.x5t_s256.is_some() || c.unsupported.is_some()).then(|| Box::new(c))
     }
 }
 
@@ -293,8 +310,31 @@ mod tests {
         let claims = |v: Value| v.as_object().unwrap().clone();
         let c = Confirmation::of(&claims(serde_json::json!({"cnf": {"jkt": "abc", "x5t#S256": "def"}}))).unwrap();
         assert_eq!((c.jkt.as_deref(), c.x5t_s256.as_deref()), (Some("abc"), Some("def")));
-        assert_eq!(Confirmation::of(&claims(serde_json::json!({"cnf": {"jkt": 1}}))), None);
-        assert_eq!(Confirmation::of(&claims(serde_json::json!({"cnf": "jkt"}))), None);
+        assert_eq!(c.unsupported, None);
+        // Bound all the same, in ways jwtgate cannot check: refused wherever a binding is not
+        // checked, named so.
+        let unsupported = |cnf: serde_json::Value| {
+            Confirmation::of(&claims(serde_json::json!({ "cnf": cnf }))).and_then(|c| c.unsupported)
+        };
+        assert_eq!(
+            unsupported(serde_json::json!({"jkt": 1})),
+            Some("cnf.jkt (not a string)")
+        );
+        assert_eq!(
+            unsupported(serde_json::json!({"x5t#S256": null})),
+            Some("cnf x5t#S256 (not a string)")
+        );
+        assert_eq!(unsupported(serde_json::json!("jkt")), Some("cnf (not an object)"));
+        assert_eq!(unsupported(serde_json::json!([])), Some("cnf (not an object)"));
+        for method in ["jwk", "jwe", "jku", "kid", "JKT"] {
+            assert_eq!(
+                unsupported(serde_json::json!({ method: "x" })),
+                Some("cnf (another confirmation method)"),
+                "{method}"
+            );
+        }
+        assert_eq!(Confirmation::of(&claims(serde_json::json!({"cnf": {}}))), None);
+        assert_eq!(Confirmation::of(&claims(serde_json::json!({"cnf": null}))), None);
         assert_eq!(Confirmation::of(&claims(serde_json::json!({}))), None);
     }
 }

@@ -1212,13 +1212,16 @@ fn bearer_only(v: &Verified, p: &Provider) -> Result<(), Rejection> {
 }
 
 /// The `cnf` member binding the token in a way `p` does not check — `jkt` without `dpop`,
-/// `x5t#S256` without `mtls_binding` — unless `p` accepts such tokens as bearer tokens
+/// `x5t#S256` without `mtls_binding`, a confirmation method jwtgate never checks — unless `p` accepts such tokens as bearer tokens
 /// (`accept_bound_tokens_as_bearer`). A resource server must not take a sender-constrained
 /// token for a bearer token (RFC 9449 §7.1, RFC 8705 §3).
 fn unchecked_binding(cnf: Option<&binding::Confirmation>, p: &Provider) -> Option<&'static str> {
     let cnf = cnf?;
     if p.accept_bound_tokens_as_bearer {
         return None;
+    }
+    if let Some(unsupported) = cnf.unsupported {
+        return Some(unsupported);
     }
     if cnf.jkt.is_some() && p.dpop.is_none() {
         return Some("cnf.jkt");

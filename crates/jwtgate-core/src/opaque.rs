@@ -277,14 +277,25 @@ pub fn parse(body: &[u8]) -> Result<Answer, Failure> {
 }
 
 /// The answer's token type, when `refuse` lists it: `token_use` (Ory Hydra), `typ` (Keycloak)
-/// or `token_type` (RFC 7662), compared normalised ([`token_type`]: case-insensitive, with or
-/// without `_token`).
+/// or `token_type` (RFC 7662), compared normalised ([`token_type`]: any case, separators and
+/// RFC 8693's URN prefix aside, with or without `token`). A type member that is not a string,
+/// or not ASCII, is refused too (as `(not a string)` or its text): no access token has one.
 pub fn refused_type(refuse: &[String], claims: &Map<String, Value>) -> Option<String> {
-    ["token_use", "typ", "token_type"]
-        .iter()
-        .filter_map(|member| claims.get(*member)?.as_str())
-        .map(token_type)
-        .find(|t| refuse.contains(t))
+    if refuse.is_empty() {
+        return None;
+    }
+    for member in ["token_use", "typ", "token_type"] {
+        match claims.get(member) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(name)) => match token_type(name) {
+                Some(t) if refuse.contains(&t) => return Some(t),
+                Some(_) => {}
+                None => return Some(name.chars().take(32).collect()),
+            },
+            Some(_) => return Some("(not a string)".to_owned()),
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -326,6 +337,15 @@ mod tests {
             serde_json::json!({"typ": "Offline"}),
             serde_json::json!({"token_type": "refresh_token"}),
             serde_json::json!({"token_type": "REFRESH_TOKEN", "typ": "Bearer"}),
+            // Spellings other servers (and attackers) use.
+            serde_json::json!({"token_type": "urn:ietf:params:oauth:token-type:refresh_token"}),
+            serde_json::json!({"typ": "refresh-token"}),
+            serde_json::json!({"typ": "refresh token"}),
+            serde_json::json!({"typ": "RefreshToken"}),
+            serde_json::json!({"typ": "Offline-Token"}),
+            serde_json::json!({"typ": "\u{ff32}\u{ff25}\u{ff26}\u{ff32}\u{ff25}\u{ff33}\u{ff28}"}),
+            serde_json::json!({"token_type": ["refresh_token"]}),
+            serde_json::json!({"token_type": 7}),
         ] {
             assert!(refused_type(&refuse, &answer(refresh.clone())).is_some(), "{refresh}");
         }
@@ -333,7 +353,8 @@ mod tests {
             serde_json::json!({"token_use": "access_token"}),
             serde_json::json!({"typ": "Bearer"}),
             serde_json::json!({"token_type": "DPoP"}),
-            serde_json::json!({"token_type": 7}),
+            serde_json::json!({"token_type": "urn:ietf:params:oauth:token-type:access_token"}),
+            serde_json::json!({"token_type": null}),
             serde_json::json!({}),
         ] {
             assert_eq!(refused_type(&refuse, &answer(access.clone())), None, "{access}");

@@ -75,22 +75,35 @@ pub struct ProviderIntrospection {
     pub timeout: Duration,
     /// Token types refused as not being access tokens, normalised ([`token_type`]): an
     /// answer's `token_use` (Ory Hydra), `typ` (Keycloak) or `token_type` (RFC 7662) naming one
-    /// is refused. Default: refresh tokens (`refresh_token`; Keycloak's `Refresh`, `Offline`).
+    /// is refused, and so is an answer whose type member is not a string or not ASCII. Default:
+    /// refresh tokens (`refresh_token`; Keycloak's `Refresh`, `Offline`) and ID tokens
+    /// (Keycloak's `ID`).
     pub refuse_token_types: Vec<String>,
 }
 
-/// A token type as compared: lower case, without a `_token` suffix (`refresh_token`,
-/// `Refresh` and `REFRESH_TOKEN` are all `refresh`).
-pub fn token_type(name: &str) -> String {
-    let lower = name.trim().to_ascii_lowercase();
-    match lower.strip_suffix("_token") {
-        Some(stem) if !stem.is_empty() => stem.to_owned(),
-        _ => lower,
+/// A token type as compared: without RFC 8693's `urn:ietf:params:oauth:token-type:` prefix, in
+/// lower case, its letters and digits only, without a `token` suffix (`refresh_token`,
+/// `Refresh`, `refresh-token`, `RefreshToken` and
+/// `urn:ietf:params:oauth:token-type:refresh_token` are all `refresh`). `None` for a name with
+/// characters beyond ASCII, which no type of an access token has.
+pub fn token_type(name: &str) -> Option<String> {
+    let name = name.trim();
+    if !name.is_ascii() {
+        return None;
     }
+    let lower = name.to_ascii_lowercase();
+    let lower = lower
+        .strip_prefix("urn:ietf:params:oauth:token-type:")
+        .unwrap_or(&lower);
+    let kept: String = lower.chars().filter(char::is_ascii_alphanumeric).collect();
+    Some(match kept.strip_suffix("token") {
+        Some(stem) if !stem.is_empty() => stem.to_owned(),
+        _ => kept,
+    })
 }
 
 /// Types that access tokens are: refusing one would refuse them all.
-const ACCESS_TOKEN_TYPES: [&str; 4] = ["access", "bearer", "dpop", "n_a"];
+const ACCESS_TOKEN_TYPES: [&str; 4] = ["access", "bearer", "dpop", "na"];
 
 impl Validator<'_> {
     /// `providers[i].introspection`; `discovery` says whether the provider has `discovery:
@@ -139,15 +152,17 @@ impl Validator<'_> {
             return Err(self.err(format!("{field}.timeout"), "must be between 1ms and 10s"));
         }
         let refuse_token_types = match raw.refuse_token_types {
-            None => vec!["refresh".to_owned(), "offline".to_owned()],
+            None => ["refresh", "offline", "offlineaccess", "id"]
+                .map(str::to_owned)
+                .to_vec(),
             Some(names) => {
                 let mut out: Vec<String> = Vec::with_capacity(names.len());
                 for name in names {
-                    let t = token_type(&name);
-                    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.+".contains(&b)) {
+                    let t = token_type(&name).unwrap_or_default();
+                    if t.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.+:".contains(&b)) {
                         return Err(self.err(
                             format!("{field}.refuse_token_types"),
-                            format!("`{name}` is not a token type (letters, digits, `_`, `-`, `.`, `+`)"),
+                            format!("`{name}` is not a token type (letters, digits, `_`, `-`, `.`, `+`, `:`)"),
                         ));
                     }
                     if ACCESS_TOKEN_TYPES.contains(&t.as_str()) {

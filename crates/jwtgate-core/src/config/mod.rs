@@ -405,8 +405,9 @@ struct Validator<'a> {
     loose: RefCell<Vec<LooseSecret>>,
 }
 
-/// A secret file that users other than jwtgate's may read: its mode lets anyone read it, or a
-/// group jwtgate does not run as. Warned about at start and at each reload.
+/// A secret file that users other than jwtgate's may read or change: its mode lets anyone read
+/// or write it, or a group jwtgate does not run as, or another user (not root) owns it. Warned
+/// about at start and at each reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LooseSecret {
     /// The field naming it, e.g. `providers[0].hmac_secret.file`.
@@ -418,15 +419,18 @@ pub struct LooseSecret {
 }
 
 impl LooseSecret {
-    /// `Some` when the file at `path` may be read by others, or by its group while that is not
-    /// the group jwtgate runs as (a Kubernetes Secret mounted with `fsGroup` is group-readable
-    /// by the pod's own group, which is fine).
+    /// `Some` when the file at `path` may be read or written by others, or by its group while
+    /// that is not the group jwtgate runs as (a Kubernetes Secret mounted with `fsGroup` is
+    /// group-readable by the pod's own group, which is fine), or belongs to another user.
     fn of(field: &str, path: &Path) -> Option<Self> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let meta = std::fs::metadata(path).ok()?;
         let mode = meta.permissions().mode() & 0o7777;
-        let own_group = std::fs::metadata("/proc/self").ok().map(|m| m.gid());
-        let loose = mode & 0o004 != 0 || (mode & 0o040 != 0 && own_group != Some(meta.gid()));
+        // `/proc/self` belongs to the process's effective user and group.
+        let me = std::fs::metadata("/proc/self").ok();
+        let other_group = me.as_ref().is_none_or(|m| m.gid() != meta.gid());
+        let other_owner = me.as_ref().is_some_and(|m| m.uid() != meta.uid()) && meta.uid() != 0;
+        let loose = mode & 0o006 != 0 || (mode & 0o060 != 0 && other_group) || other_owner;
         loose.then(|| Self {
             field: field.to_owned(),
             path: path.to_owned(),
@@ -437,7 +441,7 @@ impl LooseSecret {
     /// Logs one warning per loose secret file of `config`.
     pub fn warn(config: &Config) {
         for s in &config.loose_secrets {
-            tracing::warn!(field = %s.field, path = %s.path.display(), mode = %format!("{:04o}", s.mode), "secret file readable by other users: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode)");
+            tracing::warn!(field = %s.field, path = %s.path.display(), mode = %format!("{:04o}", s.mode), "secret file readable by other users: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode), owned by jwtgate's user or root");
         }
     }
 }

@@ -521,10 +521,18 @@ fn secret_files_others_may_read_are_listed_and_private_ones_are_not() {
     write("loose.secret", 0o644);
     write("private.secret", 0o600);
     write("own-group.secret", 0o440);
-    let text = "providers:\n  - { name: a, issuer: a, hmac_secret: { file: loose.secret } }\n  - { name: b, issuer: b, hmac_secret: { file: private.secret } }\n  - { name: c, issuer: c, hmac_secret: { file: own-group.secret } }\nadmin: { token: { file: loose.secret } }\n";
+    write("writable.secret", 0o602);
+    let text = "providers:\n  - { name: a, issuer: a, hmac_secret: { file: loose.secret } }\n  - { name: b, issuer: b, hmac_secret: { file: private.secret } }\n  - { name: c, issuer: c, hmac_secret: { file: own-group.secret } }\n  - { name: d, issuer: d, hmac_secret: { file: writable.secret } }\nadmin: { token: { file: loose.secret } }\n";
     let c = Config::parse(text, "test.yaml", dir.path()).unwrap();
     let fields: Vec<&str> = c.loose_secrets.iter().map(|s| s.field.as_str()).collect();
-    assert_eq!(fields, ["providers[0].hmac_secret.file", "admin.token.file"]);
+    assert_eq!(
+        fields,
+        [
+            "providers[0].hmac_secret.file",
+            "providers[3].hmac_secret.file",
+            "admin.token.file"
+        ]
+    );
     assert_eq!(c.loose_secrets[0].mode, 0o644);
 }
 
@@ -582,16 +590,17 @@ fn refuse_token_types_default_to_refresh_tokens_and_never_list_access_tokens() {
                 .clone()
         })
     };
-    assert_eq!(types("").unwrap(), ["refresh", "offline"]);
+    assert_eq!(types("").unwrap(), ["refresh", "offline", "offlineaccess", "id"]);
     assert_eq!(types(", refuse_token_types: []").unwrap(), Vec::<String>::new());
     assert_eq!(
-        types(", refuse_token_types: [REFRESH_TOKEN, Refresh, ID]").unwrap(),
+        types(", refuse_token_types: [REFRESH_TOKEN, Refresh, refresh-token, ID]").unwrap(),
         ["refresh", "id"]
     );
     for (bad, why) in [
         ("access_token", "every token would be refused"),
         ("Bearer", "every token would be refused"),
         ("DPoP", "every token would be refused"),
+        ("N_A", "every token would be refused"),
         ("\"\"", "is not a token type"),
         ("\"a b\"", "is not a token type"),
     ] {

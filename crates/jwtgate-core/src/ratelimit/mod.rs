@@ -75,6 +75,10 @@ pub enum Verdict {
 /// present part hashes its 8-byte length first; this is 9 bytes, so the two never meet.)
 const ABSENT: [u8; 9] = [0xff; 9];
 
+/// What a header key part hashes as when the header came on more than one line (or its value
+/// holds `,`, which is how the proxies join repeated headers).
+const AMBIGUOUS: [u8; 10] = [0xfe; 10];
+
 /// Most bytes of one key part hashed (its length is hashed whole): two values longer than this
 /// share a counter only if they also agree in length and in their first 1 KiB.
 pub const MAX_PART_BYTES: usize = 1024;
@@ -213,6 +217,10 @@ fn key(rule: &RateRule, s: &Subject<'_>) -> String {
             KeyPart::Provider => s.provider.map(Into::into),
         };
         match value {
+            // Sent on two lines (or holding the separator): which value the upstream believes is
+            // its own choice, so such requests share one counter per rule and cannot escape it
+            // by varying a second copy.
+            Some(v) if matches!(part, KeyPart::Header(_)) && v.contains(',') => digest.update(AMBIGUOUS),
             Some(v) => {
                 let bytes = v.as_bytes();
                 digest.update((bytes.len() as u64).to_be_bytes());
@@ -289,6 +297,13 @@ mod tests {
         let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
         assert_eq!(distinct.len(), keys.len(), "{keys:?}");
         assert_eq!(key_for(None, Some("c")), key_for(None, Some("c")));
+    }
+
+    #[test]
+    fn a_repeated_key_header_counts_with_every_other_repeated_one() {
+        assert_eq!(key_for(Some("kk5, r1"), None), key_for(Some("r2,kk5"), None));
+        assert_ne!(key_for(Some("kk5, r1"), None), key_for(Some("kk5"), None));
+        assert_ne!(key_for(Some("kk5, r1"), None), key_for(None, None));
     }
 
     #[test]
