@@ -59,6 +59,7 @@ type Scenario = (&'static str, fn() -> Box<dyn FnMut()>);
 
 const SCENARIOS: &[Scenario] = &[
     ("decide_warm", decide_warm),
+    ("decide_warm_rate_limited", decide_warm_rate_limited),
     ("decide_cold_RS256", || decide_cold(Algorithm::RS256)),
     ("decide_cold_PS256", || decide_cold(Algorithm::PS256)),
     ("decide_cold_ES256", || decide_cold(Algorithm::ES256)),
@@ -97,6 +98,11 @@ const SECRET: &str = "an-hmac-secret-for-the-instruction-count-benchmarks";
 /// A gate with 200 routes (the match is the last), a JWKS-file provider `corp` holding one key
 /// per asymmetric algorithm, an HMAC provider `legacy`, and a cache of `cache_entries`.
 fn gate(cache_entries: u64) -> (Gate, tempfile::TempDir) {
+    gate_with(cache_entries, "")
+}
+
+/// [`gate`], with `extra` top-level YAML.
+fn gate_with(cache_entries: u64, extra: &str) -> (Gate, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<_> = [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA]
         .iter()
@@ -113,7 +119,7 @@ fn gate(cache_entries: u64) -> (Gate, tempfile::TempDir) {
         ));
     }
     yaml.push_str("  - { name: api, match: { path_prefix: /api }, require: { scopes: [api.read] } }\n");
-    yaml.push_str(&format!("cache: {{ max_entries: {cache_entries} }}\n"));
+    yaml.push_str(&format!("cache: {{ max_entries: {cache_entries} }}\n{extra}"));
     let config = Config::parse(&yaml, "instructions.yaml", dir.path()).unwrap();
     let gate = Gate::new(&config, &reqwest::Client::new(), Default::default());
     common::runtime().block_on(async {
@@ -154,6 +160,16 @@ fn deciding(gate: Gate, dir: tempfile::TempDir, req: Request) -> Box<dyn FnMut()
 fn decide_warm() -> Box<dyn FnMut()> {
     let (gate, dir) = gate(100_000);
     deciding(gate, dir, request(&token(Algorithm::RS256)))
+}
+
+/// [`decide_warm`] with a rate-limit rule keyed by the subject and a 64-byte `x-api-key` (each
+/// part hashed into the counter's key), local counters.
+fn decide_warm_rate_limited() -> Box<dyn FnMut()> {
+    let rules = "rate_limits:\n  rules:\n    - { name: per-key, by: [\"claim:sub\", \"header:x-api-key\"], limit: 1000000000, per: 1s }\n";
+    let (gate, dir) = gate_with(100_000, rules);
+    let mut req = request(&token(Algorithm::RS256));
+    req.headers.insert("x-api-key".into(), "k".repeat(64));
+    deciding(gate, dir, req)
 }
 
 fn decide_cold(alg: Algorithm) -> Box<dyn FnMut()> {

@@ -190,7 +190,7 @@ fn exceeded(rule: &RateRule, retry_after: Duration) -> RateLimitExceeded {
     }
 }
 
-/// A rule's counter key: its name, `U+001F`, then the hex of a 128-bit SHA-256 digest of its
+/// A rule's counter key: its name, `U+001F`, then the hex of a 128-bit SHA-256 digest (aws-lc) of its
 /// parts, each length-prefixed (so no two requests with different parts share a key) and at
 /// most [`MAX_PART_BYTES`] of it hashed, or the absent marker when the request lacks it. A
 /// counter therefore costs the same whatever the caller sends — a 32 KiB `x-api-key` as much as
@@ -198,9 +198,8 @@ fn exceeded(rule: &RateRule, retry_after: Duration) -> RateLimitExceeded {
 /// addresses, subjects). Unkeyed, so that every replica sharing Redis arrives at the same key;
 /// a collision would need two inputs with equal 128-bit SHA-256 prefixes.
 fn key(rule: &RateRule, s: &Subject<'_>) -> String {
-    use sha2::Digest;
     use std::fmt::Write;
-    let mut digest = sha2::Sha256::new();
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in &rule.by {
         let value: Option<std::borrow::Cow<'_, str>> = match part {
             KeyPart::Claim(path) => s
@@ -220,16 +219,17 @@ fn key(rule: &RateRule, s: &Subject<'_>) -> String {
             // Sent on two lines (or holding the separator): which value the upstream believes is
             // its own choice, so such requests share one counter per rule and cannot escape it
             // by varying a second copy.
-            Some(v) if matches!(part, KeyPart::Header(_)) && v.contains(',') => digest.update(AMBIGUOUS),
+            Some(v) if matches!(part, KeyPart::Header(_)) && v.contains(',') => digest.update(&AMBIGUOUS),
             Some(v) => {
                 let bytes = v.as_bytes();
-                digest.update((bytes.len() as u64).to_be_bytes());
+                digest.update(&(bytes.len() as u64).to_be_bytes());
                 digest.update(&bytes[..bytes.len().min(MAX_PART_BYTES)]);
             }
-            None => digest.update(ABSENT),
+            None => digest.update(&ABSENT),
         }
     }
-    let digest = digest.finalize();
+    let digest = digest.finish();
+    let digest = digest.as_ref();
     let mut key = String::with_capacity(rule.name.len() + 1 + 32);
     key.push_str(&rule.name);
     key.push('\u{1f}');
