@@ -41,7 +41,7 @@ pub struct RawLimits {
     /// Per listener; default: a share of the process's file limit, at most [`DEFAULT_MAX_CONNECTIONS`].
     #[serde(default)]
     pub max_connections: RawPerListener,
-    /// Default: 1024.
+    /// Default: 128.
     pub grpc_max_concurrent_streams: Option<u32>,
     /// Default: none (`grpc_max_concurrent_streams` bounds it).
     pub grpc_concurrency_per_connection: Option<usize>,
@@ -140,7 +140,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             http2_keepalive_interval: Duration::from_secs(60),
             http2_keepalive_timeout: Duration::from_secs(20),
-            grpc_max_concurrent_streams: 1024,
+            grpc_max_concurrent_streams: 128,
             grpc_concurrency_per_connection: None,
             max_connections: [None; 4],
         }
@@ -233,6 +233,8 @@ mod tests {
         assert_eq!(l.header_read_timeout, Duration::from_secs(30));
         assert_eq!(l.max_connections(Listener::Grpc), None);
         assert_eq!(Listener::Admin.default_max_connections(), 64);
+        assert_eq!(l.grpc_max_concurrent_streams, 128);
+        assert_eq!(l.request_timeout, Duration::from_secs(30));
     }
 
     #[test]
