@@ -1,10 +1,12 @@
 //! How the listeners serve: connections are taken within the listener's bounds
 //! ([`super::accept`]: a cap, timeouts, an accept loop that pauses when out of descriptors),
-//! over TLS when the listener has it ([`crate::tls`]); the gRPC listeners' connections get corked
-//! writes (see the `cork` module: one socket write per batch of ready responses), and the HTTP
-//! listeners are axum served by hyper with HTTP/1's header-read timeout in force, the peer
-//! address known, and a graceful shutdown. `jwtgate serve` serves through these functions, and
-//! so does `jwtgate-bench`'s no-op baseline, so the two run the same stack and the difference
+//! over TLS when the listener has it ([`crate::tls`]), and each is served by hyper in a task of
+//! its own ([`super::connection`]: requests counted in flight and cut at `request_timeout`, the
+//! connection closed when idle, a graceful shutdown). The gRPC listeners serve tonic's routes
+//! over HTTP/2 with corked writes (see the `cork` module: one socket write per batch of ready
+//! responses); the HTTP listeners serve axum over HTTP/1.1 (hyper's header-read timer in force)
+//! and HTTP/2, the peer address known. `jwtgate serve` serves through these functions, and so
+//! does `jwtgate-bench`'s no-op baseline, so the two run the same stack and the difference
 //! between them is what deciding costs.
 
 use std::net::SocketAddr;
