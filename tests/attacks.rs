@@ -628,12 +628,18 @@ async fn bound_tokens_are_refused_by_a_provider_that_checks_no_binding() {
         )
         .await;
     }
-    // An empty `cnf` binds nothing.
+    // An empty or null `cnf` binds nothing.
     w.allowed(&w.rs256(json!({"cnf": {}}))).await;
+    w.allowed(&w.rs256(json!({"cnf": null}))).await;
 
     let mut lax = World::start("    accept_bound_tokens_as_bearer: true\n").await;
     let jkt = lax.rs256(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
     let x5t = lax.rs256(json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}));
     lax.allowed(&jkt).await;
     lax.allowed(&x5t).await;
+    // The opt-in covers the two bindings jwtgate knows, not the ones it cannot check (second
+    // attack review).
+    let jwk = lax.rs256(json!({"cnf": {"jwk": {"kty": "EC"}}}));
+    lax.denied(&jwk, "token is sender-constrained (cnf (another confirmation method))")
+        .await;
 }

@@ -105,7 +105,7 @@ fn validate_config_accepts_quickstart_and_says_ok() {
         assert!(
             line.starts_with("jwtgate: warning: ")
                 && line.contains("examples/keys/dev-")
-                && line.ends_with("is readable by other users; chmod 0600"),
+                && line.ends_with("other users may read or change; chmod 0600, owned by jwtgate's user or root"),
             "{line}"
         );
     }

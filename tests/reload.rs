@@ -256,7 +256,7 @@ async fn a_file_written_in_two_steps_is_never_in_force_half_written() {
 #[tokio::test]
 async fn a_secret_file_others_may_read_is_warned_about_at_start_and_at_reload() {
     use std::os::unix::fs::PermissionsExt;
-    const WARNING: &str = "secret file readable by other users: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode), owned by jwtgate's user or root";
+    const WARNING: &str = "secret file other users may read or change: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode), owned by jwtgate's user or root";
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("hs.secret");
     std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();

@@ -55,7 +55,7 @@ pub fn validate_config(file: &Path) -> ExitCode {
         Ok(c) => {
             for s in &c.loose_secrets {
                 eprintln!(
-                    "jwtgate: warning: {}: {} (mode {:04o}) is readable by other users; chmod 0600",
+                    "jwtgate: warning: {}: {} (mode {:04o}) other users may read or change; chmod 0600, owned by jwtgate's user or root",
                     s.field,
                     s.path.display(),
                     s.mode

@@ -1217,11 +1217,13 @@ fn bearer_only(v: &Verified, p: &Provider) -> Result<(), Rejection> {
 /// token for a bearer token (RFC 9449 §7.1, RFC 8705 §3).
 fn unchecked_binding(cnf: Option<&binding::Confirmation>, p: &Provider) -> Option<&'static str> {
     let cnf = cnf?;
-    if p.accept_bound_tokens_as_bearer {
-        return None;
-    }
+    // A binding jwtgate cannot check is refused even where bound tokens are accepted as bearer
+    // tokens: that option covers the two bindings jwtgate knows.
     if let Some(unsupported) = cnf.unsupported {
         return Some(unsupported);
+    }
+    if p.accept_bound_tokens_as_bearer {
+        return None;
     }
     if cnf.jkt.is_some() && p.dpop.is_none() {
         return Some("cnf.jkt");

@@ -441,7 +441,7 @@ impl LooseSecret {
     /// Logs one warning per loose secret file of `config`.
     pub fn warn(config: &Config) {
         for s in &config.loose_secrets {
-            tracing::warn!(field = %s.field, path = %s.path.display(), mode = %format!("{:04o}", s.mode), "secret file readable by other users: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode), owned by jwtgate's user or root");
+            tracing::warn!(field = %s.field, path = %s.path.display(), mode = %format!("{:04o}", s.mode), "secret file other users may read or change: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode), owned by jwtgate's user or root");
         }
     }
 }
