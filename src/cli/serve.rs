@@ -34,6 +34,9 @@ pub fn serve(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Installed before the listeners start: a SIGHUP from then on reloads, never terminates
+        // (its default action) a process that already said it listens.
+        let hup = signal(SignalKind::hangup());
         let shutdown = CancellationToken::new();
         let running = match crate::server::start_with_metrics(&config, metrics, shutdown.clone()).await {
             Ok(r) => r,
@@ -46,7 +49,7 @@ pub fn serve(path: &Path) -> ExitCode {
         let live = running.live.clone();
         let reload_path = path.to_path_buf();
         tokio::spawn(async move {
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            let Ok(mut hup) = hup else {
                 return;
             };
             while hup.recv().await.is_some() {
