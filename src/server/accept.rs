@@ -8,10 +8,11 @@
 //! as Go's runtime does.
 //!
 //! A [`Conn`] counts as open from accept until dropped (`jwtgate_connections{listener}`), TLS
-//! handshake included. It closes itself (a read or write fails with `TimedOut`) when its first
+//! handshake included. It closes itself (a read fails with `TimedOut`) when its first
 //! [`FIRST_BYTES`] have not arrived within `header_read_timeout` — a silent gRPC connection, a
-//! TLS session with nothing in it — or when nothing was read or written for `idle_timeout`.
-//! HTTP/1 request heads have hyper's own `header_read_timeout` on top (see `transport`).
+//! TLS session with nothing in it. HTTP/1 request heads have hyper's own `header_read_timeout`
+//! on top (see `transport`); once serving, a connection with no request in flight for
+//! `idle_timeout` is closed by `connection`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -100,7 +101,6 @@ pub struct Slot {
     _permit: OwnedSemaphorePermit,
     open: Gauge,
     header_timeouts: Counter,
-    idle_timeouts: Counter,
 }
 
 impl Drop for Slot {
@@ -122,9 +122,8 @@ pub fn accept(
     let cap = bounds.max_connections;
     let places = Arc::new(Semaphore::new(cap));
     let open = metrics.connections(name);
-    let [over_cap, out_of_files, header_timeouts, idle_timeouts] =
-        ["max_connections", "out_of_files", "header_timeout", "idle_timeout"]
-            .map(|reason| metrics.connections_refused(name, reason));
+    let [over_cap, out_of_files, header_timeouts] =
+        ["max_connections", "out_of_files", "header_timeout"].map(|reason| metrics.connections_refused(name, reason));
     tokio::spawn(async move {
         let mut pause = FIRST_ACCEPT_PAUSE;
         let mut cap_warning = Throttled::default();
@@ -173,7 +172,6 @@ pub fn accept(
                 _permit: permit,
                 open: open.clone(),
                 header_timeouts: header_timeouts.clone(),
-                idle_timeouts: idle_timeouts.clone(),
             };
             if queue.send((stream, peer, slot)).await.is_err() {
                 return;
@@ -213,68 +211,26 @@ impl Throttled {
     }
 }
 
-/// A connection within its listener's bounds: holds its [`Slot`] and closes itself when silent
-/// (see the module docs).
+/// A connection within its listener's bounds: holds its [`Slot`] and closes itself when its
+/// first bytes are late (see the module docs).
 #[derive(Debug)]
 pub struct Conn<S> {
     io: S,
     slot: Slot,
-    opened: Instant,
-    last: Instant,
-    read: u64,
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
-    /// Fires at or before the deadline; re-armed when activity moved the deadline on.
-    timer: Pin<Box<Sleep>>,
+    /// Bytes still owed of the first [`FIRST_BYTES`].
+    owed: u64,
+    /// `header_read_timeout` from the handover, while bytes are owed; then gone.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Conn<S> {
     /// Wraps an accepted connection (after its TLS handshake, when there is one).
     pub fn new(io: S, slot: Slot, limits: &Limits) -> Self {
-        let now = Instant::now();
         Self {
             io,
             slot,
-            opened: now,
-            last: now,
-            read: 0,
-            header_read_timeout: limits.header_read_timeout,
-            idle_timeout: limits.idle_timeout,
-            timer: Box::pin(tokio::time::sleep_until(now + limits.header_read_timeout)),
-        }
-    }
-
-    fn deadline(&self) -> Instant {
-        if self.read < FIRST_BYTES {
-            self.opened + self.header_read_timeout
-        } else {
-            self.last + self.idle_timeout
-        }
-    }
-
-    /// `Err(TimedOut)` once the deadline has passed; else arms the timer to wake this task then.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Ok(());
-            }
-            let deadline = self.deadline();
-            if Instant::now() >= deadline {
-                let (counter, what) = if self.read < FIRST_BYTES {
-                    (
-                        &self.slot.header_timeouts,
-                        "no request within limits.header_read_timeout",
-                    )
-                } else {
-                    (
-                        &self.slot.idle_timeouts,
-                        "nothing read or written within limits.idle_timeout",
-                    )
-                };
-                counter.inc();
-                return Err(io::Error::new(io::ErrorKind::TimedOut, what));
-            }
-            self.timer.as_mut().reset(deadline);
+            owed: FIRST_BYTES,
+            deadline: Some(Box::pin(tokio::time::sleep(limits.header_read_timeout))),
         }
     }
 }
@@ -282,40 +238,34 @@ impl<S> Conn<S> {
 impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        match Pin::new(&mut self.io).poll_read(cx, buf) {
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let Some(deadline) = self.deadline.as_mut() else {
+            return polled;
+        };
+        match polled {
             Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
-                if n > 0 {
-                    self.read = self.read.saturating_add(n as u64);
-                    self.last = Instant::now();
+                let read = (buf.filled().len() - before) as u64;
+                self.owed = self.owed.saturating_sub(read);
+                if self.owed == 0 {
+                    self.deadline = None;
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => {
-                self.poll_deadline(cx)?;
-                Poll::Pending
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                self.slot.header_timeouts.inc();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no request within limits.header_read_timeout",
+                )))
             }
-            done => done,
+            other => other,
         }
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.last = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => {
-                // A peer that stops reading our answers is as silent as one that sends nothing.
-                self.poll_deadline(cx)?;
-                Poll::Pending
-            }
-            done => done,
-        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -323,19 +273,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.last = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => {
-                self.poll_deadline(cx)?;
-                Poll::Pending
-            }
-            done => done,
-        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

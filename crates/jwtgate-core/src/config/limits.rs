@@ -106,7 +106,7 @@ pub struct Limits {
     /// first bytes (after the TLS handshake, which has its own 10 s).
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/2: `GOAWAY`, its
-    /// streams dropped 10 s later); so is one on which nothing was read or written for as long.
+    /// streams dropped 10 s later).
     pub idle_timeout: Duration,
     /// Longest a request may take, its body included; then it is answered 408 (HTTP) or
     /// `DEADLINE_EXCEEDED` (gRPC).
