@@ -516,12 +516,6 @@ fn jwtgate_check_names_the_rule_a_request_is_within() {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn three_thousand_unique_32_kib_keys_cost_counters_of_the_same_size_as_short_ones() {
     bounded(Duration::from_secs(120), async {

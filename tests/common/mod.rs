@@ -456,6 +456,13 @@ pub fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
         .collect()
 }
 
+/// The resident memory of process `pid`, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// `jwtgate serve` as a child process with JSON logs on stderr, killed when dropped.
 pub struct ServeProcess {
     child: std::process::Child,
