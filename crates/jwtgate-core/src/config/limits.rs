@@ -41,7 +41,8 @@ pub struct RawLimits {
     /// Per listener; default: a share of the process's file limit, at most [`DEFAULT_MAX_CONNECTIONS`].
     #[serde(default)]
     pub max_connections: RawPerListener,
-    /// Default: 128.
+    /// Default: 128. Also spelt `max_concurrent_streams`, as issue #33 names it.
+    #[serde(alias = "max_concurrent_streams")]
     pub grpc_max_concurrent_streams: Option<u32>,
     /// Default: none (`grpc_max_concurrent_streams` bounds it).
     pub grpc_concurrency_per_connection: Option<usize>,
@@ -235,6 +236,12 @@ mod tests {
         assert_eq!(Listener::Admin.default_max_connections(), 64);
         assert_eq!(l.grpc_max_concurrent_streams, 128);
         assert_eq!(l.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_stream_cap_is_also_spelt_max_concurrent_streams() {
+        let l = limits("limits: { max_concurrent_streams: 64 }").expect("valid");
+        assert_eq!(l.grpc_max_concurrent_streams, 64);
     }
 
     #[test]
