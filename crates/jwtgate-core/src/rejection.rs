@@ -189,76 +189,109 @@ pub enum Class {
     BadRequest,
 }
 
+/// How one refusal is answered, apart from its reason: its class, its RFC 6750 `error` code
+/// (if the challenge carries one) and the `error` member of the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The status and gRPC code, together.
+    pub class: Class,
+    /// The RFC 6750 `error` code of the `WWW-Authenticate` challenge.
+    pub oauth_error: Option<&'static str>,
+    /// The `error` member of the JSON body.
+    pub body_error: &'static str,
+}
+
+impl Answer {
+    /// A token that is not a valid credential: 401 `invalid_token`.
+    const INVALID_TOKEN: Self = Self::new(Class::Unauthenticated, Some("invalid_token"), "invalid_token");
+    /// jwtgate cannot decide now: 503, no challenge code.
+    const UNAVAILABLE: Self = Self::new(Class::Unavailable, None, "temporarily_unavailable");
+    /// A valid identity that lacks what the route requires: 403 `insufficient_scope`.
+    const INSUFFICIENT: Self = Self::new(Class::Forbidden, Some("insufficient_scope"), "insufficient_scope");
+
+    const fn new(class: Class, oauth_error: Option<&'static str>, body_error: &'static str) -> Self {
+        Self {
+            class,
+            oauth_error,
+            body_error,
+        }
+    }
+}
+
 impl Rejection {
-    /// Which kind of answer this refusal gets.
-    pub fn class(&self) -> Class {
+    /// How this refusal is answered. One match with no wildcard arm: a new refusal cannot
+    /// compile until it is given its status, gRPC code, OAuth error and body error.
+    pub fn answer(&self) -> Answer {
         match self {
+            Self::TooLarge
+            | Self::Malformed(_)
+            | Self::Encrypted
+            | Self::Unsigned
+            | Self::UnsupportedCritical
+            | Self::UnknownIssuer
+            | Self::SourceNotAllowed
+            | Self::AlgorithmNotAllowed
+            | Self::UnknownKey
+            | Self::BadSignature
+            | Self::MissingExpiry
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::IssuedInFuture
+            | Self::LifetimeTooLong
+            | Self::InvalidTimeClaim(_)
+            | Self::WrongAudience
+            | Self::WrongType
+            | Self::MissingClaim(_)
+            | Self::Revoked
+            | Self::Inactive
+            | Self::Unbound(_)
+            | Self::LifetimeExceedsRetention
+            | Self::ClaimNotString(_)
+            | Self::NotAccessToken(_)
+            | Self::SenderConstrained(_) => Answer::INVALID_TOKEN,
+            // RFC 6750 §3.1: a request without credentials gets a challenge without a code.
+            Self::MissingToken => Answer::new(Class::Unauthenticated, None, "missing_token"),
+            Self::InvalidDpopProof(_) => {
+                Answer::new(Class::Unauthenticated, Some("invalid_dpop_proof"), "invalid_dpop_proof")
+            }
             Self::KeysUnavailable
             | Self::RevocationsUnavailable
             | Self::IntrospectionUnavailable
-            | Self::ReplayCheckUnavailable => Class::Unavailable,
-            Self::RateLimited(_) => Class::Limited,
-            Self::AmbiguousOriginalRequest(_) | Self::BadHost(_) => Class::BadRequest,
-            Self::ProviderNotAccepted
-            | Self::MissingScope(_)
-            | Self::MissingRole(_)
-            | Self::ClaimNotAccepted(_)
-            | Self::NoRoute
-            | Self::BadPath(_)
-            | Self::OriginalRequestUnknown => Class::Forbidden,
-            _ => Class::Unauthenticated,
+            | Self::ReplayCheckUnavailable => Answer::UNAVAILABLE,
+            Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
+                Answer::INSUFFICIENT
+            }
+            Self::NoRoute => Answer::new(Class::Forbidden, None, "access_denied"),
+            Self::BadPath(_) | Self::OriginalRequestUnknown => Answer::new(Class::Forbidden, None, "invalid_request"),
+            Self::AmbiguousOriginalRequest(_) | Self::BadHost(_) => {
+                Answer::new(Class::BadRequest, None, "invalid_request")
+            }
+            Self::RateLimited(_) => Answer::new(Class::Limited, None, "rate_limited"),
         }
+    }
+
+    /// Which kind of answer this refusal gets.
+    pub fn class(&self) -> Class {
+        self.answer().class
     }
 
     /// The RFC 6750 `scope` attribute of an `insufficient_scope` challenge.
     pub fn required_scope(&self) -> Option<String> {
-        match self {
-            Self::MissingScope(s) => Some(s.join(" ")),
-            _ => None,
+        if let Self::MissingScope(s) = self {
+            Some(s.join(" "))
+        } else {
+            None
         }
     }
 
     /// RFC 6750 `error` code, if the `WWW-Authenticate` header carries one.
     pub fn oauth_error(&self) -> Option<&'static str> {
-        match self {
-            Self::MissingToken
-            | Self::KeysUnavailable
-            | Self::RevocationsUnavailable
-            | Self::IntrospectionUnavailable
-            | Self::ReplayCheckUnavailable => None,
-            Self::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
-            Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
-                Some("insufficient_scope")
-            }
-            Self::NoRoute
-            | Self::BadPath(_)
-            | Self::OriginalRequestUnknown
-            | Self::AmbiguousOriginalRequest(_)
-            | Self::BadHost(_)
-            | Self::RateLimited(_) => None,
-            _ => Some("invalid_token"),
-        }
+        self.answer().oauth_error
     }
 
     /// The `error` member of the JSON body.
     pub fn body_error(&self) -> &'static str {
-        match self {
-            Self::MissingToken => "missing_token",
-            Self::KeysUnavailable
-            | Self::RevocationsUnavailable
-            | Self::IntrospectionUnavailable
-            | Self::ReplayCheckUnavailable => "temporarily_unavailable",
-            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
-            Self::ProviderNotAccepted | Self::MissingScope(_) | Self::MissingRole(_) | Self::ClaimNotAccepted(_) => {
-                "insufficient_scope"
-            }
-            Self::NoRoute => "access_denied",
-            Self::BadPath(_) | Self::OriginalRequestUnknown | Self::AmbiguousOriginalRequest(_) | Self::BadHost(_) => {
-                "invalid_request"
-            }
-            Self::RateLimited(_) => "rate_limited",
-            _ => "invalid_token",
-        }
+        self.answer().body_error
     }
 
     /// Short reason that is safe to show the client (no token contents, no key material).
