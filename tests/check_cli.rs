@@ -1,4 +1,4 @@
-//! `jwtgate check` on the README's policy cookbook (`examples/cookbook.yaml`), and `serve`
+//! `jwtgate check` on the policy cookbook of docs/policies.md (`examples/cookbook.yaml`), and `serve`
 //! reloading its config on SIGHUP, through the real binary.
 #![allow(clippy::unwrap_used)] // tests may panic
 

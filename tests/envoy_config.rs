@@ -1,7 +1,7 @@
 //! `examples/envoy/envoy.yaml` is a bootstrap Envoy accepts: parsed into
 //! `envoy.config.bootstrap.v3.Bootstrap` with Envoy's own generated protos (Python `xds-protos`,
 //! `tests/fixtures/envoy_bootstrap_check.py`), every `typed_config` resolved, unknown fields
-//! refused; and it says what the README promises of the ext_authz filter.
+//! refused; and it says what docs/integrations.md ("Envoy") promises of the ext_authz filter.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 mod common;

@@ -67,7 +67,7 @@ pub struct RateStoreStatus {
 pub fn readiness(gate: &Gate, shutdown: &CancellationToken) -> Readiness {
     let verifier = gate.verifier();
     Readiness {
-        ready: gate.ready() && !shutdown.is_cancelled(),
+        ready: jwtgate_core::status::ready(gate) && !shutdown.is_cancelled(),
         shutting_down: shutdown.is_cancelled(),
         providers: verifier
             .providers_by_name()
@@ -107,7 +107,7 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
 /// Prometheus text 0.0.4, or OpenMetrics when the scraper's `Accept` asks for it.
 async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> impl IntoResponse {
     let format = Format::from_accept(header(&headers, "accept"));
-    let text = state.gate.load().metrics_text(format);
+    let text = jwtgate_core::status::metrics_text(&state.gate.load(), format);
     ([("content-type", format.content_type())], text)
 }
 

@@ -319,7 +319,7 @@ pub async fn start_with_metrics(
             jwtgate_core::config::Source::Query(name) => Some(name),
             _ => None,
         }) {
-            tracing::warn!(provider = %p.name, parameter = %name, "forward_token: false with a query source: the gRPC door has Envoy remove the parameter, but on the HTTP door the proxy must strip it itself (see the README)");
+            tracing::warn!(provider = %p.name, parameter = %name, "forward_token: false with a query source: the gRPC door has Envoy remove the parameter, but on the HTTP door the proxy must strip it itself (see docs/integrations.md, HTTP front door)");
         }
     }
     for p in config.providers.iter().filter(|p| p.audiences.is_empty()) {
@@ -348,7 +348,7 @@ async fn report_health(
     use tonic_health::ServingStatus;
     let mut last = None;
     loop {
-        let ready = !draining.is_cancelled() && gate.load().ready();
+        let ready = !draining.is_cancelled() && jwtgate_core::status::ready(&gate.load());
         if last != Some(ready) {
             let status = if ready {
                 ServingStatus::Serving

@@ -3,6 +3,16 @@
 
 use serde_json::{Map, Value};
 
+/// The top-level claim a claim path reads (`realm_access` of `realm_access.roles`): what a cached
+/// token must keep for [`claim_path`] to find the value.
+pub fn top_level(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+/// The claims that grant scopes: `scope` (RFC 8693/9068, space-delimited) and `scp` (array or
+/// string).
+pub const SCOPE_CLAIMS: [&str; 2] = ["scope", "scp"];
+
 /// Looks up a dot path such as `realm_access.roles`.
 pub fn claim_path<'c>(claims: &'c Map<String, Value>, path: &str) -> Option<&'c Value> {
     let mut parts = path.split('.');
@@ -23,11 +33,12 @@ pub fn string_list(v: Option<&Value>) -> Vec<&str> {
     }
 }
 
-/// Granted scopes: `scope` (RFC 8693/9068, space-delimited) and `scp` (array or string).
+/// Granted scopes: the strings of every [`SCOPE_CLAIMS`] member.
 pub fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
-    let mut out = string_list(claims.get("scope"));
-    out.extend(string_list(claims.get("scp")));
-    out
+    SCOPE_CLAIMS
+        .iter()
+        .flat_map(|name| string_list(claims.get(*name)))
+        .collect()
 }
 
 /// Renders a claim as a header value: strings as is, numbers and booleans as text, arrays of

@@ -40,5 +40,6 @@ pub mod rejection;
 pub mod request;
 pub mod revocation;
 pub mod route;
+pub mod status;
 pub mod token;
 pub mod verify;

@@ -4,10 +4,20 @@
 
 use serde_json::{Map, Value};
 
-use crate::claims::{claim_path, scopes, string_list};
+use crate::claims::{SCOPE_CLAIMS, claim_path, scopes, string_list, top_level};
 use crate::config::Provider;
 use crate::config::routes::{ClaimRule, ClaimTest, Requirements, Roles};
 use crate::rejection::Rejection;
+
+/// The top-level claims [`steps`] reads of a token from `provider` to check `req`: what the
+/// verified-token cache must keep of a token for a cached check to decide as the first did.
+/// Written next to [`steps`] so the two change together.
+pub fn claims_read<'a>(req: &'a Requirements, provider: &'a Provider) -> impl Iterator<Item = &'a str> {
+    let scopes = (!req.scopes.is_empty()).then_some(SCOPE_CLAIMS).into_iter().flatten();
+    let roles = req.roles.as_ref().map(|_| top_level(&provider.roles_claim));
+    let claims = req.claims.iter().map(|rule| top_level(&rule.path));
+    scopes.chain(roles).chain(claims)
+}
 
 /// Checks `claims` (verified, from `provider`) against `req`; the first failing requirement wins.
 pub fn check(req: &Requirements, provider: &Provider, claims: &Map<String, Value>) -> Result<(), Rejection> {

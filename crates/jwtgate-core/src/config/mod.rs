@@ -10,6 +10,7 @@ pub mod introspection;
 pub mod limits;
 pub mod rate_limits;
 pub mod raw;
+mod requirements;
 pub mod revocation;
 pub mod routes;
 pub mod telemetry;

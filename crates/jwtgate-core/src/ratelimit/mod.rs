@@ -190,6 +190,15 @@ fn exceeded(rule: &RateRule, retry_after: Duration) -> RateLimitExceeded {
     }
 }
 
+/// The top-level claims the rules' keys read ([`key`]'s `KeyPart::Claim` parts): what the
+/// verified-token cache must keep of a token for a cached check to be counted as the first was.
+pub fn claims_read(limits: &RateLimits) -> impl Iterator<Item = &str> {
+    limits.rules.iter().flat_map(|r| &r.by).filter_map(|part| match part {
+        KeyPart::Claim(path) => Some(claims::top_level(path)),
+        KeyPart::Header(_) | KeyPart::ClientIp | KeyPart::Route | KeyPart::Provider => None,
+    })
+}
+
 /// A rule's counter key: its name, `U+001F`, then the hex of a 128-bit SHA-256 digest (aws-lc) of its
 /// parts, each length-prefixed (so no two requests with different parts share a key) and at
 /// most [`MAX_PART_BYTES`] of it hashed, or the absent marker when the request lacks it. A
