@@ -14,7 +14,7 @@ use jwtgate_core::introspect::Introspected;
 use jwtgate_core::jws;
 use jwtgate_core::live::SharedGate;
 use jwtgate_core::rejection::Rejection;
-use jwtgate_core::revocation::{Revocation, Store, Target};
+use jwtgate_core::revocation::{Revocation, Store, Target, expiry};
 use jwtgate_core::verify::{MAX_NUMERIC_DATE, ProviderKeys};
 use serde_json::Value;
 use tonic::{Request, Response, Status};
@@ -101,23 +101,6 @@ impl AdminService {
         }
     }
 
-    /// Until when a revocation of tokens of `p` valid at `from` must be kept: `from` plus how
-    /// long such a token can live — its `max_lifetime`, else `subject_retention` (the longer of
-    /// the one in force and the one at start: tokens accepted before a reload shortened it may
-    /// still live) — plus skew. A provider whose tokens may never expire (`require_exp: false`
-    /// without `max_lifetime`): for good, the year 9999.
-    fn kept_until(&self, p: &ProviderKeys, from: u64) -> u64 {
-        let c = &p.config;
-        let life = match (c.max_lifetime, c.subject_retention) {
-            (Some(max), _) => max,
-            (None, Some(retention)) => retention.max(self.subject_retention),
-            (None, None) => return MAX_NUMERIC_DATE,
-        };
-        from.saturating_add(life.as_secs())
-            .saturating_add(c.clock_skew.as_secs())
-            .min(MAX_NUMERIC_DATE)
-    }
-
     async fn revoke_token_now(&self, req: pb::RevokeTokenRequest) -> Done<pb::RevokeResponse> {
         check_field("reason", &req.reason, true)?;
         let now = clock::unix();
@@ -129,7 +112,7 @@ impl AdminService {
                 check_field("jti", &id.jti, false)?;
                 let p = provider(&gate, &id.issuer)?;
                 let expires_at = match id.expires_at {
-                    0 => self.kept_until(p, now),
+                    0 => expiry::kept_until(&p.config, now, self.subject_retention),
                     t if t > MAX_NUMERIC_DATE => return Err(invalid("expires_at is beyond the year 9999")),
                     t => t,
                 };
@@ -143,10 +126,7 @@ impl AdminService {
                         ));
                     };
                     check_field("jti", jti, false)?;
-                    let expires_at = match v.exp {
-                        Some(exp) => exp.saturating_add(p.config.clock_skew.as_secs()),
-                        None => self.kept_until(p, now),
-                    };
+                    let expires_at = expiry::token_kept_until(&p.config, v.exp, now, self.subject_retention);
                     (v.issuer.to_string(), jti.to_owned(), expires_at)
                 }
                 Err(Rejection::Expired) => return Ok(nothing("the token has already expired: nothing to revoke")),
@@ -181,16 +161,10 @@ impl AdminService {
         let now = clock::unix();
         let gate = self.gate.load_full();
         let p = provider(&gate, &req.issuer)?;
-        let issued_before = match req.issued_before {
-            // `iat` has one-second resolution: "now" must also cover tokens issued earlier in
-            // this very second (a session that logs in again gets a token from the next second).
-            0 => now + 1,
-            t if t > now.saturating_add(p.config.clock_skew.as_secs()) => {
-                return Err(invalid("issued_before is in the future"));
-            }
-            t => t,
+        let Some(issued_before) = expiry::issued_before(&p.config, req.issued_before, now) else {
+            return Err(invalid("issued_before is in the future"));
         };
-        let expires_at = self.kept_until(p, issued_before);
+        let expires_at = expiry::kept_until(&p.config, issued_before, self.subject_retention);
         if expires_at <= now {
             return Ok(nothing(
                 "every token issued before issued_before has already expired: nothing to revoke",

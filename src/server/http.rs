@@ -1,6 +1,6 @@
 //! The HTTP listener: the HTTP front door for Nginx `auth_request`, ingress-nginx, Envoy's HTTP
 //! ext_authz mode (and Istio's `envoyExtAuthzHttp`, Envoy Gateway) and Traefik/Caddy
-//! forward-auth, plus `/healthz`, `/readyz` and `/metrics`. It only translates: which door was
+//! forward-auth, beside the operations endpoints ([`ops`]). It only translates: which door was
 //! asked and what it was sent → [`Request`] ([`original::read`], which reads the one header
 //! family the door's configuration names, believing only its trusted proxies), and the decision
 //! → status, headers and body ([`render`]). The gate decides.
@@ -12,21 +12,17 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use jwtgate_core::config::http_auth::Family;
 use jwtgate_core::gate::Gate;
-use jwtgate_core::keys::KeyStatus;
 use jwtgate_core::live::SharedGate;
-use jwtgate_core::metrics::{Door, Format};
+use jwtgate_core::metrics::Door;
 use jwtgate_core::original::{self, Asked};
 use jwtgate_core::request::{Decision, Headers, Request};
-use jwtgate_core::revocation::StoreStatus;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::render;
+use super::{ops, render};
 use crate::telemetry;
 
 /// What the HTTP handlers share.
@@ -38,77 +34,14 @@ pub struct HttpState {
     pub draining: CancellationToken,
 }
 
-/// The `/readyz` body.
-#[derive(Debug, Serialize)]
-pub struct Readiness {
-    /// Every provider has usable keys and the process is not shutting down.
-    pub ready: bool,
-    /// Whether draining (shutdown) has begun.
-    pub shutting_down: bool,
-    /// Each provider's key state.
-    pub providers: Vec<KeyStatus>,
-    /// The revocation store: a disconnected Redis is reported here but does not make jwtgate
-    /// unready (every revocation already known is still enforced).
-    pub revocation: Option<StoreStatus>,
-    /// The shared rate-limit store, if any: disconnected, `on_store_error` applies (not unready).
-    pub rate_limits: Option<RateStoreStatus>,
-}
-
-/// The shared rate-limit store's state in `/readyz`.
-#[derive(Debug, Serialize)]
-pub struct RateStoreStatus {
-    /// `redis`.
-    pub store: &'static str,
-    /// Whether a connection is up.
-    pub connected: bool,
-}
-
-/// Readiness now: every provider's keys usable.
-pub fn readiness(gate: &Gate, shutdown: &CancellationToken) -> Readiness {
-    let verifier = gate.verifier();
-    Readiness {
-        ready: jwtgate_core::status::ready(gate) && !shutdown.is_cancelled(),
-        shutting_down: shutdown.is_cancelled(),
-        providers: verifier
-            .providers_by_name()
-            .into_iter()
-            .map(|p| p.keys.status())
-            .collect(),
-        revocation: gate.shared().store.as_ref().map(|s| s.status()),
-        rate_limits: gate.shared().rate_store.as_ref().map(|s| RateStoreStatus {
-            store: "redis",
-            connected: s.connected(),
-        }),
-    }
-}
-
 /// The HTTP router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .merge(ops::router(state.gate.clone(), state.draining.clone()))
         .fallback(door)
         // One `Arc` per request (axum clones the state for each), not the gate's handle and the
         // drain token's lock-taking clone.
         .with_state(Arc::new(state))
-}
-
-async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    let r = readiness(&state.gate.load(), &state.draining);
-    let status = if r.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(r))
-}
-
-/// Prometheus text 0.0.4, or OpenMetrics when the scraper's `Accept` asks for it.
-async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> impl IntoResponse {
-    let format = Format::from_accept(header(&headers, "accept"));
-    let text = jwtgate_core::status::metrics_text(&state.gate.load(), format);
-    ([("content-type", format.content_type())], text)
 }
 
 /// Every door (`http_auth`: `/auth`, `envoy_prefix`, `doors`): the door asked reads the request
@@ -143,10 +76,6 @@ async fn door(
     req.trace_id = Some(trace.trace_id);
     let decision = gate.decide(&req).instrument(trace.span).await;
     answer(&gate, started, decision, door.family)
-}
-
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Headers as the gate sees them: lower-case names, repeated values joined with `,` (`; ` for

@@ -9,6 +9,7 @@ mod cork;
 pub mod grpc;
 pub mod http;
 pub mod introspection;
+pub mod ops;
 pub mod render;
 pub mod transport;
 

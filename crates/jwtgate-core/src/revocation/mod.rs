@@ -7,6 +7,7 @@
 //! reconnect).
 
 pub mod embedded;
+pub mod expiry;
 pub mod redis;
 
 use std::collections::HashMap;
