@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration::serde_text;
+use super::secrets::RawSecret;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -529,16 +530,6 @@ pub struct RawDpop {
 pub struct RawMtlsBinding {
     /// `off` or `required`; default `off`.
     pub mode: Option<String>,
-}
-
-/// Where a shared secret comes from.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSecret {
-    /// Environment variable holding the secret.
-    pub env: Option<String>,
-    /// File holding the secret (one trailing newline is ignored).
-    pub file: Option<PathBuf>,
 }
 
 /// One place to look for the token.

@@ -157,7 +157,7 @@ impl Validator<'_> {
         let password = match raw.password_file {
             Some(path) => Some(Secret(self.secret(
                 "redis.password_file",
-                super::raw::RawSecret {
+                super::secrets::RawSecret {
                     env: None,
                     file: Some(path),
                 },
