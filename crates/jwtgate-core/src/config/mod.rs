@@ -3,6 +3,7 @@
 //!
 //! This module reads the config file and the secrets it points at; it does no other I/O.
 
+pub mod admin;
 pub mod binding;
 pub mod duration;
 pub mod http_auth;
@@ -10,12 +11,15 @@ pub mod introspection;
 pub mod limits;
 pub mod rate_limits;
 pub mod raw;
+pub mod redis;
 pub mod revocation;
 pub mod routes;
 pub mod secrets;
 pub mod telemetry;
 
-pub use revocation::{AdminAuth, RedisConnection, RevocationConfig, StoreConfig};
+pub use admin::AdminAuth;
+pub use redis::RedisConnection;
+pub use revocation::{RevocationConfig, StoreConfig};
 pub use secrets::{LooseSecret, Secret};
 pub use telemetry::{OtlpExport, OtlpProtocol, TracingConfig};
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::admin::RawAdmin;
 use super::duration::serde_text;
+use super::redis::RawRedis;
 use super::secrets::RawSecret;
 
 /// The whole file.
@@ -100,25 +102,6 @@ pub struct RawIntrospectionClient {
 pub struct RawKeyCache {
     /// Default: `keys` inside the embedded revocation store's directory (`jwtgate-data/keys`).
     pub dir: Option<PathBuf>,
-}
-
-/// `redis:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRedis {
-    /// `redis://…` or `rediss://…` (TLS).
-    pub url: String,
-    /// PEM file of a private CA to trust (with `rediss://`); default: the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Redis Cluster (not available in this version).
-    pub cluster: Option<bool>,
-    /// More cluster seed nodes.
-    #[serde(default)]
-    pub nodes: Vec<String>,
-    /// ACL user name.
-    pub username: Option<String>,
-    /// File holding the password (else `JWTGATE_REDIS_PASSWORD`, else the URL's).
-    pub password_file: Option<PathBuf>,
 }
 
 /// `rate_limits:`.
@@ -252,18 +235,6 @@ pub enum RawStoreKind {
     Embedded,
     /// Redis, shared by replicas.
     Redis,
-}
-
-/// `admin:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmin {
-    /// A static admin token from an env var or a file.
-    pub token: Option<RawSecret>,
-    /// Admin bearer tokens are verified against this provider…
-    pub provider: Option<String>,
-    /// …and must carry this role (in the provider's `roles_claim`).
-    pub role: Option<String>,
 }
 
 /// `defaults:`.
