@@ -9,6 +9,7 @@ pub mod duration;
 pub mod http_auth;
 pub mod introspection;
 pub mod limits;
+pub mod listen;
 pub mod rate_limits;
 pub mod raw;
 pub mod redis;
@@ -18,6 +19,7 @@ pub mod secrets;
 pub mod telemetry;
 
 pub use admin::AdminAuth;
+pub use listen::{Listen, ListenTls};
 pub use redis::RedisConnection;
 pub use revocation::{RevocationConfig, StoreConfig};
 pub use secrets::{LooseSecret, Secret};
@@ -26,7 +28,6 @@ pub use telemetry::{OtlpExport, OtlpProtocol, TracingConfig};
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -111,43 +112,6 @@ pub struct CacheConfig {
     pub max_ttl: Duration,
     /// How long a permanently bad token is remembered by hash (default 5s).
     pub negative_ttl: Duration,
-}
-
-/// Listener addresses.
-#[derive(Debug, Clone)]
-pub struct Listen {
-    /// Envoy ext_authz gRPC and gRPC health.
-    pub grpc: SocketAddr,
-    /// `/healthz`, `/readyz`.
-    pub http: SocketAddr,
-    /// Admin API (gRPC); loopback by default.
-    pub admin: SocketAddr,
-    /// TLS on `grpc`, when configured.
-    pub grpc_tls: Option<ListenTls>,
-    /// TLS on `http`, when configured.
-    pub http_tls: Option<ListenTls>,
-    /// TLS on `admin`, when configured.
-    pub admin_tls: Option<ListenTls>,
-    /// The RFC 7662 introspection endpoint (HTTP), when configured.
-    pub introspection: Option<SocketAddr>,
-    /// TLS on `introspection`, when configured.
-    pub introspection_tls: Option<ListenTls>,
-}
-
-/// A listener's TLS files (`listen.grpc_tls`, `listen.http_tls`, `listen.admin_tls`), paths
-/// resolved against the config file's directory. Read by the server, which re-reads them when
-/// they change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenTls {
-    /// The config field, e.g. `listen.grpc_tls`.
-    pub field: &'static str,
-    /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-    /// PEM CA certificates client certificates must chain to; `Some` requires a client
-    /// certificate (mutual TLS).
-    pub client_ca: Option<PathBuf>,
 }
 
 /// One identity provider, validated.
@@ -395,34 +359,7 @@ impl Validator<'_> {
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let listen = Listen {
-            grpc: self.addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9001")?,
-            http: self.addr("listen.http", raw.listen.http, "127.0.0.1:9002")?,
-            admin: self.addr("listen.admin", raw.listen.admin, "127.0.0.1:9003")?,
-            grpc_tls: self.listen_tls("listen.grpc_tls", raw.listen.grpc_tls)?,
-            http_tls: self.listen_tls("listen.http_tls", raw.listen.http_tls)?,
-            admin_tls: self.listen_tls("listen.admin_tls", raw.listen.admin_tls)?,
-            introspection: raw
-                .listen
-                .introspection
-                .map(|a| self.addr("listen.introspection", Some(a), ""))
-                .transpose()?,
-            introspection_tls: self.listen_tls("listen.introspection_tls", raw.listen.introspection_tls)?,
-        };
-        if listen.introspection_tls.is_some() && listen.introspection.is_none() {
-            return Err(self.err("listen.introspection_tls", "is set without `listen.introspection`"));
-        }
-        let mut named = vec![
-            ("listen.grpc", listen.grpc),
-            ("listen.http", listen.http),
-            ("listen.admin", listen.admin),
-        ];
-        named.extend(listen.introspection.map(|a| ("listen.introspection", a)));
-        for (i, (field, addr)) in named.iter().enumerate() {
-            if let Some((other, _)) = named[..i].iter().find(|(_, a)| a == addr && a.port() != 0) {
-                return Err(self.err(*field, format!("`{addr}` is also {other}")));
-            }
-        }
+        let listen = self.listen(raw.listen)?;
         if raw.providers.is_empty() {
             return Err(self.err("providers", "at least one provider is required"));
         }
@@ -543,35 +480,6 @@ impl Validator<'_> {
             return Err(self.err("cache.negative_ttl", "must be at most 60s"));
         }
         Ok(c)
-    }
-
-    fn listen_tls(
-        &self,
-        field: &'static str,
-        raw: Option<raw::RawListenTls>,
-    ) -> Result<Option<ListenTls>, ConfigError> {
-        let Some(raw) = raw else { return Ok(None) };
-        let path = |name: &str, p: Option<PathBuf>| match p {
-            Some(p) if !p.as_os_str().is_empty() => Ok(self.base.join(p)),
-            Some(_) => Err(self.err(format!("{field}.{name}"), "is empty")),
-            None => Err(self.err(format!("{field}.{name}"), "is required")),
-        };
-        let key = path("key", raw.key)?;
-        self.loose
-            .borrow_mut()
-            .extend(LooseSecret::of(&format!("{field}.key"), &key));
-        Ok(Some(ListenTls {
-            field,
-            cert: path("cert", raw.cert)?,
-            key,
-            client_ca: raw.client_ca.map(|p| path("client_ca", Some(p))).transpose()?,
-        }))
-    }
-
-    fn addr(&self, field: &str, raw: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
-        let text = raw.as_deref().unwrap_or(default);
-        text.parse()
-            .map_err(|_| self.err(field, format!("`{text}` is not an IP:port address")))
     }
 
     fn provider(&self, field: &str, p: RawProvider) -> Result<Provider, ConfigError> {

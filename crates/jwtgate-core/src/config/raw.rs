@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::admin::RawAdmin;
 use super::duration::serde_text;
+use super::listen::RawListen;
 use super::redis::RawRedis;
 use super::secrets::RawSecret;
 
@@ -381,40 +382,6 @@ pub struct RawClaimTest {
     pub one_of: Option<Vec<serde_json::Value>>,
     /// Matches this expression.
     pub regex: Option<String>,
-}
-
-/// Listener addresses.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawListen {
-    /// Admin API (gRPC).
-    pub admin: Option<String>,
-    /// Default: `127.0.0.1:9001`.
-    pub grpc: Option<String>,
-    /// Default: `127.0.0.1:9002`.
-    pub http: Option<String>,
-    /// TLS on the gRPC listener.
-    pub grpc_tls: Option<RawListenTls>,
-    /// TLS on the HTTP listener.
-    pub http_tls: Option<RawListenTls>,
-    /// TLS on the admin listener.
-    pub admin_tls: Option<RawListenTls>,
-    /// The RFC 7662 introspection endpoint (HTTP); off when unset.
-    pub introspection: Option<String>,
-    /// TLS on the introspection listener.
-    pub introspection_tls: Option<RawListenTls>,
-}
-
-/// `listen.*_tls`: PEM files, re-read when they change.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawListenTls {
-    /// The certificate chain, leaf first.
-    pub cert: Option<PathBuf>,
-    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: Option<PathBuf>,
-    /// CA certificates that client certificates must chain to; when set, clients must present one.
-    pub client_ca: Option<PathBuf>,
 }
 
 /// One identity provider (token issuer).
