@@ -5,9 +5,11 @@
 
 pub mod admin;
 pub mod binding;
+pub mod cache;
 pub mod duration;
 pub mod http_auth;
 pub mod introspection;
+pub mod key_cache;
 pub mod limits;
 pub mod listen;
 pub mod rate_limits;
@@ -19,6 +21,8 @@ pub mod secrets;
 pub mod telemetry;
 
 pub use admin::AdminAuth;
+pub use cache::CacheConfig;
+pub use key_cache::KeyCacheConfig;
 pub use listen::{Listen, ListenTls};
 pub use redis::RedisConnection;
 pub use revocation::{RevocationConfig, StoreConfig};
@@ -94,24 +98,6 @@ pub struct Config {
     pub introspection: introspection::Introspection,
     /// The Redis that keeps DPoP proof ids when a provider has `dpop.replay: redis`.
     pub dpop_replay: Option<RedisConnection>,
-}
-
-/// `key_cache:`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyCacheConfig {
-    /// The directory (created at start, mode 0700).
-    pub dir: PathBuf,
-}
-
-/// `cache:`, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Most cached tokens (default 100,000); 0 turns the cache off.
-    pub max_entries: u64,
-    /// Longest an entry lives (default 10m); never past the token's `exp`.
-    pub max_ttl: Duration,
-    /// How long a permanently bad token is remembered by hash (default 5s).
-    pub negative_ttl: Duration,
 }
 
 /// One identity provider, validated.
@@ -418,14 +404,7 @@ impl Validator<'_> {
                 )
             })?),
         };
-        let key_cache = KeyCacheConfig {
-            dir: match (raw.key_cache.dir, &revocation.store) {
-                (Some(dir), _) if dir.as_os_str().is_empty() => return Err(self.err("key_cache.dir", "is empty")),
-                (Some(dir), _) => self.base.join(dir),
-                (None, StoreConfig::Embedded { path }) => path.join("keys"),
-                (None, StoreConfig::Redis { .. }) => self.base.join("jwtgate-data").join("keys"),
-            },
-        };
+        let key_cache = self.key_cache(raw.key_cache, &revocation.store)?;
         let admin = self.admin(raw.admin, &providers)?;
         let http_auth = self.http_auth(raw.http_auth, &providers)?;
         let introspection = self.introspection(raw.introspection, listen.introspection.is_some(), &providers)?;
@@ -459,27 +438,6 @@ impl Validator<'_> {
             return Err(self.err("shutdown_drain", "must be at most 5m"));
         }
         Ok(drain)
-    }
-
-    fn cache(&self, raw: &raw::RawCache) -> Result<CacheConfig, ConfigError> {
-        let c = CacheConfig {
-            max_entries: raw.max_entries.unwrap_or(100_000),
-            max_ttl: raw.max_ttl.unwrap_or(Duration::from_secs(600)),
-            negative_ttl: raw.negative_ttl.unwrap_or(Duration::from_secs(5)),
-        };
-        if c.max_entries > 10_000_000 {
-            return Err(self.err("cache.max_entries", "must be at most 10000000"));
-        }
-        if c.max_ttl.is_zero() {
-            return Err(self.err(
-                "cache.max_ttl",
-                "must be more than 0s (use max_entries: 0 to turn the cache off)",
-            ));
-        }
-        if c.negative_ttl > Duration::from_secs(60) {
-            return Err(self.err("cache.negative_ttl", "must be at most 60s"));
-        }
-        Ok(c)
     }
 
     fn provider(&self, field: &str, p: RawProvider) -> Result<Provider, ConfigError> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::admin::RawAdmin;
+use super::cache::RawCache;
 use super::duration::serde_text;
+use super::key_cache::RawKeyCache;
 use super::listen::RawListen;
 use super::redis::RawRedis;
 use super::secrets::RawSecret;
@@ -97,14 +99,6 @@ pub struct RawIntrospectionClient {
     pub role: Option<String>,
 }
 
-/// `key_cache:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawKeyCache {
-    /// Default: `keys` inside the embedded revocation store's directory (`jwtgate-data/keys`).
-    pub dir: Option<PathBuf>,
-}
-
 /// `rate_limits:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,20 +184,6 @@ pub struct RawTracing {
 pub struct RawLog {
     /// Most denial lines logged per second; 0 logs none. Default 1000.
     pub denials_per_second: Option<u32>,
-}
-
-/// `cache:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCache {
-    /// Most cached tokens; 0 turns the cache off.
-    pub max_entries: Option<u64>,
-    /// Longest an entry lives (it never outlives the token's `exp`).
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub max_ttl: Option<Duration>,
-    /// How long a permanently bad token is remembered; 0s turns that off.
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub negative_ttl: Option<Duration>,
 }
 
 /// `revocation:`.
