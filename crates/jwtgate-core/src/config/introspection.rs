@@ -117,7 +117,7 @@ impl Validator<'_> {
         let field = format!("{field}.introspection");
         let endpoint = match raw.endpoint {
             Some(e) => {
-                super::check_http_url(&e).map_err(|r| self.err(format!("{field}.endpoint"), r))?;
+                super::syntax::check_http_url(&e).map_err(|r| self.err(format!("{field}.endpoint"), r))?;
                 Some(e)
             }
             None if discovery => None,

@@ -12,8 +12,8 @@ use super::cache::RawCache;
 use super::duration::serde_text;
 use super::key_cache::RawKeyCache;
 use super::listen::RawListen;
+use super::providers::RawProvider;
 use super::redis::RawRedis;
-use super::secrets::RawSecret;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -364,66 +364,6 @@ pub struct RawClaimTest {
     pub regex: Option<String>,
 }
 
-/// One identity provider (token issuer).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProvider {
-    /// Required, unique.
-    pub name: Option<String>,
-    /// Required, unique; compared exactly with the token's `iss`.
-    pub issuer: Option<String>,
-    /// Key source: a JWKS URL.
-    pub jwks_uri: Option<String>,
-    /// Key source: OIDC discovery from `{issuer}/.well-known/openid-configuration`.
-    pub discovery: Option<bool>,
-    /// Key source: a local JWKS file, reloaded when it changes.
-    pub jwks_file: Option<PathBuf>,
-    /// Key source: a shared secret for legacy HS256/384/512 tokens.
-    pub hmac_secret: Option<RawSecret>,
-    /// Default: none (no `aud` check). Otherwise the token's `aud` must contain one.
-    pub audiences: Option<Vec<String>>,
-    /// Default: every asymmetric algorithm the keys support, or HS* with `hmac_secret`.
-    pub algorithms: Option<Vec<String>>,
-    /// Default: 60s.
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub clock_skew: Option<Duration>,
-    /// Default: any `typ`. Otherwise the header `typ` must be one of these (e.g. `at+jwt`).
-    pub token_types: Option<Vec<String>>,
-    /// Default: none. Claims that must be present.
-    pub required_claims: Option<Vec<String>>,
-    /// Default: true.
-    pub require_exp: Option<bool>,
-    /// Default: none. Longest allowed `exp - iat` (or `exp - now` without `iat`).
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub max_lifetime: Option<Duration>,
-    /// Default: `[{header: authorization, prefix: "Bearer "}]`.
-    pub sources: Option<Vec<RawSource>>,
-    /// Default: none. Claim (dot path) → upstream header.
-    pub claims_to_headers: Option<BTreeMap<String, String>>,
-    /// Default: none. Header that receives the base64url payload.
-    pub payload_header: Option<String>,
-    /// Default: true. `false` strips the token's header before the request goes upstream.
-    pub forward_token: Option<bool>,
-    /// Dot path of the roles claim.
-    pub roles_claim: Option<String>,
-    /// Refuse tokens without `jti`.
-    pub require_jti: Option<bool>,
-    /// Key-set lifecycle settings.
-    #[serde(default)]
-    pub keys: RawKeys,
-    /// `introspection:` — opaque tokens checked at the provider's RFC 7662 endpoint.
-    pub introspection: Option<RawProviderIntrospection>,
-    /// `dpop:` (RFC 9449 proof-of-possession).
-    pub dpop: Option<RawDpop>,
-    /// `mtls_binding:` (RFC 8705 certificate-bound tokens).
-    pub mtls_binding: Option<RawMtlsBinding>,
-    /// `refuse` (the default) or `decimal`: what an integer `sub` or `jti` is.
-    pub numeric_ids: Option<String>,
-    /// Default: false. Accept tokens bound in a way this provider does not check (`cnf.jkt`
-    /// without `dpop`, `cnf["x5t#S256"]` without `mtls_binding`) as bearer tokens.
-    pub accept_bound_tokens_as_bearer: Option<bool>,
-}
-
 /// `providers[].dpop`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -448,41 +388,6 @@ pub struct RawDpop {
 pub struct RawMtlsBinding {
     /// `off` or `required`; default `off`.
     pub mode: Option<String>,
-}
-
-/// One place to look for the token.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSource {
-    /// Header name.
-    pub header: Option<String>,
-    /// With `header`: the scheme prefix, matched case-insensitively. Default: `"Bearer "`.
-    pub prefix: Option<String>,
-    /// Cookie name.
-    pub cookie: Option<String>,
-    /// Query parameter name (opt-in; RFC 6750 discourages it).
-    pub query: Option<String>,
-}
-
-/// Key-set lifecycle settings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawKeys {
-    /// Default: 5m.
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub refresh_interval: Option<Duration>,
-    /// Default: 30s.
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub min_refetch_interval: Option<Duration>,
-    /// Default: 24h.
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub max_stale: Option<Duration>,
-    /// Default: 5s.
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub fetch_timeout: Option<Duration>,
-    /// Default: 100ms. Longest a request waits for an unknown-`kid` refetch.
-    #[serde(default, deserialize_with = "serde_text::option")]
-    pub refetch_wait: Option<Duration>,
 }
 
 /// `providers[].introspection`.

@@ -1,5 +1,7 @@
 use super::*;
 
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, "test.yaml", Path::new("."))
 }
