@@ -1,13 +1,42 @@
-//! Validated `providers[].dpop` (RFC 9449 proofs of possession) and `providers[].mtls_binding`
-//! (RFC 8705 certificate-bound tokens): how a provider's tokens are bound to their sender.
+//! `providers[].dpop` (RFC 9449 proofs of possession) and `providers[].mtls_binding` (RFC 8705
+//! certificate-bound tokens), how a provider's tokens are bound to their sender: their schema,
+//! their validated form and their validator.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use serde::Deserialize;
 
-use super::raw::{RawDpop, RawMtlsBinding};
-use super::{ConfigError, Source, Validator};
+use super::duration::serde_text;
+use super::redis::RedisConnection;
+use super::{ConfigError, Provider, Source, Validator};
+
+/// `providers[].dpop`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// `off`, `optional` or `required`; default `off`.
+    pub mode: Option<String>,
+    /// Default: 60s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub proof_max_age: Option<Duration>,
+    /// Default: ES256, ES384, EdDSA, RS256, PS256.
+    pub algorithms: Option<Vec<String>>,
+    /// `local` or `redis`; default `local`.
+    pub replay: Option<String>,
+    /// Default: 100ms.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub replay_timeout: Option<Duration>,
+}
+
+/// `providers[].mtls_binding`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtlsBinding {
+    /// `off` or `required`; default `off`.
+    pub mode: Option<String>,
+}
 
 /// Proof algorithms accepted when `dpop.algorithms` is not set.
 const DEFAULT_PROOF_ALGORITHMS: [Algorithm; 5] = [
@@ -144,5 +173,28 @@ impl Validator<'_> {
                 format!("`{other}` is not one of off, required"),
             )),
         }
+    }
+
+    /// The Redis that keeps DPoP proof ids: the shared connection (`redis:`, or a Redis
+    /// revocation store's), which a provider with `dpop.replay: redis` requires.
+    pub(super) fn dpop_replay(
+        &self,
+        providers: &[Provider],
+        shared: Option<&RedisConnection>,
+    ) -> Result<Option<RedisConnection>, ConfigError> {
+        Ok(
+            match providers
+                .iter()
+                .position(|p| p.dpop.as_ref().is_some_and(|d| d.replay == Replay::Redis))
+            {
+                None => None,
+                Some(i) => Some(shared.cloned().ok_or_else(|| {
+                    self.err(
+                        format!("providers[{i}].dpop.replay"),
+                        "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
+                    )
+                })?),
+            },
+        )
     }
 }

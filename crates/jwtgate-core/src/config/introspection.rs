@@ -1,16 +1,66 @@
-//! Validated `introspection:` (who may ask jwtgate's RFC 7662 endpoint, and the admin API's
-//! `Introspect`, whether a token is active) and `providers[].introspection` (how jwtgate asks a
-//! provider about its opaque tokens).
+//! `introspection:` (who may ask jwtgate's RFC 7662 endpoint, and the admin API's `Introspect`,
+//! whether a token is active) and `providers[].introspection` (how jwtgate asks a provider about
+//! its opaque tokens): their schema, their validated form and their validator.
 
 use std::collections::HashSet;
-
-use super::ConfigError;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawIntrospection, RawIntrospectionClient, RawProviderIntrospection};
-use super::routes::{Requirements, Roles};
-use super::{Provider, Secret, Validator};
+use serde::Deserialize;
 
+use super::duration::serde_text;
+use super::routes::{Requirements, Roles};
+use super::secrets::Secret;
+use super::{ConfigError, Provider, Validator};
+
+/// `introspection:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    /// Default: false.
+    pub enabled: Option<bool>,
+    /// Who may ask.
+    #[serde(default)]
+    pub clients: Vec<RawIntrospectionClient>,
+}
+
+/// `introspection.clients[]`: `{id, secret_file}` or `{provider, role}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospectionClient {
+    /// HTTP Basic client id.
+    pub id: Option<String>,
+    /// File holding that client's secret.
+    pub secret_file: Option<PathBuf>,
+    /// A provider whose bearer tokens may ask…
+    pub provider: Option<String>,
+    /// …when they carry this role.
+    pub role: Option<String>,
+}
+
+/// `providers[].introspection`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProviderIntrospection {
+    /// The RFC 7662 endpoint; default: discovery's `introspection_endpoint`.
+    pub endpoint: Option<String>,
+    /// jwtgate's client id at the provider.
+    pub client_id: Option<String>,
+    /// File holding jwtgate's client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Default: 60s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub cache_ttl: Option<Duration>,
+    /// Default: 5s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub negative_cache_ttl: Option<Duration>,
+    /// Default: 500ms.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub timeout: Option<Duration>,
+    /// Default: `[refresh_token, offline]`. Token types (an answer's `token_use`, `typ` or
+    /// `token_type`) refused as not being access tokens.
+    pub refuse_token_types: Option<Vec<String>>,
+}
 /// Shortest client secret accepted (the same floor as `admin.token`).
 const MIN_SECRET_BYTES: usize = 16;
 

@@ -1,11 +1,19 @@
-//! Configuration: the YAML schema ([`raw`]), parsed once into validated types ([`Config`]) whose
-//! fields cannot hold invalid values. Errors name the file, the field path and the reason.
+//! Configuration, parsed once into validated types ([`Config`]) whose fields cannot hold invalid
+//! values. Errors name the file, the field path and the reason ([`ConfigError`]).
+//!
+//! One file per section (`listen`, `providers`, `routes`, `http_auth`, `revocation`, `redis`,
+//! `admin`, …; a provider's `keys`, `binding` and `introspection`): each holds the section's YAML
+//! schema as written (`Raw*`, unknown fields refused), its validated types, and the validator
+//! turning one into the other. `document` composes the sections into the whole file. This file
+//! keeps [`Config`], [`ConfigError`], the entry points ([`Config::load`], [`Config::parse`]) and
+//! the order in which sections are validated.
 //!
 //! This module reads the config file and the secrets it points at; it does no other I/O.
 
 pub mod admin;
 pub mod binding;
 pub mod cache;
+mod document;
 pub mod duration;
 pub mod http_auth;
 pub mod introspection;
@@ -15,7 +23,6 @@ pub mod limits;
 pub mod listen;
 pub mod providers;
 pub mod rate_limits;
-pub mod raw;
 pub mod redis;
 pub mod revocation;
 pub mod routes;
@@ -40,7 +47,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::time::Duration;
 
-use raw::RawConfig;
+use document::RawConfig;
 
 /// A config file that cannot be used: which file, which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +151,8 @@ impl Config {
     }
 }
 
+/// What every section's validator shares: the file errors name, the directory relative paths
+/// resolve against, and the loose secret files found so far.
 struct Validator<'a> {
     file: &'a str,
     base: &'a Path,
@@ -160,20 +169,12 @@ impl Validator<'_> {
         }
     }
 
+    /// Every section, in the order that decides which mistake a file with several reports.
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let listen = self.listen(raw.listen)?;
         let mut providers = self.providers(raw.providers)?;
-        let max_token_bytes = raw.max_token_bytes.unwrap_or(8192);
-        if !(256..=1 << 20).contains(&max_token_bytes) {
-            return Err(self.err("max_token_bytes", "must be between 256 and 1048576"));
-        }
-        let realm = raw.realm.unwrap_or_else(|| "jwtgate".into());
-        if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-            return Err(self.err(
-                "realm",
-                "must be non-empty without quotes, backslashes or control characters",
-            ));
-        }
+        let max_token_bytes = self.max_token_bytes(raw.max_token_bytes)?;
+        let realm = self.realm(raw.realm)?;
         let routes = self.routes(raw.routes, &providers)?;
         let redis = match raw.redis {
             Some(r) => Some(self.redis(r)?),
@@ -190,18 +191,7 @@ impl Validator<'_> {
             StoreConfig::Embedded { .. } => None,
         });
         let rate_limits = self.rate_limits(raw.rate_limits, &routes, shared.as_ref())?;
-        let dpop_replay = match providers
-            .iter()
-            .position(|p| p.dpop.as_ref().is_some_and(|d| d.replay == binding::Replay::Redis))
-        {
-            None => None,
-            Some(i) => Some(shared.clone().ok_or_else(|| {
-                self.err(
-                    format!("providers[{i}].dpop.replay"),
-                    "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
-                )
-            })?),
-        };
+        let dpop_replay = self.dpop_replay(&providers, shared.as_ref())?;
         let key_cache = self.key_cache(raw.key_cache, &revocation.store)?;
         let admin = self.admin(raw.admin, &providers)?;
         let http_auth = self.http_auth(raw.http_auth, &providers)?;
@@ -228,14 +218,6 @@ impl Validator<'_> {
             dpop_replay,
             loose_secrets: self.loose.take(),
         })
-    }
-
-    fn shutdown_drain(&self, raw: Option<Duration>) -> Result<Duration, ConfigError> {
-        let drain = raw.unwrap_or(Duration::from_secs(5));
-        if drain > Duration::from_secs(300) {
-            return Err(self.err("shutdown_drain", "must be at most 5m"));
-        }
-        Ok(drain)
     }
 }
 

@@ -11,9 +11,10 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
+use super::binding::{RawDpop, RawMtlsBinding};
 use super::duration::serde_text;
+use super::introspection::RawProviderIntrospection;
 use super::keys::{KeySettings, KeySource, RawKeys};
-use super::raw::{RawDpop, RawMtlsBinding, RawProviderIntrospection};
 use super::secrets::RawSecret;
 use super::syntax::valid_token;
 use super::{ConfigError, Validator, binding, introspection, routes};

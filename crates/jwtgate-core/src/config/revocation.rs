@@ -1,11 +1,46 @@
-//! Validated `revocation:`: where revocations are kept and how long.
+//! `revocation:`, where revocations are kept and how long: its schema, its validated form and
+//! its validator.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawRevocation, RawStoreKind};
+use serde::Deserialize;
+
+use super::duration::serde_text;
 use super::redis::RedisConnection;
 use super::{ConfigError, Validator};
+
+/// `revocation:`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// `embedded` (default) or `redis`.
+    pub store: Option<RawStoreKind>,
+    /// Embedded: the directory of the database file.
+    pub path: Option<PathBuf>,
+    /// Redis: `redis://host:port/db`.
+    pub url: Option<String>,
+    /// Redis: prefix of every key jwtgate writes.
+    pub key_prefix: Option<String>,
+    /// Redis: the pub/sub channel.
+    pub channel: Option<String>,
+    /// How long a subject cut-off is kept when the provider sets no `max_lifetime`.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub subject_retention: Option<Duration>,
+    /// How often expired revocations are purged.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub purge_interval: Option<Duration>,
+}
+
+/// Which revocation store.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStoreKind {
+    /// redb on local disk.
+    Embedded,
+    /// Redis, shared by replicas.
+    Redis,
+}
 
 /// Where revocations are kept and how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
