@@ -36,3 +36,24 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::tests::{MINIMAL, err, parse};
+
+    #[test]
+    fn key_cache_dir_defaults_beside_the_revocation_data_and_is_validated() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.key_cache.dir, Path::new("./jwtgate-data/keys"));
+        let c = parse(&format!("revocation: {{ path: /var/lib/jwtgate }}\n{MINIMAL}")).unwrap();
+        assert_eq!(c.key_cache.dir, Path::new("/var/lib/jwtgate/keys"));
+        let c = parse(&format!("key_cache: {{ dir: /cache }}\n{MINIMAL}")).unwrap();
+        assert_eq!(c.key_cache.dir, Path::new("/cache"));
+        let e = err(&format!("key_cache: {{ dir: \"\" }}\n{MINIMAL}"));
+        assert_eq!((e.field.as_str(), e.reason.as_str()), ("key_cache.dir", "is empty"));
+        let e = err(&format!("key_cache: {{ directory: /x }}\n{MINIMAL}"));
+        assert!(e.field.starts_with("key_cache"), "{e}");
+    }
+}

@@ -293,3 +293,64 @@ impl Validator<'_> {
         Ok(k)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::config::tests::{MINIMAL, err};
+
+    #[test]
+    fn two_key_sources_are_refused() {
+        let e = err(&format!("{MINIMAL}    discovery: true\n"));
+        assert_eq!(e.field, "providers[0]");
+        assert!(e.reason.contains("exactly one key source"), "{e}");
+    }
+
+    #[test]
+    fn hmac_algorithm_without_secret_is_refused() {
+        let e = err(&format!("{MINIMAL}    algorithms: [HS256]\n"));
+        assert_eq!(e.field, "providers[0].algorithms");
+        assert!(e.reason.contains("needs `hmac_secret`"), "{e}");
+    }
+
+    #[test]
+    fn alg_none_is_not_an_algorithm() {
+        let e = err(&format!("{MINIMAL}    algorithms: [none]\n"));
+        assert!(e.reason.contains("`none` is not supported"), "{e}");
+    }
+
+    #[test]
+    fn short_hmac_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "short\n").unwrap();
+        let e = Config::parse(
+            "providers:\n  - name: l\n    issuer: legacy\n    hmac_secret: { file: s }\n",
+            "t.yaml",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "providers[0].hmac_secret");
+        assert!(e.reason.contains("at least 32"), "{e}");
+    }
+
+    #[test]
+    fn hmac_defaults_follow_secret_length() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "x".repeat(48)).unwrap();
+        let c = Config::parse(
+            "providers:\n  - name: l\n    issuer: legacy\n    hmac_secret: { file: s }\n",
+            "t.yaml",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(c.providers[0].algorithms, vec![Algorithm::HS256, Algorithm::HS384]);
+        let e = Config::parse(
+            "providers:\n  - name: l\n    issuer: legacy\n    hmac_secret: { file: s }\n    algorithms: [HS512]\n",
+            "t.yaml",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("at least 64 bytes"), "{e}");
+    }
+}

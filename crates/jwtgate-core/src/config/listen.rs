@@ -138,3 +138,14 @@ impl Validator<'_> {
             .map_err(|_| self.err(field, format!("`{text}` is not an IP:port address")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{MINIMAL, err};
+
+    #[test]
+    fn bad_listen_address_is_refused() {
+        let e = err(&format!("listen: {{ grpc: nowhere }}\n{MINIMAL}"));
+        assert_eq!(e.field, "listen.grpc");
+    }
+}

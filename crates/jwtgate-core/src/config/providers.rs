@@ -387,3 +387,86 @@ impl Validator<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{MINIMAL, err, parse};
+
+    #[test]
+    fn issue_example_parses() {
+        let c = parse(
+            r#"
+listen: { grpc: "127.0.0.1:9001", http: "127.0.0.1:9002" }
+providers:
+  - name: corp
+    issuer: "https://idp.example.com/"
+    jwks_uri: "https://idp.example.com/keys"
+    audiences: ["api"]
+    algorithms: ["RS256", "ES256"]
+    clock_skew: 60s
+    sources: [{ header: authorization, prefix: "Bearer " }]
+    claims_to_headers: { sub: x-jwt-sub }
+    keys: { refresh_interval: 5m, min_refetch_interval: 30s, max_stale: 24h, fetch_timeout: 5s }
+"#,
+        )
+        .unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+        assert_eq!(p.claims_to_headers, vec![("sub".to_string(), "x-jwt-sub".to_string())]);
+    }
+
+    #[test]
+    fn duplicate_issuers_are_refused() {
+        let e = err(&format!(
+            "{MINIMAL}  - name: other\n    issuer: \"https://idp.example.com/\"\n    jwks_uri: \"https://x/\"\n"
+        ));
+        assert_eq!(e.field, "providers[1].issuer");
+    }
+
+    #[test]
+    fn missing_providers_is_refused() {
+        let e = err("listen: { grpc: \"127.0.0.1:1\" }\n");
+        assert_eq!(e.field, "providers");
+    }
+
+    #[test]
+    fn typ_is_normalized() {
+        assert_eq!(normalize_typ("application/AT+JWT"), "at+jwt");
+    }
+
+    #[test]
+    fn numeric_ids_default_to_refuse_and_take_refuse_or_decimal_only() {
+        assert_eq!(parse(MINIMAL).unwrap().providers[0].numeric_ids, NumericIds::Refuse);
+        let with = |extra: &str| format!("{MINIMAL}{extra}");
+        let c = parse(&with("    numeric_ids: decimal\n")).unwrap();
+        assert_eq!(c.providers[0].numeric_ids, NumericIds::Decimal);
+        let e = err(&with("    numeric_ids: Decimal\n"));
+        assert_eq!(
+            (e.file.as_str(), e.field.as_str(), e.reason.as_str()),
+            (
+                "test.yaml",
+                "providers[0].numeric_ids",
+                "`Decimal` is not `refuse` or `decimal`"
+            )
+        );
+    }
+
+    #[test]
+    fn accept_bound_tokens_as_bearer_is_off_by_default_and_refused_where_it_means_nothing() {
+        assert!(!parse(MINIMAL).unwrap().providers[0].accept_bound_tokens_as_bearer);
+        let with = |extra: &str| format!("{MINIMAL}{extra}");
+        let c = parse(&with("    accept_bound_tokens_as_bearer: true\n")).unwrap();
+        assert!(c.providers[0].accept_bound_tokens_as_bearer);
+        let e = err(&with(
+            "    dpop: { mode: optional }\n    mtls_binding: { mode: required }\n    accept_bound_tokens_as_bearer: true\nhttp_auth: { client_cert_header: none }\n",
+        ));
+        assert_eq!(
+            (e.file.as_str(), e.field.as_str()),
+            ("test.yaml", "providers[0].accept_bound_tokens_as_bearer")
+        );
+        assert!(e.reason.contains("has no effect"), "{e}");
+        let e = err(&with("    accept_bound_tokens_as_bearer: maybe\n"));
+        assert_eq!(e.field, "providers[0].accept_bound_tokens_as_bearer");
+    }
+}

@@ -115,3 +115,35 @@ impl Validator<'_> {
         Ok(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_others_may_read_are_listed_and_private_ones_are_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "0123456789abcdef0123456789abcdef").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("loose.secret", 0o644);
+        write("private.secret", 0o600);
+        write("own-group.secret", 0o440);
+        write("writable.secret", 0o602);
+        let text = "providers:\n  - { name: a, issuer: a, hmac_secret: { file: loose.secret } }\n  - { name: b, issuer: b, hmac_secret: { file: private.secret } }\n  - { name: c, issuer: c, hmac_secret: { file: own-group.secret } }\n  - { name: d, issuer: d, hmac_secret: { file: writable.secret } }\nadmin: { token: { file: loose.secret } }\n";
+        let c = Config::parse(text, "test.yaml", dir.path()).unwrap();
+        let fields: Vec<&str> = c.loose_secrets.iter().map(|s| s.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "providers[0].hmac_secret.file",
+                "providers[3].hmac_secret.file",
+                "admin.token.file"
+            ]
+        );
+        assert_eq!(c.loose_secrets[0].mode, 0o644);
+    }
+}
