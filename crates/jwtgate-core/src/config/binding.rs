@@ -182,20 +182,19 @@ impl Validator<'_> {
         providers: &[Provider],
         shared: Option<&RedisConnection>,
     ) -> Result<Option<RedisConnection>, ConfigError> {
-        Ok(
-            match providers
-                .iter()
-                .position(|p| p.dpop.as_ref().is_some_and(|d| d.replay == Replay::Redis))
-            {
-                None => None,
-                Some(i) => Some(shared.cloned().ok_or_else(|| {
-                    self.err(
-                        format!("providers[{i}].dpop.replay"),
-                        "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
-                    )
-                })?),
-            },
-        )
+        let Some(i) = providers
+            .iter()
+            .position(|p| p.dpop.as_ref().is_some_and(|d| d.replay == Replay::Redis))
+        else {
+            return Ok(None);
+        };
+        let shared = shared.cloned().ok_or_else(|| {
+            self.err(
+                format!("providers[{i}].dpop.replay"),
+                "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
+            )
+        })?;
+        Ok(Some(shared))
     }
 }
 
