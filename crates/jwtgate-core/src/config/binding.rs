@@ -1,13 +1,42 @@
-//! Validated `providers[].dpop` (RFC 9449 proofs of possession) and `providers[].mtls_binding`
-//! (RFC 8705 certificate-bound tokens): how a provider's tokens are bound to their sender.
+//! `providers[].dpop` (RFC 9449 proofs of possession) and `providers[].mtls_binding` (RFC 8705
+//! certificate-bound tokens), how a provider's tokens are bound to their sender: their schema,
+//! their validated form and their validator.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use serde::Deserialize;
 
-use super::raw::{RawDpop, RawMtlsBinding};
-use super::{ConfigError, Source, Validator};
+use super::duration::serde_text;
+use super::redis::RedisConnection;
+use super::{ConfigError, Provider, Source, Validator};
+
+/// `providers[].dpop`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// `off`, `optional` or `required`; default `off`.
+    pub mode: Option<String>,
+    /// Default: 60s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub proof_max_age: Option<Duration>,
+    /// Default: ES256, ES384, EdDSA, RS256, PS256.
+    pub algorithms: Option<Vec<String>>,
+    /// `local` or `redis`; default `local`.
+    pub replay: Option<String>,
+    /// Default: 100ms.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub replay_timeout: Option<Duration>,
+}
+
+/// `providers[].mtls_binding`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtlsBinding {
+    /// `off` or `required`; default `off`.
+    pub mode: Option<String>,
+}
 
 /// Proof algorithms accepted when `dpop.algorithms` is not set.
 const DEFAULT_PROOF_ALGORITHMS: [Algorithm; 5] = [
@@ -144,5 +173,115 @@ impl Validator<'_> {
                 format!("`{other}` is not one of off, required"),
             )),
         }
+    }
+
+    /// The Redis that keeps DPoP proof ids: the shared connection (`redis:`, or a Redis
+    /// revocation store's), which a provider with `dpop.replay: redis` requires.
+    pub(super) fn dpop_replay(
+        &self,
+        providers: &[Provider],
+        shared: Option<&RedisConnection>,
+    ) -> Result<Option<RedisConnection>, ConfigError> {
+        let Some(i) = providers
+            .iter()
+            .position(|p| p.dpop.as_ref().is_some_and(|d| d.replay == Replay::Redis))
+        else {
+            return Ok(None);
+        };
+        let shared = shared.cloned().ok_or_else(|| {
+            self.err(
+                format!("providers[{i}].dpop.replay"),
+                "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
+            )
+        })?;
+        Ok(Some(shared))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{MINIMAL, err, parse};
+
+    #[test]
+    fn dpop_and_mtls_binding_get_their_defaults_and_the_dpop_source() {
+        let c = parse(&format!(
+            "{MINIMAL}    dpop: {{ mode: optional }}\n    mtls_binding: {{ mode: required }}\nhttp_auth: {{ client_cert_header: none }}\n"
+        ))
+        .unwrap();
+        let p = &c.providers[0];
+        let d = p.dpop.as_ref().unwrap();
+        assert_eq!(d.mode, DpopMode::Optional);
+        assert_eq!(d.proof_max_age, Duration::from_secs(60));
+        assert_eq!(d.algs(), "ES256 ES384 EdDSA RS256 PS256");
+        assert_eq!(d.replay, Replay::Local);
+        assert!(p.mtls_binding);
+        assert_eq!(p.sources.last(), Some(&dpop_source()), "DPoP scheme read beside Bearer");
+        assert!(p.sources.len() == 2 && c.dpop_replay.is_none());
+        let off = parse(&format!("{MINIMAL}    dpop: {{ mode: off }}\n")).unwrap();
+        assert!(off.providers[0].dpop.is_none() && off.providers[0].sources.len() == 1);
+    }
+
+    #[test]
+    fn bad_dpop_and_mtls_binding_settings_are_refused_with_field_and_reason() {
+        for (yaml, field, reason) in [
+            (
+                "dpop: { mode: strict }",
+                "providers[0].dpop.mode",
+                "`strict` is not one of off, optional, required",
+            ),
+            (
+                "dpop: { mode: required, algorithms: [HS256] }",
+                "providers[0].dpop.algorithms",
+                "`HS256` is not an asymmetric algorithm",
+            ),
+            (
+                "dpop: { mode: required, algorithms: [] }",
+                "providers[0].dpop.algorithms",
+                "cannot be empty",
+            ),
+            (
+                "dpop: { mode: required, proof_max_age: 0s }",
+                "providers[0].dpop.proof_max_age",
+                "more than 0s",
+            ),
+            (
+                "dpop: { mode: required, proof_max_age: 2h }",
+                "providers[0].dpop.proof_max_age",
+                "at most 1h",
+            ),
+            (
+                "dpop: { mode: required, replay: disk }",
+                "providers[0].dpop.replay",
+                "`disk` is not one of local, redis",
+            ),
+            (
+                "dpop: { mode: required, replay: redis }",
+                "providers[0].dpop.replay",
+                "`redis` needs `redis.url`",
+            ),
+            (
+                "dpop: { mode: required, nonce: true }",
+                "providers[0].dpop",
+                "unknown field `nonce`",
+            ),
+            (
+                "mtls_binding: { mode: optional }",
+                "providers[0].mtls_binding.mode",
+                "`optional` is not one of off, required",
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}    {yaml}\n"));
+            assert!(e.field.starts_with(field), "{yaml}: {e}");
+            assert!(e.reason.contains(reason), "{yaml}: {e}");
+            assert_eq!(e.file, "test.yaml");
+        }
+        let e = err(&format!("{MINIMAL}http_auth: {{ client_cert_header: \"x client\" }}\n"));
+        assert_eq!(e.field, "http_auth.client_cert_header", "{e}");
+        let ok = parse(&format!(
+            "{MINIMAL}    dpop: {{ mode: required, replay: redis }}\nredis: {{ url: \"redis://127.0.0.1:6379\" }}\n"
+        ))
+        .unwrap();
+        assert!(ok.dpop_replay.is_some());
     }
 }

@@ -1,16 +1,66 @@
-//! Validated `introspection:` (who may ask jwtgate's RFC 7662 endpoint, and the admin API's
-//! `Introspect`, whether a token is active) and `providers[].introspection` (how jwtgate asks a
-//! provider about its opaque tokens).
+//! `introspection:` (who may ask jwtgate's RFC 7662 endpoint, and the admin API's `Introspect`,
+//! whether a token is active) and `providers[].introspection` (how jwtgate asks a provider about
+//! its opaque tokens): their schema, their validated form and their validator.
 
 use std::collections::HashSet;
-
-use super::ConfigError;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawIntrospection, RawIntrospectionClient, RawProviderIntrospection};
-use super::routes::{Requirements, Roles};
-use super::{Provider, Secret, Validator};
+use serde::Deserialize;
 
+use super::duration::serde_text;
+use super::routes::{Requirements, Roles};
+use super::secrets::Secret;
+use super::{ConfigError, Provider, Validator};
+
+/// `introspection:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    /// Default: false.
+    pub enabled: Option<bool>,
+    /// Who may ask.
+    #[serde(default)]
+    pub clients: Vec<RawIntrospectionClient>,
+}
+
+/// `introspection.clients[]`: `{id, secret_file}` or `{provider, role}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospectionClient {
+    /// HTTP Basic client id.
+    pub id: Option<String>,
+    /// File holding that client's secret.
+    pub secret_file: Option<PathBuf>,
+    /// A provider whose bearer tokens may ask…
+    pub provider: Option<String>,
+    /// …when they carry this role.
+    pub role: Option<String>,
+}
+
+/// `providers[].introspection`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProviderIntrospection {
+    /// The RFC 7662 endpoint; default: discovery's `introspection_endpoint`.
+    pub endpoint: Option<String>,
+    /// jwtgate's client id at the provider.
+    pub client_id: Option<String>,
+    /// File holding jwtgate's client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Default: 60s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub cache_ttl: Option<Duration>,
+    /// Default: 5s.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub negative_cache_ttl: Option<Duration>,
+    /// Default: 500ms.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub timeout: Option<Duration>,
+    /// Default: `[refresh_token, offline]`. Token types (an answer's `token_use`, `typ` or
+    /// `token_type`) refused as not being access tokens.
+    pub refuse_token_types: Option<Vec<String>>,
+}
 /// Shortest client secret accepted (the same floor as `admin.token`).
 const MIN_SECRET_BYTES: usize = 16;
 
@@ -117,7 +167,7 @@ impl Validator<'_> {
         let field = format!("{field}.introspection");
         let endpoint = match raw.endpoint {
             Some(e) => {
-                super::check_http_url(&e).map_err(|r| self.err(format!("{field}.endpoint"), r))?;
+                super::syntax::check_http_url(&e).map_err(|r| self.err(format!("{field}.endpoint"), r))?;
                 Some(e)
             }
             None if discovery => None,
@@ -272,6 +322,234 @@ impl Validator<'_> {
                 field,
                 "give either `id` with `secret_file` (HTTP Basic) or `provider` with `role` (a bearer token)",
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{MINIMAL, parse};
+    use crate::config::{Config, KeySource};
+
+    /// MINIMAL with `listen` and `introspection` blocks, secrets in a temp dir.
+    fn introspection_config(listen: &str, introspection: &str, secret: &[u8]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("client.secret"), secret).unwrap();
+        let text = format!("{listen}{MINIMAL}{introspection}");
+        Config::parse(&text, "test.yaml", dir.path())
+    }
+
+    #[test]
+    fn introspection_is_off_by_default_and_reads_its_clients() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(!c.introspection.enabled);
+        assert_eq!(c.listen.introspection, None);
+        let c = introspection_config(
+            "listen: { introspection: \"127.0.0.1:9004\" }\n",
+            "introspection:\n  enabled: true\n  clients:\n    - { id: billing, secret_file: client.secret }\n    - { provider: corp, role: introspect }\n",
+            b"0123456789abcdef\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.introspection.map(|a| a.port()), Some(9004));
+        assert_eq!(c.introspection.clients.len(), 2);
+        match &c.introspection.clients[0] {
+            IntrospectionClient::Secret { id, secret } => {
+                assert_eq!((id.as_str(), secret.expose()), ("billing", &b"0123456789abcdef"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.introspection.clients[1].requirement().is_some());
+    }
+
+    #[test]
+    fn bad_introspection_settings_are_refused_with_their_field() {
+        let on = "introspection:\n  enabled: true\n  clients:\n";
+        let cases: [(&str, String, &[u8], &str); 8] = [
+            (
+                "listen: { introspection: \"127.0.0.1:9004\" }\n",
+                String::new(),
+                b"0123456789abcdef",
+                "listen.introspection",
+            ),
+            (
+                "",
+                "introspection: { enabled: true }\n".into(),
+                b"0123456789abcdef",
+                "introspection.clients",
+            ),
+            (
+                "",
+                format!("{on}    - {{ id: \"a:b\", secret_file: client.secret }}\n"),
+                b"0123456789abcdef",
+                "introspection.clients[0].id",
+            ),
+            (
+                "",
+                format!("{on}    - {{ id: a, secret_file: client.secret }}\n"),
+                b"short",
+                "introspection.clients[0].secret_file",
+            ),
+            (
+                "",
+                format!("{on}    - {{ id: a, secret_file: missing.secret }}\n"),
+                b"0123456789abcdef",
+                "introspection.clients[0].secret_file",
+            ),
+            (
+                "",
+                format!("{on}    - {{ provider: nobody, role: r }}\n"),
+                b"0123456789abcdef",
+                "introspection.clients[0].provider",
+            ),
+            (
+                "",
+                format!("{on}    - {{ id: a, provider: corp }}\n"),
+                b"0123456789abcdef",
+                "introspection.clients[0]",
+            ),
+            (
+                "",
+                format!(
+                    "{on}    - {{ id: a, secret_file: client.secret }}\n    - {{ id: a, secret_file: client.secret }}\n"
+                ),
+                b"0123456789abcdef",
+                "introspection.clients[1].id",
+            ),
+        ];
+        for (listen, introspection, secret, field) in cases {
+            let e = introspection_config(listen, &introspection, secret).expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+        }
+        let e = introspection_config(
+            "listen: { introspection: \"127.0.0.1:9002\" }\n",
+            &format!("{on}    - {{ provider: corp, role: r }}\n"),
+            b"",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "listen.introspection", "{e}");
+        assert!(e.reason.contains("listen.http"), "{e}");
+    }
+
+    /// A provider with `introspection:` (`fields` inside it) and `extra` provider lines.
+    fn introspecting(extra: &str, fields: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("idp.secret"), b"s3cret\n").unwrap();
+        let text = format!(
+            "providers:\n  - name: legacy\n    issuer: \"https://idp.example/\"\n{extra}    introspection:\n{fields}"
+        );
+        Config::parse(&text, "test.yaml", dir.path())
+    }
+
+    #[test]
+    fn an_introspecting_provider_needs_no_key_source_and_gets_documented_defaults() {
+        let c = introspecting(
+            "",
+            "      endpoint: https://idp.example/introspect\n      client_id: jwtgate\n      client_secret_file: idp.secret\n",
+        )
+        .unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.key_source, KeySource::None);
+        let i = p.introspection.as_ref().unwrap();
+        assert_eq!(i.endpoint.as_deref(), Some("https://idp.example/introspect"));
+        assert_eq!(i.client_secret.expose(), b"s3cret");
+        assert_eq!(
+            (i.cache_ttl, i.negative_cache_ttl, i.timeout),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+                Duration::from_millis(500)
+            )
+        );
+        // With discovery, the endpoint may come from the discovery document.
+        let c = introspecting(
+            "    discovery: true\n",
+            "      client_id: jwtgate\n      client_secret_file: idp.secret\n",
+        )
+        .unwrap();
+        assert_eq!(c.providers[0].key_source, KeySource::Discovery);
+        assert_eq!(c.providers[0].introspection.as_ref().unwrap().endpoint, None);
+    }
+
+    #[test]
+    fn bad_provider_introspection_settings_are_refused_with_their_field() {
+        let base = "      endpoint: https://idp.example/introspect\n      client_id: jwtgate\n      client_secret_file: idp.secret\n";
+        for (fields, field) in [
+            (
+                "      client_id: jwtgate\n      client_secret_file: idp.secret\n",
+                "providers[0].introspection.endpoint",
+            ),
+            (
+                "      endpoint: ftp://idp\n      client_id: j\n      client_secret_file: idp.secret\n",
+                "providers[0].introspection.endpoint",
+            ),
+            (
+                "      endpoint: https://idp/i\n      client_secret_file: idp.secret\n",
+                "providers[0].introspection.client_id",
+            ),
+            (
+                "      endpoint: https://idp/i\n      client_id: j\n",
+                "providers[0].introspection.client_secret_file",
+            ),
+            (
+                "      endpoint: https://idp/i\n      client_id: j\n      client_secret_file: nope\n",
+                "providers[0].introspection.client_secret_file",
+            ),
+            (
+                &format!("{base}      timeout: 0s\n"),
+                "providers[0].introspection.timeout",
+            ),
+            (
+                &format!("{base}      cache_ttl: 2h\n"),
+                "providers[0].introspection.cache_ttl",
+            ),
+            (
+                &format!("{base}      negative_cache_ttl: 10m\n"),
+                "providers[0].introspection.negative_cache_ttl",
+            ),
+            (&format!("{base}      secret: x\n"), "providers[0].introspection"),
+        ] {
+            let e = introspecting("", fields).expect_err(field);
+            assert!(e.field.starts_with(field), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn refuse_token_types_default_to_refresh_tokens_and_never_list_access_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "secret").unwrap();
+        let text = |extra: &str| {
+            format!(
+                "providers:\n  - name: o\n    issuer: https://o/\n    introspection: {{ endpoint: https://o/i, client_id: j, client_secret_file: s{extra} }}\n"
+            )
+        };
+        let types = |extra: &str| {
+            Config::parse(&text(extra), "test.yaml", dir.path()).map(|c| {
+                c.providers[0]
+                    .introspection
+                    .as_ref()
+                    .unwrap()
+                    .refuse_token_types
+                    .clone()
+            })
+        };
+        assert_eq!(types("").unwrap(), ["refresh", "offline", "offlineaccess", "id"]);
+        assert_eq!(types(", refuse_token_types: []").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            types(", refuse_token_types: [REFRESH_TOKEN, Refresh, refresh-token, ID]").unwrap(),
+            ["refresh", "id"]
+        );
+        for (bad, why) in [
+            ("access_token", "every token would be refused"),
+            ("Bearer", "every token would be refused"),
+            ("DPoP", "every token would be refused"),
+            ("N_A", "every token would be refused"),
+            ("\"\"", "is not a token type"),
+            ("\"a b\"", "is not a token type"),
+        ] {
+            let e = types(&format!(", refuse_token_types: [{bad}]")).unwrap_err();
+            assert_eq!(e.field, "providers[0].introspection.refuse_token_types", "{bad}");
+            assert!(e.reason.contains(why), "{bad}: {e}");
         }
     }
 }

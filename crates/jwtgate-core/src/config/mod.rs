@@ -1,34 +1,54 @@
-//! Configuration: the YAML schema ([`raw`]), parsed once into validated types ([`Config`]) whose
-//! fields cannot hold invalid values. Errors name the file, the field path and the reason.
+//! Configuration, parsed once into validated types ([`Config`]) whose fields cannot hold invalid
+//! values. Errors name the file, the field path and the reason ([`ConfigError`]).
+//!
+//! One file per section (`listen`, `providers`, `routes`, `http_auth`, `revocation`, `redis`,
+//! `admin`, …; a provider's `keys`, `binding` and `introspection`): each holds the section's YAML
+//! schema as written (`Raw*`, unknown fields refused), its validated types, and the validator
+//! turning one into the other. `document` composes the sections into the whole file. This file
+//! keeps [`Config`], [`ConfigError`], the entry points ([`Config::load`], [`Config::parse`]) and
+//! the order in which sections are validated.
 //!
 //! This module reads the config file and the secrets it points at; it does no other I/O.
 
+pub mod admin;
 pub mod binding;
+pub mod cache;
+mod document;
 pub mod duration;
 pub mod http_auth;
 pub mod introspection;
+pub mod key_cache;
+pub mod keys;
 pub mod limits;
+pub mod listen;
+pub mod providers;
 pub mod rate_limits;
-pub mod raw;
+pub mod redis;
 mod requirements;
 pub mod revocation;
 pub mod routes;
+pub mod secrets;
+mod syntax;
 pub mod telemetry;
 
-pub use revocation::{AdminAuth, RedisConnection, RevocationConfig, StoreConfig};
+pub use admin::AdminAuth;
+pub use cache::CacheConfig;
+pub use key_cache::KeyCacheConfig;
+pub use keys::{ALGORITHMS, KeySettings, KeySource, hmac_min_secret};
+pub use listen::{Listen, ListenTls};
+pub use providers::{NumericIds, Provider, Source, normalize_typ};
+pub use redis::RedisConnection;
+pub use revocation::{RevocationConfig, StoreConfig};
+pub use secrets::{LooseSecret, Secret};
 pub use telemetry::{OtlpExport, OtlpProtocol, TracingConfig};
 
+pub(crate) use syntax::valid_token;
+
 use std::cell::RefCell;
-use std::collections::HashSet;
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, AlgorithmFamily};
-
-use raw::{RawConfig, RawKeys, RawProvider, RawSecret, RawSource};
+use document::RawConfig;
 
 /// A config file that cannot be used: which file, which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,273 +109,6 @@ pub struct Config {
     pub dpop_replay: Option<RedisConnection>,
 }
 
-/// `key_cache:`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyCacheConfig {
-    /// The directory (created at start, mode 0700).
-    pub dir: PathBuf,
-}
-
-/// `cache:`, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Most cached tokens (default 100,000); 0 turns the cache off.
-    pub max_entries: u64,
-    /// Longest an entry lives (default 10m); never past the token's `exp`.
-    pub max_ttl: Duration,
-    /// How long a permanently bad token is remembered by hash (default 5s).
-    pub negative_ttl: Duration,
-}
-
-/// Listener addresses.
-#[derive(Debug, Clone)]
-pub struct Listen {
-    /// Envoy ext_authz gRPC and gRPC health.
-    pub grpc: SocketAddr,
-    /// `/healthz`, `/readyz`.
-    pub http: SocketAddr,
-    /// Admin API (gRPC); loopback by default.
-    pub admin: SocketAddr,
-    /// TLS on `grpc`, when configured.
-    pub grpc_tls: Option<ListenTls>,
-    /// TLS on `http`, when configured.
-    pub http_tls: Option<ListenTls>,
-    /// TLS on `admin`, when configured.
-    pub admin_tls: Option<ListenTls>,
-    /// The RFC 7662 introspection endpoint (HTTP), when configured.
-    pub introspection: Option<SocketAddr>,
-    /// TLS on `introspection`, when configured.
-    pub introspection_tls: Option<ListenTls>,
-}
-
-/// A listener's TLS files (`listen.grpc_tls`, `listen.http_tls`, `listen.admin_tls`), paths
-/// resolved against the config file's directory. Read by the server, which re-reads them when
-/// they change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenTls {
-    /// The config field, e.g. `listen.grpc_tls`.
-    pub field: &'static str,
-    /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-    /// PEM CA certificates client certificates must chain to; `Some` requires a client
-    /// certificate (mutual TLS).
-    pub client_ca: Option<PathBuf>,
-}
-
-/// One identity provider, validated.
-#[derive(Clone)]
-pub struct Provider {
-    /// Unique name, used in logs, metrics and `/readyz`.
-    pub name: String,
-    /// Exact `iss` value.
-    pub issuer: String,
-    /// Where the keys come from.
-    pub key_source: KeySource,
-    /// Accepted audiences; empty means no `aud` check.
-    pub audiences: Vec<String>,
-    /// Allowed algorithms; a key must also support the token's algorithm.
-    pub algorithms: Vec<Algorithm>,
-    /// Symmetric tolerance for `exp`, `nbf` and `iat`.
-    pub clock_skew: Duration,
-    /// Accepted header `typ` values (lower-cased, without `application/`); empty means any.
-    pub token_types: Vec<String>,
-    /// Claims that must be present.
-    pub required_claims: Vec<String>,
-    /// Whether `exp` must be present.
-    pub require_exp: bool,
-    /// Longest allowed token lifetime.
-    pub max_lifetime: Option<Duration>,
-    /// Where to look for the token, in order.
-    pub sources: Vec<Source>,
-    /// Claim path → upstream header (lower-case).
-    pub claims_to_headers: Vec<(String, String)>,
-    /// Header that receives the base64url payload.
-    pub payload_header: Option<String>,
-    /// Whether the token's header goes upstream.
-    pub forward_token: bool,
-    /// Dot path of the claim holding roles (default `roles`).
-    pub roles_claim: String,
-    /// Refuse tokens without `jti` (so every token can be revoked singly).
-    pub require_jti: bool,
-    /// Key-set lifecycle.
-    pub keys: KeySettings,
-    /// Opaque tokens introspected at the provider, when configured.
-    pub introspection: Option<introspection::ProviderIntrospection>,
-    /// DPoP (RFC 9449), unless `mode: off`.
-    pub dpop: Option<binding::Dpop>,
-    /// Whether tokens must be bound to the client certificate (RFC 8705, `mtls_binding`).
-    pub mtls_binding: bool,
-    /// What an integer `sub` or `jti` is (`numeric_ids`): refused, or its decimal text.
-    pub numeric_ids: NumericIds,
-    /// Whether a token bound in a way this provider does not check (`cnf.jkt` without `dpop`,
-    /// `cnf["x5t#S256"]` without `mtls_binding`) is accepted as a bearer token.
-    pub accept_bound_tokens_as_bearer: bool,
-    /// The longest a token may live (`exp - iat`, or `exp - now` without `iat`) so that a
-    /// subject cut-off outlives it: `revocation.subject_retention`, for a provider without
-    /// `max_lifetime` whose tokens must expire (`require_exp`). `None` otherwise: `max_lifetime`
-    /// bounds its tokens (and how long its cut-offs are kept), or, with `require_exp: false`,
-    /// its tokens may never expire and its revocations are kept for good.
-    pub subject_retention: Option<Duration>,
-}
-
-/// `providers[].numeric_ids`: what an integer `sub` or `jti` is (RFC 7519 says a string).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NumericIds {
-    /// Refused: `sub must be a string`, `jti must be a string`.
-    #[default]
-    Refuse,
-    /// Its decimal text (`42` is `"42"`) for every use: identity headers, revocation, rate
-    /// limits, audit. Numbers with a fraction or an exponent are still refused.
-    Decimal,
-}
-
-impl fmt::Debug for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Provider")
-            .field("name", &self.name)
-            .field("issuer", &self.issuer)
-            .field("key_source", &self.key_source)
-            .field("algorithms", &self.algorithms)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where a provider's keys come from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// A JWKS URL.
-    JwksUri(String),
-    /// OIDC discovery from the issuer.
-    Discovery,
-    /// A local JWKS file, reloaded when it changes.
-    JwksFile(PathBuf),
-    /// A shared secret for HS* tokens.
-    HmacSecret(Secret),
-    /// None: the provider's tokens are opaque and introspected (`introspection:` without a key
-    /// source); a JWT naming its issuer is refused.
-    None,
-}
-
-impl fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::JwksUri(u) => write!(f, "JwksUri({u})"),
-            Self::Discovery => write!(f, "Discovery"),
-            Self::JwksFile(p) => write!(f, "JwksFile({})", p.display()),
-            Self::HmacSecret(_) => write!(f, "HmacSecret(<redacted>)"),
-            Self::None => write!(f, "None"),
-        }
-    }
-}
-
-/// Secret bytes that never appear in `Debug` output or logs.
-#[derive(Clone)]
-pub struct Secret(pub(crate) Vec<u8>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl PartialEq for Secret {
-    /// Constant-time comparison (used to tell whether a reload changed a provider's keys).
-    fn eq(&self, other: &Self) -> bool {
-        use subtle::ConstantTimeEq;
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl Eq for Secret {}
-
-impl Secret {
-    /// The secret itself.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// One place to look for a token.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// A header (lower-case name) with a scheme prefix matched case-insensitively.
-    Header {
-        /// Header name, lower-case.
-        name: String,
-        /// Scheme prefix such as `Bearer `; empty for the whole value.
-        prefix: String,
-    },
-    /// A cookie.
-    Cookie(String),
-    /// A query parameter.
-    Query(String),
-}
-
-impl Source {
-    /// How `jwtgate check` names this source, e.g. `header authorization`.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Header { name, .. } => format!("header {name}"),
-            Self::Cookie(name) => format!("cookie {name}"),
-            Self::Query(name) => format!("query parameter {name}"),
-        }
-    }
-}
-
-/// Key-set lifecycle settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeySettings {
-    /// Background refresh period (upper bound for `Cache-Control: max-age`).
-    pub refresh_interval: Duration,
-    /// At most one unknown-`kid` refetch per this window.
-    pub min_refetch_interval: Duration,
-    /// How long the last good keys keep serving while fetches fail.
-    pub max_stale: Duration,
-    /// Bound on one fetch.
-    pub fetch_timeout: Duration,
-    /// Bound on how long a request waits for a refetch.
-    pub refetch_wait: Duration,
-}
-
-impl Default for KeySettings {
-    fn default() -> Self {
-        Self {
-            refresh_interval: Duration::from_secs(300),
-            min_refetch_interval: Duration::from_secs(30),
-            max_stale: Duration::from_secs(86_400),
-            fetch_timeout: Duration::from_secs(5),
-            refetch_wait: Duration::from_millis(100),
-        }
-    }
-}
-
-/// Every algorithm jwtgate verifies, as spelled in JOSE.
-pub const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-];
-
-/// Minimum HMAC secret length for an algorithm: its hash output (RFC 7518 §3.2).
-pub fn hmac_min_secret(alg: Algorithm) -> usize {
-    match alg {
-        Algorithm::HS384 => 48,
-        Algorithm::HS512 => 64,
-        _ => 32,
-    }
-}
-
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -399,52 +152,13 @@ impl Config {
     }
 }
 
+/// What every section's validator shares: the file errors name, the directory relative paths
+/// resolve against, and the loose secret files found so far.
 struct Validator<'a> {
     file: &'a str,
     base: &'a Path,
     /// Secret files read so far that others may read.
     loose: RefCell<Vec<LooseSecret>>,
-}
-
-/// A secret file that users other than jwtgate's may read or change: its mode lets anyone read
-/// or write it, or a group jwtgate does not run as, or another user (not root) owns it. Warned
-/// about at start and at each reload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LooseSecret {
-    /// The field naming it, e.g. `providers[0].hmac_secret.file`.
-    pub field: String,
-    /// The file.
-    pub path: PathBuf,
-    /// Its permission bits.
-    pub mode: u32,
-}
-
-impl LooseSecret {
-    /// `Some` when the file at `path` may be read or written by others, or by its group while
-    /// that is not the group jwtgate runs as (a Kubernetes Secret mounted with `fsGroup` is
-    /// group-readable by the pod's own group, which is fine), or belongs to another user.
-    fn of(field: &str, path: &Path) -> Option<Self> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let meta = std::fs::metadata(path).ok()?;
-        let mode = meta.permissions().mode() & 0o7777;
-        // `/proc/self` belongs to the process's effective user and group.
-        let me = std::fs::metadata("/proc/self").ok();
-        let other_group = me.as_ref().is_none_or(|m| m.gid() != meta.gid());
-        let other_owner = me.as_ref().is_some_and(|m| m.uid() != meta.uid()) && meta.uid() != 0;
-        let loose = mode & 0o006 != 0 || (mode & 0o060 != 0 && other_group) || other_owner;
-        loose.then(|| Self {
-            field: field.to_owned(),
-            path: path.to_owned(),
-            mode,
-        })
-    }
-
-    /// Logs one warning per loose secret file of `config`.
-    pub fn warn(config: &Config) {
-        for s in &config.loose_secrets {
-            tracing::warn!(field = %s.field, path = %s.path.display(), mode = %format!("{:04o}", s.mode), "secret file other users may read or change: chmod 0600 (or 0400; 0440 with the group jwtgate runs as; in Kubernetes the Secret volume's defaultMode), owned by jwtgate's user or root");
-        }
-    }
 }
 
 impl Validator<'_> {
@@ -456,92 +170,12 @@ impl Validator<'_> {
         }
     }
 
-    /// Reads `{env: NAME}` or `{file: PATH}` (one trailing newline dropped).
-    fn secret(&self, f: &str, secret: RawSecret) -> Result<Vec<u8>, ConfigError> {
-        match (secret.env, secret.file) {
-            (Some(var), None) => std::env::var(&var)
-                .map(String::into_bytes)
-                .map_err(|_| self.err(format!("{f}.env"), format!("environment variable {var} is not set"))),
-            (None, Some(path)) => self.secret_file(&format!("{f}.file"), &path),
-            _ => Err(self.err(f, "give exactly one of `env` or `file`")),
-        }
-    }
-
-    /// A secret read from the file at `path` (relative to the config file), bounded in size, one
-    /// trailing newline (`\n` or `\r\n`) dropped; `field` names it in errors.
-    pub(super) fn secret_file(&self, field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-        let path = self.base.join(path);
-        let mut bytes = crate::file::read(&path, crate::file::MAX_FILE_BYTES)
-            .map_err(|e| self.err(field, format!("cannot read {}: {e}", path.display())))?;
-        self.loose.borrow_mut().extend(LooseSecret::of(field, &path));
-        if bytes.ends_with(b"\n") {
-            bytes.pop();
-            if bytes.ends_with(b"\r") {
-                bytes.pop();
-            }
-        }
-        Ok(bytes)
-    }
-
+    /// Every section, in the order that decides which mistake a file with several reports.
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let listen = Listen {
-            grpc: self.addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9001")?,
-            http: self.addr("listen.http", raw.listen.http, "127.0.0.1:9002")?,
-            admin: self.addr("listen.admin", raw.listen.admin, "127.0.0.1:9003")?,
-            grpc_tls: self.listen_tls("listen.grpc_tls", raw.listen.grpc_tls)?,
-            http_tls: self.listen_tls("listen.http_tls", raw.listen.http_tls)?,
-            admin_tls: self.listen_tls("listen.admin_tls", raw.listen.admin_tls)?,
-            introspection: raw
-                .listen
-                .introspection
-                .map(|a| self.addr("listen.introspection", Some(a), ""))
-                .transpose()?,
-            introspection_tls: self.listen_tls("listen.introspection_tls", raw.listen.introspection_tls)?,
-        };
-        if listen.introspection_tls.is_some() && listen.introspection.is_none() {
-            return Err(self.err("listen.introspection_tls", "is set without `listen.introspection`"));
-        }
-        let mut named = vec![
-            ("listen.grpc", listen.grpc),
-            ("listen.http", listen.http),
-            ("listen.admin", listen.admin),
-        ];
-        named.extend(listen.introspection.map(|a| ("listen.introspection", a)));
-        for (i, (field, addr)) in named.iter().enumerate() {
-            if let Some((other, _)) = named[..i].iter().find(|(_, a)| a == addr && a.port() != 0) {
-                return Err(self.err(*field, format!("`{addr}` is also {other}")));
-            }
-        }
-        if raw.providers.is_empty() {
-            return Err(self.err("providers", "at least one provider is required"));
-        }
-        let mut providers = Vec::with_capacity(raw.providers.len());
-        let (mut names, mut issuers) = (HashSet::new(), HashSet::new());
-        for (i, p) in raw.providers.into_iter().enumerate() {
-            let field = format!("providers[{i}]");
-            let p = self.provider(&field, p)?;
-            if !names.insert(p.name.clone()) {
-                return Err(self.err(format!("{field}.name"), format!("`{}` is used twice", p.name)));
-            }
-            if !issuers.insert(p.issuer.clone()) {
-                return Err(self.err(
-                    format!("{field}.issuer"),
-                    format!("`{}` is used by two providers; `iss` must select one", p.issuer),
-                ));
-            }
-            providers.push(p);
-        }
-        let max_token_bytes = raw.max_token_bytes.unwrap_or(8192);
-        if !(256..=1 << 20).contains(&max_token_bytes) {
-            return Err(self.err("max_token_bytes", "must be between 256 and 1048576"));
-        }
-        let realm = raw.realm.unwrap_or_else(|| "jwtgate".into());
-        if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-            return Err(self.err(
-                "realm",
-                "must be non-empty without quotes, backslashes or control characters",
-            ));
-        }
+        let listen = self.listen(raw.listen)?;
+        let mut providers = self.providers(raw.providers)?;
+        let max_token_bytes = self.max_token_bytes(raw.max_token_bytes)?;
+        let realm = self.realm(raw.realm)?;
         let routes = self.routes(raw.routes, &providers)?;
         let redis = match raw.redis {
             Some(r) => Some(self.redis(r)?),
@@ -558,26 +192,8 @@ impl Validator<'_> {
             StoreConfig::Embedded { .. } => None,
         });
         let rate_limits = self.rate_limits(raw.rate_limits, &routes, shared.as_ref())?;
-        let dpop_replay = match providers
-            .iter()
-            .position(|p| p.dpop.as_ref().is_some_and(|d| d.replay == binding::Replay::Redis))
-        {
-            None => None,
-            Some(i) => Some(shared.clone().ok_or_else(|| {
-                self.err(
-                    format!("providers[{i}].dpop.replay"),
-                    "`redis` needs `redis.url` (or a `revocation.url` with `store: redis`)",
-                )
-            })?),
-        };
-        let key_cache = KeyCacheConfig {
-            dir: match (raw.key_cache.dir, &revocation.store) {
-                (Some(dir), _) if dir.as_os_str().is_empty() => return Err(self.err("key_cache.dir", "is empty")),
-                (Some(dir), _) => self.base.join(dir),
-                (None, StoreConfig::Embedded { path }) => path.join("keys"),
-                (None, StoreConfig::Redis { .. }) => self.base.join("jwtgate-data").join("keys"),
-            },
-        };
+        let dpop_replay = self.dpop_replay(&providers, shared.as_ref())?;
+        let key_cache = self.key_cache(raw.key_cache, &revocation.store)?;
         let admin = self.admin(raw.admin, &providers)?;
         let http_auth = self.http_auth(raw.http_auth, &providers)?;
         let introspection = self.introspection(raw.introspection, listen.introspection.is_some(), &providers)?;
@@ -603,438 +219,6 @@ impl Validator<'_> {
             dpop_replay,
             loose_secrets: self.loose.take(),
         })
-    }
-
-    fn shutdown_drain(&self, raw: Option<Duration>) -> Result<Duration, ConfigError> {
-        let drain = raw.unwrap_or(Duration::from_secs(5));
-        if drain > Duration::from_secs(300) {
-            return Err(self.err("shutdown_drain", "must be at most 5m"));
-        }
-        Ok(drain)
-    }
-
-    fn cache(&self, raw: &raw::RawCache) -> Result<CacheConfig, ConfigError> {
-        let c = CacheConfig {
-            max_entries: raw.max_entries.unwrap_or(100_000),
-            max_ttl: raw.max_ttl.unwrap_or(Duration::from_secs(600)),
-            negative_ttl: raw.negative_ttl.unwrap_or(Duration::from_secs(5)),
-        };
-        if c.max_entries > 10_000_000 {
-            return Err(self.err("cache.max_entries", "must be at most 10000000"));
-        }
-        if c.max_ttl.is_zero() {
-            return Err(self.err(
-                "cache.max_ttl",
-                "must be more than 0s (use max_entries: 0 to turn the cache off)",
-            ));
-        }
-        if c.negative_ttl > Duration::from_secs(60) {
-            return Err(self.err("cache.negative_ttl", "must be at most 60s"));
-        }
-        Ok(c)
-    }
-
-    fn listen_tls(
-        &self,
-        field: &'static str,
-        raw: Option<raw::RawListenTls>,
-    ) -> Result<Option<ListenTls>, ConfigError> {
-        let Some(raw) = raw else { return Ok(None) };
-        let path = |name: &str, p: Option<PathBuf>| match p {
-            Some(p) if !p.as_os_str().is_empty() => Ok(self.base.join(p)),
-            Some(_) => Err(self.err(format!("{field}.{name}"), "is empty")),
-            None => Err(self.err(format!("{field}.{name}"), "is required")),
-        };
-        let key = path("key", raw.key)?;
-        self.loose
-            .borrow_mut()
-            .extend(LooseSecret::of(&format!("{field}.key"), &key));
-        Ok(Some(ListenTls {
-            field,
-            cert: path("cert", raw.cert)?,
-            key,
-            client_ca: raw.client_ca.map(|p| path("client_ca", Some(p))).transpose()?,
-        }))
-    }
-
-    fn addr(&self, field: &str, raw: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
-        let text = raw.as_deref().unwrap_or(default);
-        text.parse()
-            .map_err(|_| self.err(field, format!("`{text}` is not an IP:port address")))
-    }
-
-    fn provider(&self, field: &str, p: RawProvider) -> Result<Provider, ConfigError> {
-        let name = p
-            .name
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| self.err(format!("{field}.name"), "is required"))?;
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(self.err(format!("{field}.name"), "use letters, digits, `-`, `_` and `.` only"));
-        }
-        let issuer = p
-            .issuer
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| self.err(format!("{field}.issuer"), "is required"))?;
-        let introspection = p
-            .introspection
-            .map(|i| self.provider_introspection(field, i, p.discovery.unwrap_or(false)))
-            .transpose()?;
-        let key_source = self.key_source(
-            field,
-            &issuer,
-            (p.jwks_uri, p.discovery, p.jwks_file, p.hmac_secret),
-            introspection.is_some(),
-        )?;
-        let algorithms = self.algorithms(field, &key_source, p.algorithms)?;
-        let clock_skew = p.clock_skew.unwrap_or(Duration::from_secs(60));
-        if clock_skew > Duration::from_secs(600) {
-            return Err(self.err(format!("{field}.clock_skew"), "must be at most 10m"));
-        }
-        let audiences = p.audiences.unwrap_or_default();
-        if audiences.iter().any(String::is_empty) {
-            return Err(self.err(format!("{field}.audiences"), "an audience cannot be empty"));
-        }
-        let token_types = p
-            .token_types
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| normalize_typ(&t))
-            .collect::<Vec<_>>();
-        if token_types.iter().any(String::is_empty) {
-            return Err(self.err(format!("{field}.token_types"), "a type cannot be empty"));
-        }
-        let required_claims = p.required_claims.unwrap_or_default();
-        if required_claims.iter().any(String::is_empty) {
-            return Err(self.err(format!("{field}.required_claims"), "a claim name cannot be empty"));
-        }
-        let mut sources = self.sources(field, p.sources)?;
-        let dpop = self.dpop(field, p.dpop)?;
-        if dpop.is_some() && !sources.contains(&binding::dpop_source()) {
-            sources.push(binding::dpop_source());
-        }
-        let mtls_binding = self.mtls_binding(field, p.mtls_binding)?;
-        let mut claims_to_headers = Vec::new();
-        for (claim, header) in p.claims_to_headers.unwrap_or_default() {
-            let f = format!("{field}.claims_to_headers.{claim}");
-            if claim.is_empty() || claim.split('.').any(str::is_empty) {
-                return Err(self.err(
-                    f,
-                    "a claim path is dot-separated names, like `sub` or `realm_access.roles`",
-                ));
-            }
-            claims_to_headers.push((claim, self.header_name(&f, &header)?));
-        }
-        let payload_header = p
-            .payload_header
-            .map(|h| self.header_name(&format!("{field}.payload_header"), &h))
-            .transpose()?;
-        let keys = self.keys(&format!("{field}.keys"), p.keys)?;
-        let roles_claim = p.roles_claim.unwrap_or_else(|| "roles".into());
-        if !routes::is_claim_path(&roles_claim) {
-            return Err(self.err(
-                format!("{field}.roles_claim"),
-                "a dot path like `roles` or `realm_access.roles`",
-            ));
-        }
-        if let Some(lifetime) = p.max_lifetime
-            && lifetime.is_zero()
-        {
-            return Err(self.err(format!("{field}.max_lifetime"), "must be more than 0s"));
-        }
-        let numeric_ids = match p.numeric_ids.as_deref() {
-            None | Some("refuse") => NumericIds::Refuse,
-            Some("decimal") => NumericIds::Decimal,
-            Some(other) => {
-                return Err(self.err(
-                    format!("{field}.numeric_ids"),
-                    format!("`{other}` is not `refuse` or `decimal`"),
-                ));
-            }
-        };
-        let accept_bound_tokens_as_bearer = p.accept_bound_tokens_as_bearer.unwrap_or(false);
-        if accept_bound_tokens_as_bearer && dpop.is_some() && mtls_binding {
-            return Err(self.err(
-                format!("{field}.accept_bound_tokens_as_bearer"),
-                "has no effect: with both `dpop` and `mtls_binding` every binding is checked",
-            ));
-        }
-        Ok(Provider {
-            name,
-            issuer,
-            key_source,
-            audiences,
-            algorithms,
-            clock_skew,
-            token_types,
-            required_claims,
-            require_exp: p.require_exp.unwrap_or(true),
-            max_lifetime: p.max_lifetime,
-            sources,
-            claims_to_headers,
-            payload_header,
-            forward_token: p.forward_token.unwrap_or(true),
-            roles_claim,
-            require_jti: p.require_jti.unwrap_or(false),
-            keys,
-            introspection,
-            dpop,
-            mtls_binding,
-            numeric_ids,
-            accept_bound_tokens_as_bearer,
-            // Set once `revocation:` is read (see `config`).
-            subject_retention: None,
-        })
-    }
-
-    /// The one key source; none at all only with `introspection` (an introspection-only
-    /// provider).
-    fn key_source(
-        &self,
-        field: &str,
-        issuer: &str,
-        (jwks_uri, discovery, jwks_file, hmac_secret): RawKeySource,
-        introspected: bool,
-    ) -> Result<KeySource, ConfigError> {
-        let discovery = discovery.unwrap_or(false);
-        let count = [
-            jwks_uri.is_some(),
-            discovery,
-            jwks_file.is_some(),
-            hmac_secret.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if count == 0 && introspected {
-            return Ok(KeySource::None);
-        }
-        if count != 1 {
-            return Err(self.err(
-                field,
-                format!(
-                    "exactly one key source is required (jwks_uri, discovery: true, jwks_file or hmac_secret; none with `introspection`); found {count}"
-                ),
-            ));
-        }
-        if let Some(uri) = jwks_uri {
-            check_http_url(&uri).map_err(|r| self.err(format!("{field}.jwks_uri"), r))?;
-            return Ok(KeySource::JwksUri(uri));
-        }
-        if discovery {
-            check_http_url(issuer)
-                .map_err(|r| self.err(format!("{field}.discovery"), format!("needs an http(s) issuer: {r}")))?;
-            return Ok(KeySource::Discovery);
-        }
-        if let Some(path) = jwks_file {
-            let path = self.base.join(path);
-            if !path.is_file() {
-                return Err(self.err(
-                    format!("{field}.jwks_file"),
-                    format!("{} is not a readable file", path.display()),
-                ));
-            }
-            return Ok(KeySource::JwksFile(path));
-        }
-        let secret = hmac_secret.ok_or_else(|| self.err(field, "no key source"))?;
-        let f = format!("{field}.hmac_secret");
-        let bytes = self.secret(&f, secret)?;
-        if bytes.len() < 32 {
-            return Err(self.err(
-                f,
-                format!(
-                    "secret is {} bytes; HMAC needs at least 32 (the hash output)",
-                    bytes.len()
-                ),
-            ));
-        }
-        Ok(KeySource::HmacSecret(Secret(bytes)))
-    }
-
-    fn algorithms(
-        &self,
-        field: &str,
-        source: &KeySource,
-        raw: Option<Vec<String>>,
-    ) -> Result<Vec<Algorithm>, ConfigError> {
-        let field = format!("{field}.algorithms");
-        let secret_len = match source {
-            KeySource::HmacSecret(s) => Some(s.expose().len()),
-            _ => None,
-        };
-        let Some(names) = raw else {
-            return Ok(ALGORITHMS
-                .iter()
-                .copied()
-                .filter(|a| match secret_len {
-                    Some(len) => a.family() == AlgorithmFamily::Hmac && len >= hmac_min_secret(*a),
-                    None => a.family() != AlgorithmFamily::Hmac,
-                })
-                .collect());
-        };
-        if names.is_empty() {
-            return Err(self.err(field, "cannot be empty"));
-        }
-        let mut out = Vec::new();
-        for name in names {
-            let alg = Algorithm::from_str(&name)
-                .ok()
-                .filter(|a| ALGORITHMS.contains(a))
-                .ok_or_else(|| {
-                    self.err(
-                        &field,
-                        format!("`{name}` is not supported; use RS256/384/512, PS256/384/512, ES256, ES384, EdDSA or HS256/384/512"),
-                    )
-                })?;
-            match (alg.family() == AlgorithmFamily::Hmac, secret_len) {
-                (true, None) => {
-                    return Err(self.err(
-                        &field,
-                        format!("{name} needs `hmac_secret`; HMAC keys are never taken from a JWKS"),
-                    ));
-                }
-                (false, Some(_)) => {
-                    return Err(self.err(&field, format!("{name} cannot be verified with `hmac_secret`")));
-                }
-                (true, Some(len)) if len < hmac_min_secret(alg) => {
-                    return Err(self.err(
-                        &field,
-                        format!(
-                            "{name} needs a secret of at least {} bytes; this one has {len}",
-                            hmac_min_secret(alg)
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-            if !out.contains(&alg) {
-                out.push(alg);
-            }
-        }
-        Ok(out)
-    }
-
-    fn sources(&self, field: &str, raw: Option<Vec<RawSource>>) -> Result<Vec<Source>, ConfigError> {
-        let Some(raw) = raw else {
-            return Ok(vec![Source::Header {
-                name: "authorization".into(),
-                prefix: "Bearer ".into(),
-            }]);
-        };
-        if raw.is_empty() {
-            return Err(self.err(format!("{field}.sources"), "cannot be empty"));
-        }
-        raw.into_iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let f = format!("{field}.sources[{i}]");
-                match (s.header, s.cookie, s.query) {
-                    (Some(h), None, None) => Ok(Source::Header {
-                        name: self.header_name(&format!("{f}.header"), &h)?,
-                        prefix: s.prefix.unwrap_or_else(|| "Bearer ".into()),
-                    }),
-                    (None, Some(c), None) if s.prefix.is_none() && valid_token(&c) => Ok(Source::Cookie(c)),
-                    (None, None, Some(q)) if s.prefix.is_none() && !q.is_empty() => Ok(Source::Query(q)),
-                    (None, Some(_), None) | (None, None, Some(_)) if s.prefix.is_some() => {
-                        Err(self.err(f, "`prefix` goes only with `header`"))
-                    }
-                    (None, Some(_), None) => Err(self.err(format!("{f}.cookie"), "not a valid cookie name")),
-                    (None, None, Some(_)) => Err(self.err(format!("{f}.query"), "cannot be empty")),
-                    _ => Err(self.err(f, "give exactly one of `header`, `cookie` or `query`")),
-                }
-            })
-            .collect()
-    }
-
-    fn header_name(&self, field: &str, name: &str) -> Result<String, ConfigError> {
-        let lower = name.to_ascii_lowercase();
-        if !valid_token(&lower) {
-            return Err(self.err(field, format!("`{name}` is not a valid HTTP header name")));
-        }
-        if [
-            "host",
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "te",
-            "upgrade",
-        ]
-        .contains(&lower.as_str())
-        {
-            return Err(self.err(field, format!("`{name}` cannot carry identity")));
-        }
-        Ok(lower)
-    }
-
-    fn keys(&self, field: &str, raw: RawKeys) -> Result<KeySettings, ConfigError> {
-        let d = KeySettings::default();
-        let k = KeySettings {
-            refresh_interval: raw.refresh_interval.unwrap_or(d.refresh_interval),
-            min_refetch_interval: raw.min_refetch_interval.unwrap_or(d.min_refetch_interval),
-            max_stale: raw.max_stale.unwrap_or(d.max_stale),
-            fetch_timeout: raw.fetch_timeout.unwrap_or(d.fetch_timeout),
-            refetch_wait: raw.refetch_wait.unwrap_or(d.refetch_wait),
-        };
-        let check = |name: &str, ok: bool, why: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(self.err(format!("{field}.{name}"), why))
-            }
-        };
-        check(
-            "refresh_interval",
-            k.refresh_interval >= Duration::from_secs(1),
-            "must be at least 1s",
-        )?;
-        check(
-            "min_refetch_interval",
-            k.min_refetch_interval >= Duration::from_millis(100),
-            "must be at least 100ms",
-        )?;
-        check(
-            "fetch_timeout",
-            !k.fetch_timeout.is_zero() && k.fetch_timeout <= Duration::from_secs(60),
-            "must be between 1ms and 60s",
-        )?;
-        check(
-            "refetch_wait",
-            k.refetch_wait <= Duration::from_secs(1),
-            "must be at most 1s (Envoy's ext_authz timeout defaults to 200ms)",
-        )?;
-        check(
-            "max_stale",
-            k.max_stale >= k.refresh_interval,
-            "must be at least refresh_interval",
-        )?;
-        Ok(k)
-    }
-}
-
-/// `application/at+jwt` and `AT+JWT` both mean `at+jwt` (RFC 7515 §4.1.9).
-pub fn normalize_typ(typ: &str) -> String {
-    let lower = typ.trim().to_ascii_lowercase();
-    lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
-}
-
-/// Whether `s` is an RFC 9110 token (§5.6.2): what a header name, a cookie name or a method is.
-pub(crate) fn valid_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// A provider's key source fields as written: `jwks_uri`, `discovery`, `jwks_file`,
-/// `hmac_secret`.
-type RawKeySource = (Option<String>, Option<bool>, Option<PathBuf>, Option<RawSecret>);
-
-fn check_http_url(text: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
-    match url.scheme() {
-        "http" | "https" if url.host().is_some() => Ok(()),
-        _ => Err(format!("`{text}` must be an http(s) URL with a host")),
     }
 }
 

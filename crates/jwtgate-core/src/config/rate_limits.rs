@@ -1,12 +1,68 @@
-//! Validated `rate_limits:`: rules with generic-cell-rate semantics, each counting the requests
-//! it matches under a key built from the request.
+//! `rate_limits:`, rules with generic-cell-rate semantics, each counting the requests it
+//! matches under a key built from the request: its schema, its validated form and its validator.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::raw::{RawRateLimits, RawRateRule};
+use serde::Deserialize;
+
+use super::duration::serde_text;
+use super::redis::RedisConnection;
 use super::routes::Route;
 use super::{ConfigError, Validator};
+
+/// `rate_limits:`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// `local` (default) | `redis`.
+    pub store: Option<String>,
+    /// `allow` (default) | `deny`: when the shared store cannot answer in time.
+    pub on_store_error: Option<String>,
+    /// How long a check waits for the shared store (default 20ms).
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub store_timeout: Option<Duration>,
+    /// Whether allowed requests get `RateLimit`/`RateLimit-Policy` (default false).
+    pub headers_on_allow: Option<bool>,
+    /// The rules, every matching one charged.
+    #[serde(default)]
+    pub rules: Vec<RawRateRule>,
+}
+
+/// One rate-limit rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateRule {
+    /// `[a-z0-9_-]+`, unique.
+    pub name: String,
+    /// Counter key parts; empty: one global counter.
+    #[serde(default)]
+    pub by: Vec<String>,
+    /// Requests per `per`.
+    pub limit: u64,
+    /// The window.
+    #[serde(deserialize_with = "serde_text::required")]
+    pub per: Duration,
+    /// Requests allowed at once (default `limit`).
+    pub burst: Option<u64>,
+    /// Cells one request takes (default 1).
+    pub cost: Option<u64>,
+    /// Which requests the rule counts (default every request).
+    #[serde(rename = "match", default)]
+    pub matches: RawRateMatch,
+}
+
+/// A rule's `match:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateMatch {
+    /// Route names.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// HTTP methods.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
 
 /// `rate_limits:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +100,7 @@ pub enum LimitStore {
     /// In Redis (the `redis:` block): every replica shares the counters.
     Redis {
         /// The connection.
-        connection: super::RedisConnection,
+        connection: RedisConnection,
     },
 }
 
@@ -120,7 +176,7 @@ impl Validator<'_> {
         &self,
         raw: RawRateLimits,
         routes: &[Route],
-        redis: Option<&super::RedisConnection>,
+        redis: Option<&RedisConnection>,
     ) -> Result<RateLimits, ConfigError> {
         let f = "rate_limits";
         let store = match raw.store.as_deref().unwrap_or("local") {

@@ -1,11 +1,46 @@
-//! Validated `revocation:` and `admin:` sections.
+//! `revocation:`, where revocations are kept and how long: its schema, its validated form and
+//! its validator.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAdmin, RawRedis, RawRevocation, RawStoreKind};
-use super::routes::{Requirements, Roles};
-use super::{ConfigError, Provider, Secret, Validator};
+use serde::Deserialize;
+
+use super::duration::serde_text;
+use super::redis::RedisConnection;
+use super::{ConfigError, Validator};
+
+/// `revocation:`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// `embedded` (default) or `redis`.
+    pub store: Option<RawStoreKind>,
+    /// Embedded: the directory of the database file.
+    pub path: Option<PathBuf>,
+    /// Redis: `redis://host:port/db`.
+    pub url: Option<String>,
+    /// Redis: prefix of every key jwtgate writes.
+    pub key_prefix: Option<String>,
+    /// Redis: the pub/sub channel.
+    pub channel: Option<String>,
+    /// How long a subject cut-off is kept when the provider sets no `max_lifetime`.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub subject_retention: Option<Duration>,
+    /// How often expired revocations are purged.
+    #[serde(default, deserialize_with = "serde_text::option")]
+    pub purge_interval: Option<Duration>,
+}
+
+/// Which revocation store.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStoreKind {
+    /// redb on local disk.
+    Embedded,
+    /// Redis, shared by replicas.
+    Redis,
+}
 
 /// Where revocations are kept and how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,34 +51,6 @@ pub struct RevocationConfig {
     pub subject_retention: Duration,
     /// How often expired entries are purged (default 60s).
     pub purge_interval: Duration,
-}
-
-/// How to reach Redis: the `redis:` block, or a bare `revocation.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConnection {
-    /// `redis://…` or `rediss://…` (TLS with rustls).
-    pub url: String,
-    /// A private CA's PEM certificates to trust instead of the system roots.
-    pub ca_pem: Option<Vec<u8>>,
-    /// ACL user name.
-    pub username: Option<String>,
-    /// Password, when not in the URL (never logged).
-    pub password: Option<Secret>,
-    /// A Redis Cluster: the seed nodes beside `url` (none: one server).
-    pub cluster_nodes: Option<Vec<String>>,
-}
-
-impl RedisConnection {
-    /// Just a URL.
-    pub fn url(url: String) -> Self {
-        Self {
-            url,
-            ca_pem: None,
-            username: None,
-            password: None,
-            cluster_nodes: None,
-        }
-    }
 }
 
 /// The revocation store.
@@ -72,116 +79,7 @@ fn has_hash_tag(key: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Who may call the admin API: a static token, or a bearer token from a provider with a role.
-#[derive(Debug, Clone, Default)]
-pub struct AdminAuth {
-    /// Static admin token, compared in constant time.
-    pub token: Option<Secret>,
-    /// Provider whose tokens may call the admin API (with `role`).
-    pub provider: Option<String>,
-    /// Role required in that provider's `roles_claim`.
-    pub role: Option<String>,
-}
-
-impl AdminAuth {
-    /// What a provider token must meet to call the admin API, as a route would say it:
-    /// `{providers: [provider], roles: [role]}`. The gate checks it on a check's own path
-    /// (verification, `require_jti`, revocation, requirements).
-    pub fn requirement(&self) -> Option<Requirements> {
-        let (provider, role) = self.provider.clone().zip(self.role.clone())?;
-        Some(Requirements {
-            providers: vec![provider],
-            roles: Some(Roles::AllOf(vec![role])),
-            ..Requirements::default()
-        })
-    }
-}
-
 impl Validator<'_> {
-    /// A `redis://` or `rediss://` URL.
-    pub(super) fn redis_url(&self, field: &str, url: String) -> Result<String, ConfigError> {
-        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-            return Err(self.err(field, "must start with redis:// or rediss:// (TLS)"));
-        }
-        if ::redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
-            return Err(self.err(field, "is not a usable Redis URL"));
-        }
-        Ok(url)
-    }
-
-    /// The `redis:` block: URL, CA, ACL user and password (file, else `JWTGATE_REDIS_PASSWORD`).
-    pub(super) fn redis(&self, raw: RawRedis) -> Result<RedisConnection, ConfigError> {
-        let url = self.redis_url("redis.url", raw.url)?;
-        let cluster_nodes = if raw.cluster.unwrap_or(false) {
-            let scheme = |u: &str| u.starts_with("rediss://");
-            let mut nodes = Vec::with_capacity(raw.nodes.len());
-            for (i, node) in raw.nodes.into_iter().enumerate() {
-                let node = self.redis_url(&format!("redis.nodes[{i}]"), node)?;
-                if scheme(&node) != scheme(&url) {
-                    return Err(self.err(
-                        format!("redis.nodes[{i}]"),
-                        "must use the same scheme (redis:// or rediss://) as `url`",
-                    ));
-                }
-                nodes.push(node);
-            }
-            Some(nodes)
-        } else {
-            if !raw.nodes.is_empty() {
-                return Err(self.err("redis.nodes", "goes with `cluster: true`"));
-            }
-            None
-        };
-        let ca_pem = match raw.ca_file {
-            None => None,
-            Some(_) if !url.starts_with("rediss://") => {
-                return Err(self.err("redis.ca_file", "goes with a rediss:// (TLS) url"));
-            }
-            Some(path) => {
-                let path = self.base.join(path);
-                let pem = crate::file::read(&path, crate::file::MAX_FILE_BYTES)
-                    .map_err(|e| self.err("redis.ca_file", format!("cannot read {}: {e}", path.display())))?;
-                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                    return Err(self.err("redis.ca_file", format!("{} holds no PEM certificate", path.display())));
-                }
-                Some(pem)
-            }
-        };
-        if raw
-            .username
-            .as_deref()
-            .is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace))
-        {
-            return Err(self.err("redis.username", "must be non-empty without spaces"));
-        }
-        let password = match raw.password_file {
-            Some(path) => Some(Secret(self.secret(
-                "redis.password_file",
-                super::raw::RawSecret {
-                    env: None,
-                    file: Some(path),
-                },
-            )?)),
-            None => std::env::var("JWTGATE_REDIS_PASSWORD")
-                .ok()
-                .filter(|p| !p.is_empty())
-                .map(|p| Secret(p.into_bytes())),
-        };
-        if password
-            .as_ref()
-            .is_some_and(|p| std::str::from_utf8(p.expose()).is_err())
-        {
-            return Err(self.err("redis.password_file", "the password must be UTF-8"));
-        }
-        Ok(RedisConnection {
-            url,
-            ca_pem,
-            username: raw.username,
-            password,
-            cluster_nodes,
-        })
-    }
-
     /// `revocation`; `store: redis` without its own `url` uses the `redis:` block.
     pub(super) fn revocation(
         &self,
@@ -241,32 +139,6 @@ impl Validator<'_> {
             store,
             subject_retention: raw.subject_retention.unwrap_or(Duration::from_secs(86_400)),
             purge_interval,
-        })
-    }
-
-    pub(super) fn admin(&self, raw: RawAdmin, providers: &[Provider]) -> Result<AdminAuth, ConfigError> {
-        let token = match raw.token {
-            None => None,
-            Some(t) => {
-                let bytes = self.secret("admin.token", t)?;
-                if bytes.len() < 16 {
-                    return Err(self.err("admin.token", "must be at least 16 bytes"));
-                }
-                Some(Secret(bytes))
-            }
-        };
-        match (&raw.provider, &raw.role) {
-            (Some(p), Some(_)) if !providers.iter().any(|x| &x.name == p) => {
-                return Err(self.err("admin.provider", format!("no provider `{p}`")));
-            }
-            (Some(_), None) => return Err(self.err("admin.role", "is required with `admin.provider`")),
-            (None, Some(_)) => return Err(self.err("admin.provider", "is required with `admin.role`")),
-            _ => {}
-        }
-        Ok(AdminAuth {
-            token,
-            provider: raw.provider,
-            role: raw.role,
         })
     }
 }

@@ -1,14 +1,159 @@
-//! Validated routes and defaults: what a request must present, chosen by where it goes.
+//! `routes:` and `defaults:`, what a request must present, chosen by where it goes: their
+//! schema, their validated form and their validator.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use regex::Regex;
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::raw::{
-    RawAuth, RawClaimTest, RawDefaults, RawMatch, RawMode, RawProviders, RawRequire, RawRoles, RawRoute, RawUnmatched,
-};
 use super::{ConfigError, Provider, Source, Validator};
+
+/// `defaults:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `unmatched: deny | public`.
+    pub unmatched: Option<RawUnmatched>,
+}
+
+/// What a request that matches no route gets.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawUnmatched {
+    /// Deny with 403.
+    Deny,
+    /// Treat as public.
+    Public,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Route name.
+    pub name: Option<String>,
+    /// `match:` conditions.
+    #[serde(rename = "match", default)]
+    pub matcher: RawMatch,
+    /// `auth: public | optional | required`.
+    pub auth: Option<RawAuth>,
+    /// `require:` requirements.
+    pub require: Option<RawRequire>,
+    /// `mode: enforce | dry_run`.
+    pub mode: Option<RawMode>,
+}
+
+/// `match:` of a route; every given condition must hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Exact host or `*.suffix`.
+    pub host: Option<String>,
+    /// Path prefix, by whole segments.
+    pub path_prefix: Option<String>,
+    /// Path prefix, by characters.
+    pub path_string_prefix: Option<String>,
+    /// Exact path.
+    pub path: Option<String>,
+    /// Regular expression for the whole path.
+    pub path_regex: Option<String>,
+    /// HTTP methods.
+    pub methods: Option<Vec<String>>,
+    /// Envoy context extensions.
+    pub context: Option<BTreeMap<String, String>>,
+    /// Match paths ignoring ASCII case.
+    pub case_insensitive: Option<bool>,
+}
+
+/// `auth:` of a route.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAuth {
+    /// Treat as public.
+    Public,
+    /// Verify a token if present.
+    Optional,
+    /// A valid token is required.
+    Required,
+}
+
+/// `mode:` of a route.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMode {
+    /// Enforce decisions.
+    Enforce,
+    /// Log and count would-be denials; allow.
+    DryRun,
+}
+
+/// `require:` of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequire {
+    /// Any of these providers, or `{ any_of | all_of }`.
+    pub providers: Option<RawProviders>,
+    /// All of these scopes.
+    pub scopes: Option<Vec<String>>,
+    /// Roles required.
+    pub roles: Option<RawRoles>,
+    /// Claim tests by dot path.
+    pub claims: Option<BTreeMap<String, RawClaimTest>>,
+}
+
+/// `providers: [a, b]` (any of them) or `providers: { any_of: [a, b] }` / `{ all_of: [a, b] }`
+/// (a token of each, every one from its own provider's sources).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawProviders {
+    /// A list: any of them.
+    AnyOf(Vec<String>),
+    /// `{ any_of | all_of }`.
+    Rule(RawProviderRule),
+}
+
+/// The map form of `providers:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProviderRule {
+    /// A token from any one of these providers.
+    pub any_of: Option<Vec<String>>,
+    /// A token from each of these providers.
+    pub all_of: Option<Vec<String>>,
+}
+
+/// `roles: [a, b]` (all of them) or `roles: { any_of: [a, b] }` / `{ all_of: [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRoles {
+    /// A list: all of them.
+    AllOf(Vec<String>),
+    /// `{ all_of | any_of }`.
+    Rule(RawRoleRule),
+}
+
+/// The map form of `roles:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoleRule {
+    /// All of these roles.
+    pub all_of: Option<Vec<String>>,
+    /// Any of these roles.
+    pub any_of: Option<Vec<String>>,
+}
+
+/// A test on one claim: exactly one of `equals`, `one_of`, `regex`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimTest {
+    /// Equal to this value.
+    pub equals: Option<serde_json::Value>,
+    /// Equal to one of these values.
+    pub one_of: Option<Vec<serde_json::Value>>,
+    /// Matches this expression.
+    pub regex: Option<String>,
+}
 
 /// One route: the first whose `match` holds decides what a request needs.
 #[derive(Debug, Clone)]
@@ -415,3 +560,6 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

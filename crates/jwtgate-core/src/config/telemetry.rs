@@ -1,10 +1,37 @@
-//! Validated `telemetry.tracing:`. A field the file leaves out falls back to its OpenTelemetry
+//! `telemetry.tracing:`: its schema, its validated form and its validator. A field the file leaves out falls back to its OpenTelemetry
 //! environment variable (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
 //! `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_RESOURCE_ATTRIBUTES`, and the
 //! `_TRACES_` variants of the first two), then to the default: the file wins where both are set.
 
-use super::raw::RawTracing;
+use serde::Deserialize;
+
 use super::{ConfigError, Validator};
+
+/// `telemetry:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// `telemetry.tracing:`.
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// `telemetry.tracing:`. Each field left out falls back to its OpenTelemetry environment
+/// variable, then to the default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// OTLP collector URL; unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` | `http/protobuf`.
+    pub protocol: Option<String>,
+    /// Share of root checks traced, 0.0 to 1.0.
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of the resource.
+    pub service_name: Option<String>,
+    /// Whether spans carry the subject as `enduser.id`.
+    pub record_subject: Option<bool>,
+}
 
 /// How spans are sampled and where they go.
 #[derive(Debug, Clone, PartialEq)]
