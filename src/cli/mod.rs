@@ -41,12 +41,18 @@ pub fn run(flavor: Flavor, command: impl Future<Output = ExitCode>) -> ExitCode 
     }
 }
 
-/// Reads and validates a config file; an unusable one is reported (file, field, reason) and
-/// answered with exit code 2.
-pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    let config = Config::load(path).map_err(|e| config_error(&e))?;
-    crate::tls::check(&config).map_err(|e| config_error(&e.in_file(path)))?;
+/// Reads and validates a config file as `serve` and `validate-config` do: the config itself,
+/// then what only the binary can check (TLS files).
+pub fn checked_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    crate::tls::check(&config).map_err(|e| e.in_file(path))?;
     Ok(config)
+}
+
+/// [`checked_config`]; an unusable file is reported (file, field, reason) and answered with
+/// exit code 2.
+pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    checked_config(path).map_err(|e| config_error(&e))
 }
 
 /// `jwtgate validate-config FILE`.

@@ -50,7 +50,7 @@ impl Jose {
 
     /// Runs `dpop.mjs COMMAND INPUT` and parses what it prints.
     pub fn call(&self, command: &str, input: &Value) -> Value {
-        let node = std::env::var("JWTGATE_NODE").unwrap_or_else(|_| "node".into());
+        let node = super::tools::NODE.path();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/dpop.mjs");
         let out = Command::new(node)
             .arg(script)

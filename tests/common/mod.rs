@@ -3,9 +3,17 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 pub mod certs;
+pub mod ingress_examples;
+pub mod introspection;
 pub mod jose;
+pub mod opaque_tokens;
+pub mod rate_limits;
 pub mod redis_server;
+pub mod redis_tls;
+pub mod tools;
+pub mod tracing;
 pub mod web;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -21,36 +21,6 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
-/// The redis-server binary, or a failure that says how to get one.
-pub fn redis_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("JWTGATE_REDIS_SERVER").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "JWTGATE_REDIS_SERVER={} is not a file: unset it, or run `bash tests/run.sh --test redis_store`",
-            path.display()
-        );
-        return path;
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("redis-server"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin/redis-server")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "redis-server not found ($JWTGATE_REDIS_SERVER, PATH, /usr/bin/redis-server): run the tests with \
-                 `bash tests/run.sh --test redis_store`, which installs Debian's redis-server"
-            )
-        })
-}
-
 impl RedisServer {
     /// Starts one on a free loopback port.
     pub async fn start() -> Self {
@@ -62,7 +32,7 @@ impl RedisServer {
         let port = super::free_port();
         let mut server = Self {
             port,
-            binary: redis_server_binary(),
+            binary: super::tools::REDIS_SERVER.path(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
             dir: tempfile::tempdir().unwrap(),

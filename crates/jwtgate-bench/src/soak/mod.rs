@@ -260,7 +260,7 @@ impl SoakReport {
 /// `refetch_wait` is the longest allowed (1 s), not the 100 ms default: the soak asks whether a
 /// rotation or an outage ever loses a request, and on a loaded 2-core CI machine running debug
 /// builds a loopback JWKS fetch has once taken longer than 100 ms (one `UNAVAILABLE` in 6,421
-/// checks). That the wait is bounded is `tests/rotation.rs`'s to prove, not the soak's.
+/// checks). That the wait is bounded is `tests/it/rotation.rs`'s to prove, not the soak's.
 fn config_text(listen: Listen, issuer: &Issuer, redis_url: &str, dir: &Path, variant: u64) -> String {
     format!(
         r#"# jwtgate-bench soak: reload #{variant}
