@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Now};
 use crate::config::{KeySettings, KeySource, Provider};
-use crate::metrics::{FetchCounters, Metrics};
+use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 pub use jwks::{Key, KeyKind, KeySet};
 
@@ -105,7 +105,7 @@ pub struct KeyStore {
     fetching: AtomicBool,
     fetches: AtomicU64,
     /// `jwtgate_key_fetches_total{provider, outcome}`.
-    fetched: FetchCounters,
+    fetched: fetch::FetchCounters,
     generation: watch::Sender<u64>,
     last_refetch: std::sync::Mutex<Option<Instant>>,
     max_age: std::sync::Mutex<Option<Duration>>,
@@ -177,7 +177,7 @@ impl KeyStore {
             discovered_jwks_uri: std::sync::Mutex::new(None),
             fetching: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
-            fetched: metrics.key_fetches(&provider.name),
+            fetched: metrics.families::<fetch::KeyFetchMetrics>().counters(&provider.name),
             generation: watch::channel(0).0,
             last_refetch: std::sync::Mutex::new(None),
             max_age: std::sync::Mutex::new(None),
