@@ -337,6 +337,7 @@ fn http_door_warm() -> Box<dyn FnMut()> {
     let state = http::HttpState {
         gate: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(gate)),
         draining: tokio_util::sync::CancellationToken::new(),
+        durations: Default::default(),
     };
     let router = http::router(state);
     let headers = nginx_headers(&token(Algorithm::RS256));

@@ -24,7 +24,11 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use jwtgate_core::config::{Config, ConfigError, ListenTls};
-use jwtgate_core::metrics::Metrics;
+use jwtgate_core::metrics::{Families, Metrics};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -156,11 +160,11 @@ impl ServerTls {
             match build(&self.files, self.protocols) {
                 Ok(config) => {
                     self.current.store(Arc::new(config));
-                    metrics.tls_reloaded(self.listener(), true);
+                    metrics.families::<TlsMetrics>().reloaded(self.listener(), true);
                     tracing::info!(field = self.files.field, "TLS certificate files changed: reloaded");
                 }
                 Err(e) => {
-                    metrics.tls_reloaded(self.listener(), false);
+                    metrics.families::<TlsMetrics>().reloaded(self.listener(), false);
                     tracing::warn!(
                         field = self.files.field,
                         reason = %e,
@@ -169,6 +173,52 @@ impl ServerTls {
                 }
             }
         }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerOutcome {
+    listener: &'static str,
+    outcome: &'static str,
+}
+
+/// The TLS families: certificate reloads (counted by [`ServerTls::watch`]) and handshakes
+/// (counted by `server::transport`), by listener and outcome.
+#[derive(Debug, Default)]
+pub struct TlsMetrics {
+    reloads: Family<ListenerOutcome, Counter>,
+    handshakes: Family<ListenerOutcome, Counter>,
+}
+
+impl Families for TlsMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "jwtgate_tls_reloads",
+            "Re-reads of a TLS listener's certificate files after they changed, by listener and outcome (a failure keeps the old certificate)",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "jwtgate_tls_handshakes",
+            "TLS handshakes on the listeners, by listener and outcome (success, failure, timeout)",
+            m.handshakes.clone(),
+        );
+        m
+    }
+}
+
+impl TlsMetrics {
+    /// Counts a re-read of `listener`'s TLS files (`listen.grpc_tls` → `grpc`).
+    fn reloaded(&self, listener: &'static str, applied: bool) {
+        let outcome = if applied { "success" } else { "failure" };
+        self.reloads.get_or_create(&ListenerOutcome { listener, outcome }).inc();
+    }
+
+    /// The handshake counter of `listener` for `outcome` (`success`, `failure`, `timeout`).
+    pub fn handshakes(&self, listener: &'static str, outcome: &'static str) -> Counter {
+        self.handshakes
+            .get_or_create(&ListenerOutcome { listener, outcome })
+            .clone()
     }
 }
 

@@ -236,6 +236,7 @@ pub fn http_door(data: &[u8]) {
     let app = router(HttpState {
         gate: world.gate.clone(),
         draining: CancellationToken::new(),
+        durations: Default::default(),
     });
     let response = world.runtime.block_on(app.oneshot(request)).unwrap();
     let status = response.status().as_u16();

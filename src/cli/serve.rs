@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jwtgate_core::metrics::Metrics;
-
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::{Flavor, load_config, run};
 use crate::telemetry;
+use crate::telemetry::export::SpansDropped;
 
 /// How long queued spans may take to reach the collector at shutdown.
 const SPAN_FLUSH_GRACE: Duration = Duration::from_secs(2);
@@ -27,7 +27,7 @@ pub fn serve(path: &Path) -> ExitCode {
     };
     run(Flavor::Server, async move {
         let metrics = Arc::new(Metrics::default());
-        let telemetry = match telemetry::install(&config.tracing, metrics.trace_spans_dropped()) {
+        let telemetry = match telemetry::install(&config.tracing, metrics.families::<SpansDropped>().counter()) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("jwtgate: {e}");

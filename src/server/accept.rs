@@ -22,9 +22,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use jwtgate_core::config::limits::{Limits, Listener};
-use jwtgate_core::metrics::Metrics;
+use jwtgate_core::metrics::{Families, Metrics};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -46,6 +49,55 @@ const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Accepted connections waiting for the server (or a TLS handshake) to take them.
 const QUEUE: usize = 128;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerReason {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+/// The connection families: open connections (counted by [`accept`] and [`Slot`]) and the ones
+/// a listener closed or could not take (counted here, by `transport` and by `connection`), by
+/// listener.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    open: Family<ListenerLabels, Gauge>,
+    refused: Family<ListenerReason, Counter>,
+}
+
+impl Families for ConnectionMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "jwtgate_connections",
+            "Open connections on each listener (TLS handshakes in progress included)",
+            m.open.clone(),
+        );
+        registry.register(
+            "jwtgate_connections_refused",
+            "Connections a listener closed or could not take, by listener and reason (max_connections: closed at accept, the listener's cap was reached; out_of_files: accept failed for want of file descriptors or memory, retried after a pause; header_timeout: no request head in time; idle_timeout: nothing read or written in time)",
+            m.refused.clone(),
+        );
+        m
+    }
+}
+
+impl ConnectionMetrics {
+    /// The open-connections gauge of `listener` (`grpc`, `http`, `admin`, `introspection`).
+    pub fn open(&self, listener: &'static str) -> Gauge {
+        self.open.get_or_create(&ListenerLabels { listener }).clone()
+    }
+
+    /// The counter of connections `listener` closed or could not take, for `reason`.
+    pub fn refused(&self, listener: &'static str, reason: &'static str) -> Counter {
+        self.refused.get_or_create(&ListenerReason { listener, reason }).clone()
+    }
+}
 
 /// One listener's bounds, resolved at start.
 #[derive(Debug, Clone)]
@@ -121,9 +173,10 @@ pub fn accept(
     let name = bounds.listener.name();
     let cap = bounds.max_connections;
     let places = Arc::new(Semaphore::new(cap));
-    let open = metrics.connections(name);
+    let metrics = metrics.families::<ConnectionMetrics>();
+    let open = metrics.open(name);
     let [over_cap, out_of_files, header_timeouts] =
-        ["max_connections", "out_of_files", "header_timeout"].map(|reason| metrics.connections_refused(name, reason));
+        ["max_connections", "out_of_files", "header_timeout"].map(|reason| metrics.refused(name, reason));
     tokio::spawn(async move {
         let mut pause = FIRST_ACCEPT_PAUSE;
         let mut cap_warning = Throttled::default();

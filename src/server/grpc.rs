@@ -10,23 +10,24 @@ use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse}
 use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
 use jwtgate_core::live::SharedGate;
-use jwtgate_core::metrics::Door;
 use jwtgate_core::request::{ClientCert, Decision, Headers, Request};
 use tonic::{Response, Status};
 use tracing::Instrument;
 
+use super::metrics::DoorDurations;
 use super::render;
-use crate::telemetry;
+use crate::telemetry::{self, Door};
 
 /// The `envoy.service.auth.v3.Authorization` service.
 pub struct AuthorizationService {
     gate: SharedGate,
+    durations: DoorDurations,
 }
 
 impl AuthorizationService {
-    /// A service answering from `gate`.
-    pub fn new(gate: SharedGate) -> Self {
-        Self { gate }
+    /// A service answering from `gate`, its answers timed in `durations`.
+    pub fn new(gate: SharedGate, durations: DoorDurations) -> Self {
+        Self { gate, durations }
     }
 }
 
@@ -45,7 +46,7 @@ impl Authorization for AuthorizationService {
         let decision = gate.decide(&req).instrument(trace.span).await;
         let allowed = matches!(decision, Decision::Allow(_));
         let answer = render::check_response(decision).map(Response::new);
-        gate.metrics().check_answered(Door::Grpc, allowed, started.elapsed());
+        self.durations.answered(allowed, started.elapsed());
         answer
     }
 }

@@ -14,16 +14,15 @@ use axum::extract::{ConnectInfo, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jwtgate_core::config::http_auth::Family;
-use jwtgate_core::gate::Gate;
 use jwtgate_core::live::SharedGate;
-use jwtgate_core::metrics::Door;
 use jwtgate_core::original::{self, Asked};
 use jwtgate_core::request::{Decision, Headers, Request};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::metrics::DoorDurations;
 use super::{ops, render};
-use crate::telemetry;
+use crate::telemetry::{self, Door};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -32,6 +31,8 @@ pub struct HttpState {
     pub gate: SharedGate,
     /// Fires when draining begins (SIGTERM); `/readyz` then answers 503.
     pub draining: CancellationToken,
+    /// Where the door's answers are timed.
+    pub durations: DoorDurations,
 }
 
 /// The HTTP router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -70,12 +71,12 @@ async fn door(
     };
     if let Err(refusal) = original::read(door, peer, asked, &mut req) {
         let refused = gate.refuse(&req, refusal);
-        return answer(&gate, started, refused, door.family);
+        return answer(&state.durations, started, refused, door.family);
     }
     let trace = telemetry::check_span(Door::Http, &telemetry::GateHeaders(&req.headers));
     req.trace_id = Some(trace.trace_id);
     let decision = gate.decide(&req).instrument(trace.span).await;
-    answer(&gate, started, decision, door.family)
+    answer(&state.durations, started, decision, door.family)
 }
 
 /// Headers as the gate sees them: lower-case names, repeated values joined with `,` (`; ` for
@@ -99,9 +100,9 @@ pub fn gate_headers(headers: &HeaderMap) -> Headers {
 }
 
 /// The response for `decision`, its time since `started` recorded.
-fn answer(gate: &Gate, started: Instant, decision: Decision, family: Family) -> Response {
+fn answer(durations: &DoorDurations, started: Instant, decision: Decision, family: Family) -> Response {
     let allowed = matches!(decision, Decision::Allow(_));
     let response = render::http_response(decision, family == Family::Envoy);
-    gate.metrics().check_answered(Door::Http, allowed, started.elapsed());
+    durations.answered(allowed, started.elapsed());
     response
 }

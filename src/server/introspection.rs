@@ -19,6 +19,7 @@ use jwtgate_core::config::introspection::IntrospectionClient;
 use jwtgate_core::gate::Gate;
 use jwtgate_core::introspect::Introspected;
 use jwtgate_core::live::SharedGate;
+use jwtgate_core::opaque::IntrospectionMetrics;
 use jwtgate_core::rejection::Class;
 use jwtgate_core::token::after_scheme;
 use subtle::ConstantTimeEq;
@@ -52,7 +53,9 @@ async fn introspect(State(gate): State<SharedGate>, headers: HeaderMap, body: By
         Ok(()) => {}
         Err(ClientRefused::Unavailable) => return unavailable(),
         Err(ClientRefused::Unauthorized) => {
-            gate.metrics().introspection_served("", "unauthorized");
+            gate.metrics()
+                .families::<IntrospectionMetrics>()
+                .served("", "unauthorized");
             let mut r = answer(
                 StatusCode::UNAUTHORIZED,
                 error("invalid_client", "client authentication failed"),

@@ -9,6 +9,7 @@ mod cork;
 pub mod grpc;
 pub mod http;
 pub mod introspection;
+pub mod metrics;
 pub mod ops;
 pub mod render;
 pub mod transport;
@@ -33,7 +34,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use self::metrics::{CheckDurations, WorkerThreads};
 use crate::admin::{self, AdminService};
+use crate::telemetry::Door;
+use crate::telemetry::export::SpansDropped;
 use crate::tls;
 
 /// The gRPC service name Envoy health-checks.
@@ -183,6 +187,8 @@ pub async fn start_with_metrics(
     };
     let introspection_tls = listener_tls(config.listen.introspection_tls.as_ref(), tls::Protocols::Http)?;
     let store = Store::open(&config.revocation).await?;
+    // Shown (at 0) when nothing exports spans.
+    metrics.families::<SpansDropped>();
     let shared = Shared {
         metrics: metrics.clone(),
         revocations: store.set().clone(),
@@ -236,8 +242,10 @@ pub async fn start_with_metrics(
             metrics: metrics.clone(),
         }
     };
-    let grpc = tonic::service::Routes::new(health_service)
-        .add_service(AuthorizationServer::new(grpc::AuthorizationService::new(gate.clone())));
+    let checks = metrics.families::<CheckDurations>();
+    let grpc = tonic::service::Routes::new(health_service).add_service(AuthorizationServer::new(
+        grpc::AuthorizationService::new(gate.clone(), checks.door(Door::Grpc)),
+    ));
     let grpc = transport::serve_grpc(
         grpc,
         grpc_listener,
@@ -249,6 +257,7 @@ pub async fn start_with_metrics(
     let router = http::router(http::HttpState {
         gate: gate.clone(),
         draining: draining.clone(),
+        durations: checks.door(Door::Http),
     });
     let http = transport::serve_http(
         router,
@@ -285,7 +294,7 @@ pub async fn start_with_metrics(
     }
 
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    metrics.worker_threads(workers);
+    metrics.families::<WorkerThreads>().set(workers);
     tracing::info!(grpc = %grpc_addr, grpc_mode, http = %http_addr, http_mode, admin = %admin_addr, admin_mode, providers = config.providers.len(), workers, "jwtgate listening");
     let l = &config.limits;
     let caps: Vec<String> = present

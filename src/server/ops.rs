@@ -92,7 +92,17 @@ async fn readyz(State(state): State<Arc<Ops>>) -> impl IntoResponse {
 
 /// Prometheus text 0.0.4, or OpenMetrics when the scraper's `Accept` asks for it.
 async fn metrics(State(state): State<Arc<Ops>>, headers: HeaderMap) -> impl IntoResponse {
-    let format = Format::from_accept(headers.get("accept").and_then(|v| v.to_str().ok()));
+    let format = asked_format(&headers);
     let text = status::metrics_text(&state.gate.load(), format);
     ([("content-type", format.content_type())], text)
+}
+
+/// The format a scraper's `Accept` asks for: OpenMetrics when it names it, else classic.
+fn asked_format(headers: &HeaderMap) -> Format {
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+    if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+        Format::OpenMetrics
+    } else {
+        Format::Classic
+    }
 }

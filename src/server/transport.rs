@@ -19,7 +19,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use jwtgate_core::config::limits::Limits;
-use jwtgate_core::metrics::Metrics;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -27,10 +26,11 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::accept::{self, Bounds, Conn, Slot};
+use super::accept::{self, Bounds, Conn, ConnectionMetrics, Slot};
 use super::connection::{self, Activity, Served, Tracked};
 use super::cork::Corked;
-use crate::tls::{self, ServerTls};
+use crate::tls::{self, ServerTls, TlsMetrics};
+use jwtgate_core::metrics::Metrics;
 
 /// What a listener serves with: its bounds, its TLS (`None`: plaintext), and the metrics its
 /// connections and handshakes count into.
@@ -124,7 +124,8 @@ pub async fn serve_http(
 /// What the connections of `listening` share.
 fn served(listening: &Listening, shutdown: CancellationToken) -> Served {
     let name = listening.bounds.listener.name();
-    let counter = |reason| listening.metrics.connections_refused(name, reason);
+    let connections = listening.metrics.families::<ConnectionMetrics>();
+    let counter = |reason| connections.refused(name, reason);
     Served {
         limits: listening.bounds.limits.clone(),
         header_timeouts: counter("header_timeout"),
@@ -239,8 +240,9 @@ fn tls_handshakes(
 ) -> mpsc::Receiver<(Conn<TlsStream<TcpStream>>, SocketAddr)> {
     let (ready, handed_out) = mpsc::channel(HANDSHAKEN_QUEUE);
     let name = tls.listener();
+    let handshakes = metrics.families::<TlsMetrics>();
     let [succeeded, failed, timed_out] =
-        ["success", "failure", "timeout"].map(|outcome| metrics.tls_handshakes(name, outcome));
+        ["success", "failure", "timeout"].map(|outcome| handshakes.handshakes(name, outcome));
     tokio::spawn(async move {
         while let Some((stream, peer, slot)) = accepted.recv().await {
             let acceptor = tls.acceptor();

@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use jwtgate_core::metrics::Counter;
+use jwtgate_core::metrics::Families;
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,30 @@ pub const QUEUE_CAPACITY: usize = 2048;
 pub const MAX_BATCH: usize = 512;
 /// Longest a span waits in the queue before a partial batch is sent.
 pub const BATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// `jwtgate_trace_spans_dropped_total`: the counter the queue counts its losses in (shown as 0
+/// by a server that exports nothing).
+#[derive(Debug)]
+pub struct SpansDropped(Counter);
+
+impl Families for SpansDropped {
+    fn register(registry: &mut Registry) -> Self {
+        let dropped = Counter::default();
+        registry.register(
+            "jwtgate_trace_spans_dropped",
+            "Finished spans not exported: the export queue was full or the collector failed",
+            dropped.clone(),
+        );
+        Self(dropped)
+    }
+}
+
+impl SpansDropped {
+    /// The counter, for [`crate::telemetry::install`].
+    pub fn counter(&self) -> Counter {
+        self.0.clone()
+    }
+}
 
 /// The span processor: hands finished, sampled spans to the [`Worker`].
 #[derive(Debug)]

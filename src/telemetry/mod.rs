@@ -16,7 +16,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use jwtgate_core::config::{OtlpProtocol, TracingConfig};
-use jwtgate_core::metrics::{Counter, Door};
 use jwtgate_core::request::Headers;
 pub use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
@@ -25,6 +24,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider};
+use prometheus_client::metrics::counter::Counter;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, filter_fn};
@@ -37,6 +37,25 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Root sampling, set once when the OpenTelemetry layer is installed; unset, nothing is traced.
 static SAMPLING: OnceLock<f64> = OnceLock::new();
+
+/// Which front door answered a check: the `door` of its span and of its duration's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Envoy ext_authz over gRPC.
+    Grpc,
+    /// The HTTP door (Nginx, forward-auth, Envoy's HTTP mode).
+    Http,
+}
+
+impl Door {
+    /// The label value: `grpc` or `http`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
+        }
+    }
+}
 
 /// The installed pipeline; [`Telemetry::shutdown`] exports what is still queued.
 pub struct Telemetry {

@@ -237,8 +237,13 @@ async fn start_jwtgate(
     if setup.tracing.is_some() {
         let log = tracing_subscriber::EnvFilter::new(&setup.log);
         telemetry = Some(
-            jwtgate::telemetry::install_with(&config.tracing, metrics.trace_spans_dropped(), log, false)
-                .map_err(|e| e.to_string())?,
+            jwtgate::telemetry::install_with(
+                &config.tracing,
+                metrics.families::<jwtgate::telemetry::export::SpansDropped>().counter(),
+                log,
+                false,
+            )
+            .map_err(|e| e.to_string())?,
         );
     }
     let running = jwtgate::server::start_with_metrics(&config, metrics, shutdown)

@@ -13,10 +13,14 @@
 use std::sync::Arc;
 
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use quick_cache::sync::Cache;
 
 use crate::clock;
 use crate::config::CacheConfig;
+use crate::metrics::{Families, Metrics, OutcomeLabel};
 use crate::rejection::Rejection;
 use crate::revocation::{Revocation, Target};
 use crate::verify::Verified;
@@ -200,6 +204,60 @@ impl TokenCache {
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What a verified-token cache lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// A verified entry that is still good.
+    Hit,
+    /// A remembered refusal.
+    RefusedHit,
+    /// Nothing usable: verified afresh.
+    Miss,
+}
+
+/// `jwtgate_token_cache_lookups_total`, one handle per [`CacheOutcome`] (the gate counts each
+/// lookup; the cache's size is a gauge set at scrape, in [`crate::status`]).
+#[derive(Debug)]
+pub struct CacheLookups([Counter; 3]);
+
+impl Families for CacheLookups {
+    fn register(registry: &mut Registry) -> Self {
+        let lookups = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "jwtgate_token_cache_lookups",
+            "Verified-token cache lookups by outcome",
+            lookups.clone(),
+        );
+        Self(["hit", "refused_hit", "miss"].map(|outcome| lookups.get_or_create(&OutcomeLabel { outcome }).clone()))
+    }
+}
+
+impl CacheLookups {
+    /// Counts a lookup.
+    pub fn count(&self, outcome: CacheOutcome) {
+        let i = match outcome {
+            CacheOutcome::Hit => 0,
+            CacheOutcome::RefusedHit => 1,
+            CacheOutcome::Miss => 2,
+        };
+        if let Some(c) = self.0.get(i) {
+            c.inc();
+        }
+    }
+
+    /// Hits so far.
+    pub fn hits(&self) -> u64 {
+        self.0.first().map_or(0, Counter::get)
+    }
+}
+
+impl Metrics {
+    /// Verified-token cache hits so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.families::<CacheLookups>().hits()
     }
 }
 

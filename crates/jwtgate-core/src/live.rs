@@ -7,11 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::gate::{Gate, Shared};
 use crate::keys::KeyStore;
+use crate::metrics::{Families, OutcomeLabel};
 use crate::verify::Verifier;
 
 /// The gate that decides now; front doors load it once per request.
@@ -108,12 +112,12 @@ impl Live {
         match Config::load(path) {
             Ok(config) => {
                 self.apply(&config);
-                self.gate.load().metrics().config_reloaded(true);
+                self.gate.load().metrics().families::<ReloadMetrics>().count(true);
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "config reload refused; keeping the config in force");
-                self.gate.load().metrics().config_reloaded(false);
+                self.gate.load().metrics().families::<ReloadMetrics>().count(false);
                 Err(e)
             }
         }
@@ -201,6 +205,27 @@ fn trace_pipeline(config: &Config) -> crate::config::TracingConfig {
     crate::config::TracingConfig {
         record_subject: false,
         ..config.tracing.clone()
+    }
+}
+
+/// `jwtgate_config_reloads_total`: reloads by outcome (`success`, or `failure` when the file was
+/// refused and the config in force stayed); an outcome appears once it has happened.
+#[derive(Debug, Default)]
+pub struct ReloadMetrics(Family<OutcomeLabel, Counter>);
+
+impl Families for ReloadMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register("jwtgate_config_reloads", "Config reloads, by outcome", m.0.clone());
+        m
+    }
+}
+
+impl ReloadMetrics {
+    /// Counts a reload, applied or refused.
+    pub fn count(&self, applied: bool) {
+        let outcome = if applied { "success" } else { "failure" };
+        self.0.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 }
 

@@ -9,18 +9,26 @@
 //! answers something that is not RFC 7662 is a failure ([`Failure`]), never "the token is bad";
 //! failures are not kept. What an answer says is only a set of claims: the gate checks them as it
 //! checks a JWT's (time claims, audience, revocation, every route's requirements, per request).
+//!
+//! `jwtgate_introspections_total` counts both directions: the calls made here (`consumed`, each
+//! [`Introspector`] with its own handles) and the answers jwtgate's own endpoint gives (`served`,
+//! [`IntrospectionMetrics::served`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, watch};
 
 use crate::cache::{TokenHash, TokenHasher};
 use crate::config::introspection::{ProviderIntrospection, token_type};
 use crate::keys::fetch;
-use crate::metrics::{IntrospectionCounters, Metrics};
+use crate::metrics::{Families, Metrics, ProviderOutcome};
 use crate::verify::ProviderKeys;
 
 /// Longest introspection answer read.
@@ -101,7 +109,9 @@ impl Introspector {
         capacity: usize,
     ) -> Self {
         Self {
-            counters: metrics.introspection_counters(&provider.config.name),
+            counters: metrics
+                .families::<IntrospectionMetrics>()
+                .counters(&provider.config.name),
             endpoint: OnceCell::new_with(settings.endpoint.clone()),
             provider,
             settings,
@@ -296,6 +306,97 @@ pub fn refused_type(refuse: &[String], claims: &Map<String, Value>) -> Option<St
         }
     }
     None
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntrospectionLabels {
+    direction: &'static str,
+    provider: String,
+    outcome: &'static str,
+}
+
+/// The introspection families: calls by direction, provider and outcome, and the kept answers'
+/// lookups by provider.
+#[derive(Debug, Default)]
+pub struct IntrospectionMetrics {
+    calls: Family<IntrospectionLabels, Counter>,
+    kept: Family<ProviderOutcome, Counter>,
+}
+
+impl Families for IntrospectionMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "jwtgate_introspections",
+            "Token introspections (RFC 7662), by direction (served: asked of jwtgate; consumed: asked by jwtgate of a provider), provider and outcome",
+            m.calls.clone(),
+        );
+        registry.register(
+            "jwtgate_introspection_cache_lookups",
+            "Opaque-token checks answered from a kept introspection answer (hit) or not (miss), by provider",
+            m.kept.clone(),
+        );
+        m
+    }
+}
+
+impl IntrospectionMetrics {
+    /// Counts an introspection answered by jwtgate (`direction="served"`): `outcome` is
+    /// `active`, the refusal's label for an inactive token, or `unauthorized` for a caller that
+    /// may not ask; `provider` is empty when no provider verified the token.
+    pub fn served(&self, provider: &str, outcome: &'static str) {
+        self.calls
+            .get_or_create(&IntrospectionLabels {
+                direction: "served",
+                provider: provider.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// The consumed-introspection counters of `provider`: `outcome` `active`, `inactive` or
+    /// `error`, and its answer-cache lookups.
+    fn counters(&self, provider: &str) -> IntrospectionCounters {
+        let call = |outcome| {
+            self.calls
+                .get_or_create(&IntrospectionLabels {
+                    direction: "consumed",
+                    provider: provider.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        let lookup = |outcome| {
+            self.kept
+                .get_or_create(&ProviderOutcome {
+                    provider: provider.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        IntrospectionCounters {
+            active: call("active"),
+            inactive: call("inactive"),
+            error: call("error"),
+            cache_hit: lookup("hit"),
+            cache_miss: lookup("miss"),
+        }
+    }
+}
+
+/// One provider's introspection counters (`direction="consumed"`) and answer-cache lookups.
+#[derive(Debug)]
+struct IntrospectionCounters {
+    /// Calls answered `active: true`.
+    active: Counter,
+    /// Calls answered `active: false`.
+    inactive: Counter,
+    /// Calls that failed (down, slow, not RFC 7662).
+    error: Counter,
+    /// Checks answered from a kept answer.
+    cache_hit: Counter,
+    /// Checks that needed a call (or joined one in flight).
+    cache_miss: Counter,
 }
 
 #[cfg(test)]

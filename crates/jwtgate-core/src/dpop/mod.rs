@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -18,6 +21,7 @@ use crate::binding::ProofError;
 use crate::config::binding::Dpop;
 use crate::jws;
 use crate::keys::jwks;
+use crate::metrics::{Families, ProviderOutcome};
 use crate::rejection::Rejection;
 use replay::ProofId;
 
@@ -156,6 +160,40 @@ pub fn thumbprint(jwk: &serde_json::Map<String, Value>) -> Option<String> {
         _ => return None,
     };
     Some(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+}
+
+/// `jwtgate_dpop_proofs_total`: proofs checked, by provider and outcome (the gate counts each
+/// proof of a provider with DPoP through its [`DpopMetrics::counters`]).
+#[derive(Debug, Default)]
+pub struct DpopMetrics(Family<ProviderOutcome, Counter>);
+
+impl Families for DpopMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "jwtgate_dpop_proofs",
+            "DPoP proofs (RFC 9449) checked, by provider and outcome (valid, or why refused)",
+            m.0.clone(),
+        );
+        m
+    }
+}
+
+impl DpopMetrics {
+    /// `provider`'s counters, one per outcome in the order of [`ProofError::OUTCOMES`].
+    pub fn counters(&self, provider: &str) -> Box<[Counter]> {
+        ProofError::OUTCOMES
+            .iter()
+            .map(|outcome| {
+                self.0
+                    .get_or_create(&ProviderOutcome {
+                        provider: provider.to_owned(),
+                        outcome,
+                    })
+                    .clone()
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,17 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cache::TokenCache;
+use super::metrics::{DecisionCounters, DecisionMetrics};
+use crate::cache::{CacheLookups, TokenCache};
 use crate::config::http_auth::HttpAuth;
 use crate::config::introspection::Introspection;
 use crate::config::routes::Unmatched;
 use crate::config::{Config, Source};
 use crate::denial_log::DenialLog;
+use crate::dpop::DpopMetrics;
 use crate::dpop::replay::Replays;
 use crate::keys::cache::KeyCache;
-use crate::metrics::{DecisionCounters, Metrics};
+use crate::metrics::Metrics;
 use crate::opaque::Introspector;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::local::LocalCounters;
@@ -40,6 +42,8 @@ pub struct Gate {
     pub(super) retained_claims: BTreeSet<String>,
     /// This config's metrics handles.
     pub(super) counters: DecisionCounters,
+    /// `jwtgate_token_cache_lookups_total` by outcome.
+    pub(super) cache_lookups: Arc<CacheLookups>,
     /// Evicts revoked tokens from `cache`; the revocation set holds it weakly.
     pub(super) _evict_revoked: Arc<Listener>,
     /// How many denial lines may be logged per second.
@@ -63,7 +67,7 @@ pub struct Gate {
 /// State that outlives a config reload: counters and the revocation set.
 #[derive(Debug, Clone, Default)]
 pub struct Shared {
-    /// Decision counters.
+    /// The process's metrics: every family, kept across reloads.
     pub metrics: Arc<Metrics>,
     /// The live revocation set (kept in sync by the revocation store).
     pub revocations: Arc<RevocationSet>,
@@ -123,6 +127,7 @@ impl Gate {
                 )))
             })
             .collect();
+        let dpop = shared.metrics.families::<DpopMetrics>();
         let cache = Arc::new(TokenCache::new(&config.cache));
         let c = cache.clone();
         let evict_revoked: Arc<Listener> = Arc::new(move |r: &Revocation| c.evict_revoked(r));
@@ -142,6 +147,7 @@ impl Gate {
                 &config.rate_limits,
                 shared.rate_counters.clone(),
                 shared.rate_store.clone(),
+                &shared.metrics,
             ),
             headers_on_allow: config.rate_limits.headers_on_allow,
             introspection: config.introspection.clone(),
@@ -150,7 +156,7 @@ impl Gate {
                 .providers
                 .iter()
                 .map(|p| match p.dpop {
-                    Some(_) => shared.metrics.dpop_counters(&p.name),
+                    Some(_) => dpop.counters(&p.name),
                     None => Box::default(),
                 })
                 .collect(),
@@ -161,15 +167,10 @@ impl Gate {
                 .collect(),
             cache,
             retained_claims: retained_claims(config),
-            counters: shared.metrics.decision_counters(
+            cache_lookups: shared.metrics.families(),
+            counters: shared.metrics.families::<DecisionMetrics>().counters(
                 config.routes.iter().map(|r| r.name.clone()).collect(),
                 config.providers.iter().map(|p| p.name.clone()).collect(),
-                &config
-                    .rate_limits
-                    .rules
-                    .iter()
-                    .map(|r| r.name.clone())
-                    .collect::<Vec<_>>(),
             ),
             shared,
         }
@@ -180,7 +181,7 @@ impl Gate {
         &self.verifier
     }
 
-    /// The decision counters.
+    /// The process's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
     }

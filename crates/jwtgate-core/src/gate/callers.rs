@@ -7,6 +7,7 @@ use super::{Gate, Trace};
 
 use crate::config::routes::Requirements;
 use crate::introspect::Introspected;
+use crate::opaque::IntrospectionMetrics;
 use crate::rejection::Rejection;
 use crate::request::Identity;
 
@@ -67,7 +68,10 @@ impl Gate {
             Err(r) => Err((r.rejection.clone(), r.provider().map(|p| p.config.name.as_str()))),
         });
         let provider = answer.provider().unwrap_or_default();
-        self.shared.metrics.introspection_served(provider, answer.outcome());
+        self.shared
+            .metrics
+            .families::<IntrospectionMetrics>()
+            .served(provider, answer.outcome());
         if !matches!(answer, Introspected::Active { .. }) && self.denial_log.admit() {
             tracing::info!(provider, reason = answer.outcome(), "introspection: inactive token");
         }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::cache::CacheOutcome;
 use crate::clock;
 use crate::config::{Provider, Source};
 use crate::jws;
-use crate::metrics::CacheOutcome;
 use crate::opaque::Answer;
 use crate::rejection::Rejection;
 use crate::verify::{ProviderKeys, Verified};
@@ -110,7 +110,7 @@ impl Gate {
                     .is_some_and(|set| v.key.as_ref().is_some_and(|k| set.holds(k)))
                 && !v.expired(&p.config, clock::unix())
             {
-                self.shared.metrics.cache_lookup(CacheOutcome::Hit);
+                self.cache_lookups.count(CacheOutcome::Hit);
                 return Ok(Authenticated {
                     verified: v,
                     provider: p,
@@ -119,10 +119,10 @@ impl Gate {
             // Expired, or its key is gone: verify afresh for the precise answer.
             self.cache.forget(&h);
         } else if let Some(r) = self.cache.refused(&h) {
-            self.shared.metrics.cache_lookup(CacheOutcome::RefusedHit);
+            self.cache_lookups.count(CacheOutcome::RefusedHit);
             return Err(r);
         }
-        self.shared.metrics.cache_lookup(CacheOutcome::Miss);
+        self.cache_lookups.count(CacheOutcome::Miss);
         match self.verifier.verify(token).await {
             Ok((v, p)) => {
                 if let Some(alg) = v.alg {

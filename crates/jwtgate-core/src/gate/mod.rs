@@ -15,6 +15,7 @@ mod build;
 mod callers;
 mod credential;
 mod explain;
+pub mod metrics;
 mod rate_limit;
 mod sender;
 

@@ -29,7 +29,7 @@ impl Gate {
         };
         let checked = self.limiter.check(&subject, clock::now().instant).await;
         if checked.store_failed {
-            self.counters.rate_limit_store_error();
+            self.limiter.metrics().store_error();
         }
         match (checked.verdict, checked.refused_by) {
             (Verdict::Unlimited, _) => {
@@ -45,7 +45,7 @@ impl Gate {
             }
             (Verdict::Limited(exceeded), rule) => {
                 if let Some(rule) = rule {
-                    self.counters.rate_limited(rule);
+                    self.limiter.metrics().refused_by(rule);
                 }
                 let r = Rejection::RateLimited(Box::new(exceeded));
                 trace.step(|| "within rate limits".into(), Err(&r));

@@ -1,10 +1,17 @@
 //! Bounded HTTP fetches from issuers: a time limit on the whole exchange, a size limit on the
 //! body, no redirects to another host, and `Cache-Control: max-age` read for the refresh timer.
+//! Key-set fetches are counted by provider and outcome ([`KeyFetchMetrics`]; each key store
+//! counts its own).
 
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE};
 use reqwest::redirect;
+
+use crate::metrics::{Families, ProviderOutcome};
 
 /// Largest JWKS or discovery document read.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -245,6 +252,49 @@ pub fn discovered_url(body: &[u8], issuer: &str, member: &'static str) -> Result
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u.into()),
         _ => Err(DiscoveryError::BadUrl(member)),
     }
+}
+
+/// `jwtgate_key_fetches_total`: key-set fetches by provider and outcome.
+#[derive(Debug, Default)]
+pub struct KeyFetchMetrics(Family<ProviderOutcome, Counter>);
+
+impl Families for KeyFetchMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "jwtgate_key_fetches",
+            "Key-set fetches, by provider and outcome",
+            m.0.clone(),
+        );
+        m
+    }
+}
+
+impl KeyFetchMetrics {
+    /// The fetch counters of `provider`'s key store.
+    pub fn counters(&self, provider: &str) -> FetchCounters {
+        let counter = |outcome| {
+            self.0
+                .get_or_create(&ProviderOutcome {
+                    provider: provider.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        FetchCounters {
+            success: counter("success"),
+            failure: counter("failure"),
+        }
+    }
+}
+
+/// A key store's fetch counters.
+#[derive(Debug, Clone)]
+pub struct FetchCounters {
+    /// Fetches that loaded a key set.
+    pub success: Counter,
+    /// Fetches that failed (the last good keys keep serving).
+    pub failure: Counter,
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Now};
 use crate::config::{KeySettings, KeySource, Provider};
-use crate::metrics::{FetchCounters, Metrics};
+use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 pub use jwks::{Key, KeyKind, KeySet};
 
@@ -105,7 +105,7 @@ pub struct KeyStore {
     fetching: AtomicBool,
     fetches: AtomicU64,
     /// `jwtgate_key_fetches_total{provider, outcome}`.
-    fetched: FetchCounters,
+    fetched: fetch::FetchCounters,
     generation: watch::Sender<u64>,
     last_refetch: std::sync::Mutex<Option<Instant>>,
     max_age: std::sync::Mutex<Option<Duration>>,
@@ -177,7 +177,7 @@ impl KeyStore {
             discovered_jwks_uri: std::sync::Mutex::new(None),
             fetching: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
-            fetched: metrics.key_fetches(&provider.name),
+            fetched: metrics.families::<fetch::KeyFetchMetrics>().counters(&provider.name),
             generation: watch::channel(0).0,
             last_refetch: std::sync::Mutex::new(None),
             max_age: std::sync::Mutex::new(None),
@@ -457,90 +457,6 @@ impl KeyStore {
             restored: false,
             last_error: None,
         }));
-    }
-
-    /// `f` of where this store's key sets come from, as the disk cache records it.
-    fn with_origin<R>(&self, f: impl FnOnce(cache::Origin<'_>) -> R) -> R {
-        let source = match &self.source {
-            KeySource::JwksUri(uri) => format!("jwks_uri {uri}"),
-            KeySource::Discovery => "discovery".into(),
-            KeySource::JwksFile(path) => format!("jwks_file {}", path.display()),
-            KeySource::HmacSecret(_) => "hmac_secret".into(),
-            KeySource::None => "none".into(),
-        };
-        f(cache::Origin {
-            provider: &self.provider,
-            issuer: &self.issuer,
-            source: &source,
-        })
-    }
-
-    /// Keeps a just-fetched JWKS on disk (off the runtime's threads); a failure is logged and
-    /// costs nothing else.
-    async fn save_to_disk(self: &Arc<Self>, body: Vec<u8>) {
-        let Some(disk) = self.disk.clone() else { return };
-        let this = self.clone();
-        let fetched_at = clock::unix();
-        let saved = tokio::task::spawn_blocking(move || {
-            this.with_origin(|origin| disk.save(origin, fetched_at, &body))
-                .map_err(|e| (disk.file(&this.provider), e))
-        })
-        .await;
-        if let Ok(Err((file, e))) = saved {
-            tracing::warn!(provider = %self.provider, file = %file.display(), "cannot keep the key set on disk: {e}");
-        }
-    }
-
-    /// After a failed first fetch: the key set the disk cache holds, if it is this provider's,
-    /// parses, and is younger than `max_stale` counted from its own fetch. Whether it was used.
-    async fn restore_from_disk(self: &Arc<Self>, why: &Arc<LoadError>) -> bool {
-        let Some(disk) = self.disk.clone() else { return false };
-        let this = self.clone();
-        let now = clock::now();
-        let read = tokio::task::spawn_blocking(move || {
-            let read = this.with_origin(|origin| disk.load(origin, now.unix));
-            (disk.file(&this.provider), read)
-        })
-        .await;
-        let Ok((file, read)) = read else { return false };
-        let ignore = |reason: String| {
-            tracing::warn!(provider = %self.provider, file = %file.display(), reason = %reason, "ignoring the key cache file");
-            false
-        };
-        let restored = match read {
-            Ok(Some(r)) => r,
-            Ok(None) => return false,
-            Err(reason) => return ignore(reason),
-        };
-        let age = Duration::from_secs(now.unix.saturating_sub(restored.fetched_at));
-        let Some(left) = self.settings.max_stale.checked_sub(age) else {
-            return ignore(format!(
-                "fetched {}s ago, older than max_stale ({}s)",
-                age.as_secs(),
-                self.settings.max_stale.as_secs()
-            ));
-        };
-        let parsed = match jwks::parse(&restored.jwks) {
-            Ok(p) => p,
-            Err(e) => return ignore(format!("not a usable JWKS: {e}")),
-        };
-        tracing::warn!(
-            provider = %self.provider,
-            keys = parsed.set.len(),
-            age_seconds = age.as_secs(),
-            "issuer unreachable: serving the key set kept on disk until a fetch succeeds"
-        );
-        self.state.store(Arc::new(State {
-            keys: Some(Arc::new(parsed.set)),
-            loaded_at: Some(Now {
-                unix: restored.fetched_at,
-                instant: now.instant,
-            }),
-            usable_until: now.instant.checked_add(left),
-            restored: true,
-            last_error: Some(why.clone()),
-        }));
-        true
     }
 
     fn last_max_age(&self) -> Option<Duration> {

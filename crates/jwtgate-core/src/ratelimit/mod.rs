@@ -5,6 +5,7 @@
 
 pub mod gcra;
 pub mod local;
+pub mod metrics;
 pub mod redis;
 
 use std::sync::Arc;
@@ -14,10 +15,12 @@ use serde_json::{Map, Value};
 
 use crate::claims;
 use crate::config::rate_limits::{KeyPart, LimitStore, OnStoreError, RateLimits, RateRule};
+use crate::metrics::Metrics;
 use crate::rejection::RateLimitExceeded;
 use crate::request::{Headroom, Request};
 use gcra::{Rates, Step};
 use local::{Charge, LocalCounters};
+use metrics::{RateLimitMetrics, RuleCounters};
 use redis::RedisCounters;
 
 /// What identifies a request to the rules.
@@ -39,6 +42,8 @@ pub struct RateLimiter {
     rules: Vec<(RateRule, Rates)>,
     counters: Counters,
     on_store_error: OnStoreError,
+    /// Refusals by rule position, and store errors.
+    metrics: RuleCounters,
 }
 
 #[derive(Debug)]
@@ -85,8 +90,14 @@ pub const MAX_PART_BYTES: usize = 1024;
 
 impl RateLimiter {
     /// The rules of `config`, counting in Redis when the config says so and `redis` is given,
-    /// else in `local` (a one-shot `jwtgate check` explains against fresh local counters).
-    pub fn new(config: &RateLimits, local: Arc<LocalCounters>, redis: Option<Arc<RedisCounters>>) -> Self {
+    /// else in `local` (a one-shot `jwtgate check` explains against fresh local counters); their
+    /// refusals counted in `metrics`.
+    pub fn new(
+        config: &RateLimits,
+        local: Arc<LocalCounters>,
+        redis: Option<Arc<RedisCounters>>,
+        metrics: &Metrics,
+    ) -> Self {
         let counters = match (&config.store, redis) {
             (LimitStore::Redis { .. }, Some(r)) => Counters::Redis(r),
             _ => Counters::Local(local),
@@ -95,7 +106,13 @@ impl RateLimiter {
             rules: config.rules.iter().map(|r| (r.clone(), Rates::of(r))).collect(),
             counters,
             on_store_error: config.on_store_error,
+            metrics: metrics.families::<RateLimitMetrics>().counters(config.rules.iter()),
         }
+    }
+
+    /// The handles its refusals and store errors are counted with.
+    pub fn metrics(&self) -> &RuleCounters {
+        &self.metrics
     }
 
     /// Whether there are no rules at all.
