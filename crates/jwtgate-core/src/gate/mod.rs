@@ -7,7 +7,13 @@
 //! `require_jti` and revocation ([`crate::revocation`]) → the route's requirements
 //! ([`crate::policy`]) → allow with identity headers, or deny (dry run applied). The admin API's
 //! callers go through the same token steps ([`Gate::authorize`]). Nothing here knows gRPC or
-//! HTTP: [`Deny`] carries the rejection, and the doors render it.
+//! HTTP: [`crate::request::Deny`] carries the rejection, and the doors render it.
+//!
+//! This file is the order of the steps and nothing else; each step family is its own file:
+//! `credential` (verification through the cache, opaque tokens, source, revocation), `sender`
+//! (DPoP, certificate binding), `all_of`, `rate_limit`, `answer` (allow, deny, trace id),
+//! `explain`, `callers` (the bare-credential API), `build` (construction, what a cached token
+//! keeps) and `metrics` (what the gate counts).
 
 mod all_of;
 mod answer;
