@@ -42,8 +42,15 @@ use answer::trace_id;
 use credential::Authenticated;
 use explain::Trace;
 
-/// The matched route and its position in the config (which counts its metrics).
-type Matched<'g> = Option<(usize, &'g Route)>;
+/// The route a request matched, and its position in the config (which indexes its metrics).
+#[derive(Clone, Copy)]
+struct MatchedRoute<'g> {
+    index: usize,
+    route: &'g Route,
+}
+
+/// The matched route, if any.
+type Matched<'g> = Option<MatchedRoute<'g>>;
 
 /// What a route decided before dry run is applied.
 struct Outcome<'g> {
@@ -119,12 +126,12 @@ impl Gate {
             also,
             result,
         } = self.evaluate(req, &mut trace).await;
-        let route_name = route.map_or("(unmatched)", |(_, r)| r.name.as_str());
-        let dry_run = route.is_some_and(|(_, r)| r.mode == Mode::DryRun);
+        let route_name = route.map_or("(unmatched)", |m| m.route.name.as_str());
+        let dry_run = route.is_some_and(|m| m.route.mode == Mode::DryRun);
         // Limits come after the token and the requirements: a refused token is never a 429.
         let (result, headroom) = match result {
             Ok(()) => match self
-                .rate_limit(req, route.map(|(_, r)| r), caller.as_ref(), &mut trace)
+                .rate_limit(req, route.map(|m| m.route), caller.as_ref(), &mut trace)
                 .await
             {
                 Ok(headroom) => (Ok(()), headroom),
@@ -132,7 +139,7 @@ impl Gate {
             },
             Err(r) => (Err(r), None),
         };
-        let (route, provider_index) = (route.map(|(i, _)| i), provider.map(|p| p.index));
+        let (route, provider_index) = (route.map(|m| m.index), provider.map(|p| p.index));
         self.record_on_span(route_name, caller.as_ref().map(|c| &*c.verified), &result, dry_run);
         match result {
             Ok(()) => {
@@ -186,14 +193,16 @@ impl Gate {
                 return Outcome::early(None, Err(r));
             }
         };
-        let route = self
-            .routes
-            .select_index(req, &path, &host)
-            .and_then(|i| Some((i, self.routes.routes().get(i)?)));
-        trace.with(|e| e.route = route.map(|(_, r)| r.name.clone()));
+        let route = self.routes.select_index(req, &path, &host).and_then(|index| {
+            Some(MatchedRoute {
+                index,
+                route: self.routes.routes().get(index)?,
+            })
+        });
+        trace.with(|e| e.route = route.map(|m| m.route.name.clone()));
         let done = |result| Outcome::early(route, result);
         let auth = match (route, self.unmatched) {
-            (Some((_, r)), _) => &r.auth,
+            (Some(m), _) => &m.route.auth,
             (None, Unmatched::Public) => {
                 trace.step(|| "no route matches; defaults.unmatched is public".into(), Ok(()));
                 &Auth::Public
