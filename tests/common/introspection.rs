@@ -1,4 +1,5 @@
-//! The introspection endpoint's test harness: a JWKS issuer, a config with secret and token clients, and HTTP calls to the endpoint.
+//! The introspection endpoint's test harness: a JWKS issuer, a config with secret and token
+//! clients, and HTTP calls to the endpoint.
 
 use crate::common::*;
 use jsonwebtoken::Algorithm;

@@ -1,4 +1,5 @@
-//! The opaque-token tests' harness: panva's oidc-provider as the identity provider (Node), and fixed introspection endpoints served in-process.
+//! The opaque-token tests' harness: panva's oidc-provider as the identity provider (Node), and
+//! fixed introspection endpoints served in-process.
 
 use crate::common::*;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;

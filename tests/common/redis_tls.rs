@@ -1,4 +1,5 @@
-//! The Redis-over-TLS tests' harness: a private CA, a TLS Redis with an ACL user, and jwtgate configured for it.
+//! The Redis-over-TLS tests' harness: a private CA, a TLS Redis with an ACL user, and jwtgate
+//! configured for it.
 
 use crate::common::certs::Ca;
 use crate::common::redis_server::RedisServer;

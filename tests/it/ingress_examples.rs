@@ -1,13 +1,9 @@
-//! The Kubernetes ingress examples against their APIs: `examples/ingress-nginx/ingress.yaml` with
-//! `kubernetes-validate --strict` (the Kubernetes schemas, from PyPI; `bash tests/run.sh` puts
-//! it into `.venv`) and its annotations against ingress-nginx's own list
-//! (internal/ingress/annotations/authreq/main.go at controller-v1.15.1); and
 //! `examples/envoy-gateway/security-policy.yaml` field by field against Envoy Gateway's API
-//! (api/v1alpha1 at d32f2829, 2026-08-21: `SecurityPolicySpec`, `ExtAuth`,
-//! `HTTPExtAuthService`, `BackendCluster`; Gateway API's `BackendObjectReference`,
-//! `LocalPolicyTargetReferenceWithSectionName` and `ReferenceGrant`), whose CRDs are not packaged
-//! in this project's registries. Both examples point at the door a jwtgate config names. What
-//! each proxy sends jwtgate is exercised in tests/it/http_door.rs.
+//! (api/v1alpha1 at d32f2829, 2026-08-21: `SecurityPolicySpec`, `ExtAuth`, `HTTPExtAuthService`,
+//! `BackendCluster`; Gateway API's `BackendObjectReference`,
+//! `LocalPolicyTargetReferenceWithSectionName` and `ReferenceGrant`), whose CRDs are not
+//! packaged here. The ingress-nginx example against the Kubernetes schemas
+//! (`kubernetes-validate`): `tests/external/ingress_examples.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 use crate::common;

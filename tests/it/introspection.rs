@@ -2,7 +2,8 @@
 //! loopback, against a real JWKS server: an active token's members; exactly `{"active":false}`
 //! for every kind of bad token (revoked ones included, through the real admin API); the same
 //! verdict as a `Check`; callers refused without the right credentials; the admin API's
-//! `Introspect` (generated gRPC client) and the `jwtgate introspect` CLI.
+//! `Introspect` (generated gRPC client) and the `jwtgate introspect` CLI. With curl, and over
+//! mutual TLS: `tests/external/introspection.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 use crate::common;

@@ -1,6 +1,9 @@
-//! Opaque access tokens verified by introspection (RFC 7662) at a real OAuth 2.0 authorization
-//! server: panva's `oidc-provider` (npm, `tests/idp/`), issuing opaque client-credentials tokens
-//! and serving introspection and revocation on loopback. Checks go through the real gRPC door.
+//! Opaque tokens decided from introspection answers served in-process at fixed endpoints (no
+//! authorization server needed): jwtgate's own revocations apply to them, refresh tokens are
+//! refused in each identity provider's spelling, a numeric `sub` or `jti` is refused unless read
+//! as decimal, and a sender-constrained answer is refused by a provider that does not check the
+//! binding. Against a real authorization server (panva's `oidc-provider`, Node):
+//! `tests/external/opaque_tokens.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 use crate::common;

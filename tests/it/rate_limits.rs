@@ -4,7 +4,8 @@
 //! method matching, dry run, 401/403 before 429 — and the answers on both doors: 429 with
 //! `Retry-After`, `RateLimit-Policy`, `RateLimit` and the JSON body, `RESOURCE_EXHAUSTED` as the
 //! check's status, `RateLimit` on allows with `headers_on_allow`, counted in
-//! `jwtgate_rate_limited_total{rule}`.
+//! `jwtgate_rate_limited_total{rule}`. Here on the local store; on Redis, with two replicas sharing
+//! it and a Redis that hangs or dies: `tests/external/rate_limits.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 use crate::common;

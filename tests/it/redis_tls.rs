@@ -1,7 +1,7 @@
-//! Redis as production runs it: TLS (`rediss://`) with a private CA and an ACL user whose
-//! password comes from `JWTGATE_REDIS_PASSWORD`, for revocations and rate limits alike, through
-//! the real binary and a real `redis-server --tls-port` with certificates the test makes. A CA
-//! jwtgate does not trust is refused (nothing is sent in the clear instead).
+//! A bad `redis:` block (a URL that is not Redis, a CA file without TLS, unreadable or not PEM,
+//! cluster nodes of another scheme, ...) is refused at start with file, field and reason. Redis
+//! over TLS itself, with a private CA and an ACL user, against a real `redis-server --tls-port`:
+//! `tests/external/redis_tls.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 use crate::common;

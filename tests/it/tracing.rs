@@ -1,13 +1,7 @@
-//! Traces at a real OTLP collector: `jwtgate serve` exports to the `rotel` collector (from PyPI;
-//! `bash tests/run.sh` installs it and exports its `rotel-agent` as `JWTGATE_ROTEL`), started on
-//! loopback with its debug exporter, whose printed spans are read back here.
-//!
-//! A check that carries a sampled `traceparent` is one `ext_authz.check` span with the caller's
-//! trace id as its trace and the caller's span as its parent, with door, route, provider,
-//! decision and reason, and no token; the denial body, the `x-jwtgate-trace-id` header and the
-//! JSON `deny` log line show the same trace id (the log line also the span id). An unsampled
-//! parent is followed (no span); a root check is traced at `sample_ratio`. Key fetches are
-//! `jwks.fetch` spans. An unreachable collector fails no check and its lost spans are counted.
+//! Tracing without a collector: an unreachable collector fails no check and the spans it lost
+//! are counted; a bad `telemetry.tracing` block is refused at start with file, field and reason;
+//! `jwtgate check` says whether `serve` would trace a request and as whose child. The spans at a
+//! real OTLP collector (rotel): `tests/external/tracing.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic
 
 use crate::common;
