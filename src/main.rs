@@ -73,8 +73,8 @@ enum RevokeCommand {
         /// The token's issuer: a configured provider's `issuer` (with --jti).
         #[arg(long, requires = "jti")]
         issuer: Option<String>,
-        /// Keep the revocation until this Unix time (the token's `exp`); by default, for the
-        /// provider's longest token lifetime from now.
+        /// The token's `exp` (Unix time): the revocation is kept until then plus the provider's
+        /// `clock_skew`; by default, for the provider's longest token lifetime from now.
         #[arg(long, requires = "jti")]
         expires_at: Option<u64>,
         /// The token itself: it must verify and carry a `jti`; kept until its `exp`.

@@ -114,7 +114,8 @@ impl AdminService {
                 let expires_at = match id.expires_at {
                     0 => expiry::kept_until(&p.config, now, self.subject_retention),
                     t if t > MAX_NUMERIC_DATE => return Err(invalid("expires_at is beyond the year 9999")),
-                    t => t,
+                    // The token's `exp`: it is accepted until `exp` plus skew, so kept that long.
+                    t => expiry::token_kept_until(&p.config, Some(t), now, self.subject_retention),
                 };
                 (id.issuer, id.jti, expires_at)
             }

@@ -164,14 +164,23 @@ async fn revoking_a_jti_denies_that_token_at_the_check_door_and_no_other() {
         assert_revoked(&gk, &revoked).await;
         assert_allowed(&gk, &other).await;
 
-        // An explicit expires_at is kept as given.
-        let until = now() + 3600;
-        let r = revoke(&mut admin, by_id(&iss.url(), "j-3", until))
+        // An explicit expires_at is the token's exp: kept until then plus the skew (60 s), as a
+        // token is accepted that long past its exp.
+        let exp = now() + 3600;
+        let r = revoke(&mut admin, by_id(&iss.url(), "j-3", exp))
             .await
             .unwrap()
             .revocation
             .unwrap();
-        assert_eq!(r.expires_at, until);
+        assert_eq!(r.expires_at, exp + 60);
+
+        // An exp passed but within the skew: the token is still accepted, so it is revoked.
+        let late_exp = now() - 30;
+        let late = token(&iss, json!({"jti": "late", "exp": late_exp}));
+        assert_allowed(&gk, &late).await;
+        let r = revoke(&mut admin, by_id(&iss.url(), "late", late_exp)).await.unwrap();
+        assert_eq!(r.revocation.map(|r| r.expires_at), Some(late_exp + 60), "{}", r.note);
+        assert_revoked(&gk, &late).await;
 
         for (req, what) in [
             (by_id("https://unknown.example/", "j", 0), "not a configured provider"),
@@ -663,7 +672,10 @@ async fn expired_revocations_are_purged_from_memory_and_the_file() {
         let extra = "revocation: { purge_interval: 200ms }\n";
         let gk = gatekeeper(&iss, extra).await;
         let mut admin = gk.admin().await;
-        revoke(&mut admin, by_id(&iss.url(), "short", now() + 2)).await.unwrap();
+        // Its exp 58 s ago: kept two more seconds (the 60 s skew), then purged.
+        revoke(&mut admin, by_id(&iss.url(), "short", now() - 58))
+            .await
+            .unwrap();
         revoke(&mut admin, by_id(&iss.url(), "long", 0)).await.unwrap();
         assert_eq!(listed(&mut admin).await, ["long", "short"]);
 

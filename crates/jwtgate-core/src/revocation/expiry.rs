@@ -23,11 +23,12 @@ pub fn kept_until(p: &Provider, from: u64, retention_at_start: Duration) -> u64 
         .min(MAX_NUMERIC_DATE)
 }
 
-/// Until when the revocation of one verified token of `p` is kept: its `exp` plus skew, else
+/// Until when the revocation of one token of `p` is kept: its `exp` (read from the verified
+/// token, or given by the caller) plus skew — the token is accepted that long past `exp` — else
 /// as [`kept_until`] from `now`.
 pub fn token_kept_until(p: &Provider, exp: Option<u64>, now: u64, retention_at_start: Duration) -> u64 {
     match exp {
-        Some(exp) => exp.saturating_add(p.clock_skew.as_secs()),
+        Some(exp) => exp.saturating_add(p.clock_skew.as_secs()).min(MAX_NUMERIC_DATE),
         None => kept_until(p, now, retention_at_start),
     }
 }
@@ -81,6 +82,10 @@ mod tests {
         let p = provider(Some(600), None);
         assert_eq!(token_kept_until(&p, Some(5_000), 1_000, day), 5_060);
         assert_eq!(token_kept_until(&p, None, 1_000, day), 1_660);
+        assert_eq!(
+            token_kept_until(&p, Some(MAX_NUMERIC_DATE), 1_000, day),
+            MAX_NUMERIC_DATE
+        );
     }
 
     #[test]
